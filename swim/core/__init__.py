@@ -1,0 +1,51 @@
+"""The sans-IO SWIM + Lifeguard protocol core.
+
+Nothing in this package reads a clock, touches a socket or starts a task: time comes in
+as ``now``, randomness as a seeded ``random.Random``, datagrams in as method calls, and
+datagrams, streams and events go out as drained values (see `Core`).
+"""
+
+from swim.core.codec import MalformedMessage, decode_untrusted, encode
+from swim.core.config import Config
+from swim.core.core import Core, ProtocolError
+from swim.core.events import (
+    Event,
+    JoinCompleted,
+    MemberAlive,
+    MemberFailed,
+    MemberJoined,
+    MemberLeft,
+    MemberSuspected,
+    MemberUpdated,
+    UserBroadcastReceived,
+    UserMessageReceived,
+)
+from swim.core.messages import Address, MemberState, MemberStatus
+from swim.core.outputs import Datagram, StreamKind, StreamRequest
+from swim.core.stats import Stats
+
+__all__ = [
+    "Address",
+    "Config",
+    "Core",
+    "Datagram",
+    "Event",
+    "JoinCompleted",
+    "MalformedMessage",
+    "MemberAlive",
+    "MemberFailed",
+    "MemberJoined",
+    "MemberLeft",
+    "MemberState",
+    "MemberStatus",
+    "MemberSuspected",
+    "MemberUpdated",
+    "ProtocolError",
+    "Stats",
+    "StreamKind",
+    "StreamRequest",
+    "UserBroadcastReceived",
+    "UserMessageReceived",
+    "decode_untrusted",
+    "encode",
+]

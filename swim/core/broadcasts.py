@@ -1,0 +1,141 @@
+"""Transmit-limited broadcast queue: infection-style dissemination (memberlist queue.go).
+
+Each queued item is sent a limited number of times (``retransmit_limit``), riding on
+outgoing datagrams. Items are chosen fewest-transmits first, and within one transmit
+count the most recently queued or re-tiered first. A new item under the same key (news
+about the same member) replaces the queued one, so stale news is never sent after
+fresher news.
+
+Items live in tiers by transmit count; a dict per tier keeps insertion order, so taking
+items for one packet costs time proportional to the items examined, not to the queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Final
+
+import attrs
+
+from swim.core.messages import Message
+
+#: Most queued items examined to fill one packet (bounds the cost of a packet).
+MAX_SCAN: Final = 256
+#: No queued item is smaller than this many bytes, so a smaller gap ends the scan.
+MIN_ITEM_BYTES: Final = 4
+
+
+@attrs.define(eq=False, slots=True)
+class Broadcast:
+    """One queued item: the message, its encoding, and how often it was sent."""
+
+    key: Hashable
+    message: Message
+    encoded: bytes
+    transmits: int = 0
+
+
+@attrs.define(eq=False)
+class BroadcastQueue:
+    """Queued news, taken into packets fewest-transmits first."""
+
+    _tiers: list[dict[Hashable, Broadcast]] = attrs.field(factory=lambda: [{}])
+    _by_key: dict[Hashable, Broadcast] = attrs.field(factory=dict)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._by_key
+
+    def queue(self, key: Hashable, message: Message, encoded: bytes) -> None:
+        """Queue `message` under `key`, replacing any queued item with the same key."""
+        old = self._by_key.get(key)
+        if old is not None:
+            del self._tiers[old.transmits][key]
+        item = Broadcast(key, message, encoded)
+        self._by_key[key] = item
+        self._tiers[0][key] = item
+
+    def discard(self, key: Hashable) -> None:
+        """Forget the item under `key`, if any."""
+        old = self._by_key.pop(key, None)
+        if old is not None:
+            del self._tiers[old.transmits][key]
+
+    def take(
+        self, budget: int, limit: int, encoded: list[bytes], messages: list[Message]
+    ) -> int:
+        """Append items fitting in `budget` bytes to `encoded` and `messages`.
+
+        Each item taken counts one transmit; an item reaching `limit` transmits leaves
+        the queue. Returns the bytes used.
+        """
+        if not self._by_key or budget < MIN_ITEM_BYTES:
+            return 0
+        self._drop_over(limit)
+        used = 0
+        scanned = 0
+        taken: list[tuple[int, list[Broadcast]]] = []
+        for tier_index in range(min(limit, len(self._tiers))):
+            tier = self._tiers[tier_index]
+            if not tier:
+                continue
+            chosen: list[Broadcast] = []
+            for item in reversed(tier.values()):
+                scanned += 1
+                size = len(item.encoded)
+                if used + size <= budget:
+                    chosen.append(item)
+                    used += size
+                if budget - used < MIN_ITEM_BYTES or scanned >= MAX_SCAN:
+                    break
+            if chosen:
+                taken.append((tier_index, chosen))
+            if budget - used < MIN_ITEM_BYTES or scanned >= MAX_SCAN:
+                break
+        # Promote only after the scan, so no item is met twice in one packet.
+        for tier_index, chosen in reversed(taken):
+            self._promote(chosen, tier_index, limit)
+            for item in chosen:
+                encoded.append(item.encoded)
+                messages.append(item.message)
+        return used
+
+    def _promote(self, chosen: list[Broadcast], tier_index: int, limit: int) -> None:
+        tier = self._tiers[tier_index]
+        if tier_index + 1 == len(self._tiers):
+            self._tiers.append({})
+        upper = self._tiers[tier_index + 1]
+        # Re-insert in ascending order so the next scan of the upper tier, which walks
+        # from the end, meets the newest first.
+        for item in reversed(chosen):
+            del tier[item.key]
+            item.transmits += 1
+            if item.transmits >= limit:
+                del self._by_key[item.key]
+            else:
+                upper[item.key] = item
+
+    def _drop_over(self, limit: int) -> None:
+        # The limit shrinks when the cluster does; items already sent that often go.
+        while len(self._tiers) > max(limit, 1):
+            for key in self._tiers.pop():
+                del self._by_key[key]
+
+
+@attrs.define(eq=False)
+class SeenIds:
+    """Bounded memory of delivered user-broadcast ids, oldest forgotten first."""
+
+    capacity: int
+    _seen: dict[tuple[str, int], None] = attrs.field(factory=dict)
+
+    def add(self, key: tuple[str, int]) -> bool:
+        """Remember `key`; False if it was already remembered."""
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self.capacity:
+            del self._seen[next(iter(self._seen))]
+        return True

@@ -1,0 +1,331 @@
+"""The wire format: compact CBOR, versioned, bounded. The only module that touches bytes.
+
+A datagram (or a stream frame) is one CBOR array ``[VERSION, message, message, ...]``;
+each message is a positional array ``[kind, field, ...]`` with a small-integer kind.
+Hosts travel as packed IPv4/IPv6 bytes (4 or 16), not text. Piggybacked news is encoded
+once when queued and reused for every retransmission; a datagram is then assembled by
+concatenating encoded messages behind an array header, with no re-encoding.
+
+`decode_untrusted` parses attacker-controlled bytes: it returns the messages or raises
+`MalformedMessage`, and nothing else. The input length is bounded before parsing, cbor2
+reads declared lengths incrementally (a 9-byte header claiming 2**60 items allocates
+nothing), nesting depth is capped, every semantic tag is refused, trailing bytes are
+refused, and every field is type- and range-checked before a value is built.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import ipaddress
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, NoReturn
+
+import cbor2
+
+from swim.core.config import META_MAX_BYTES, NAME_MAX_BYTES
+from swim.core.messages import (
+    Ack,
+    Address,
+    Alive,
+    Dead,
+    MemberState,
+    MemberStatus,
+    Message,
+    Nack,
+    Ping,
+    PingReq,
+    PushPull,
+    Suspect,
+    UserBroadcast,
+    UserMessage,
+)
+
+#: Wire format version; the first item of every datagram and stream frame.
+VERSION: Final = 1
+#: Largest datagram accepted (the UDP payload maximum).
+MAX_DATAGRAM_BYTES: Final = 65_507
+#: Largest stream frame accepted (push-pull of ~100k members fits).
+MAX_STREAM_BYTES: Final = 32 * 1024 * 1024
+#: Most messages in one datagram or frame.
+MAX_MESSAGES: Final = 4096
+#: Most member entries in one push-pull exchange.
+MAX_PUSH_PULL_MEMBERS: Final = 500_000
+#: Largest user payload (broadcast or message).
+MAX_USER_PAYLOAD_BYTES: Final = 64 * 1024
+#: Incarnations and user-broadcast ids are unsigned 63-bit integers.
+MAX_INCARNATION: Final = (1 << 63) - 1
+#: Sequence numbers are unsigned 32-bit integers and wrap.
+MAX_SEQ: Final = (1 << 32) - 1
+
+
+class MalformedMessage(Exception):
+    """Input bytes that are not a valid datagram or frame (a peer's fault)."""
+
+
+# Message kinds on the wire. Never renumber; add new kinds at the end.
+KIND_PING: Final = 0
+KIND_PING_REQ: Final = 1
+KIND_ACK: Final = 2
+KIND_NACK: Final = 3
+KIND_ALIVE: Final = 4
+KIND_SUSPECT: Final = 5
+KIND_DEAD: Final = 6
+KIND_USER_BROADCAST: Final = 7
+KIND_USER_MESSAGE: Final = 8
+KIND_PUSH_PULL: Final = 9
+
+#: Human names of kinds, for statistics.
+KIND_NAMES: Final = {
+    Ping: "ping",
+    PingReq: "ping_req",
+    Ack: "ack",
+    Nack: "nack",
+    Alive: "alive",
+    Suspect: "suspect",
+    Dead: "dead",
+    UserBroadcast: "user_broadcast",
+    UserMessage: "user_message",
+    PushPull: "push_pull",
+}
+
+_STATUSES: Final = tuple(MemberStatus)
+
+
+# ---------------------------------------------------------------------------------------
+# Encoding
+
+
+@functools.lru_cache(maxsize=65_536)
+def _pack_host(host: str) -> bytes:
+    try:
+        return ipaddress.ip_address(host).packed
+    except ValueError:
+        raise ValueError(f"address host must be an IP literal, got {host!r}") from None
+
+
+@functools.lru_cache(maxsize=65_536)
+def _unpack_host(packed: bytes) -> str:
+    return str(ipaddress.ip_address(packed))
+
+
+def _state_fields(m: MemberState) -> list[Any]:
+    return [m.name, m.incarnation, int(m.status), _pack_host(m.addr[0]), m.addr[1], m.meta]
+
+
+def _message_items(msg: Message) -> list[Any]:
+    match msg:
+        case Ping(seq, target):
+            return [KIND_PING, seq, target]
+        case PingReq(seq, target, (host, port), nack):
+            return [KIND_PING_REQ, seq, target, _pack_host(host), port, nack]
+        case Ack(seq):
+            return [KIND_ACK, seq]
+        case Nack(seq):
+            return [KIND_NACK, seq]
+        case Alive(m):
+            return [KIND_ALIVE, m.name, m.incarnation, _pack_host(m.addr[0]), m.addr[1], m.meta]
+        case Suspect(name, incarnation, accuser):
+            return [KIND_SUSPECT, name, incarnation, accuser]
+        case Dead(name, incarnation, accuser):
+            return [KIND_DEAD, name, incarnation, accuser]
+        case UserBroadcast(origin, id_, payload):
+            return [KIND_USER_BROADCAST, origin, id_, payload]
+        case UserMessage(source, payload):
+            return [KIND_USER_MESSAGE, source, payload]
+        case PushPull(join, members):
+            return [KIND_PUSH_PULL, join, [_state_fields(m) for m in members]]
+    raise TypeError(f"not a message: {msg!r}")
+
+
+def encode_message(msg: Message) -> bytes:
+    """One message as a CBOR item, ready to be placed in a datagram."""
+    return cbor2.dumps(_message_items(msg))
+
+
+def _array_header(count: int) -> bytes:
+    if count < 24:
+        return bytes((0x80 + count,))
+    if count < 256:
+        return bytes((0x98, count))
+    if count < 65_536:
+        return bytes((0x99, count >> 8, count & 0xFF))
+    raise ValueError("too many messages for one datagram")
+
+
+#: Bytes a datagram adds around its messages, at most (array header + version).
+DATAGRAM_OVERHEAD: Final = 4
+
+
+def assemble(encoded: Sequence[bytes]) -> bytes:
+    """A datagram from already encoded messages (see `encode_message`)."""
+    return b"".join((_array_header(len(encoded) + 1), b"\x01", *encoded))
+
+
+def encode(messages: Iterable[Message]) -> bytes:
+    """A datagram or stream frame holding `messages`."""
+    return assemble([encode_message(m) for m in messages])
+
+
+# ---------------------------------------------------------------------------------------
+# Decoding untrusted bytes
+
+
+def _refuse_tag(decoder: object, tag: object = None) -> NoReturn:
+    raise MalformedMessage("CBOR tags are not part of the format")
+
+
+# Built-in semantic decoders (datetimes, bignums, decimals, shared references...) are all
+# replaced by a refusal; any other tag reaches the tag hook, which refuses too.
+_NO_SEMANTICS: Final = dict.fromkeys([*range(0, 1024), 55799], _refuse_tag)
+
+
+def _bad(why: str) -> NoReturn:
+    raise MalformedMessage(why)
+
+
+def _int(value: Any, limit: int, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= limit:
+        _bad(f"{what} must be an integer in [0, {limit}]")
+    return value
+
+
+def _name(value: Any, what: str = "name") -> str:
+    if type(value) is not str or not 0 < len(value) <= NAME_MAX_BYTES:
+        _bad(f"{what} must be a non-empty string")
+    if len(value.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
+        _bad(f"{what} longer than {NAME_MAX_BYTES} bytes")
+    return value
+
+
+def _bytes(value: Any, limit: int, what: str) -> bytes:
+    if type(value) is not bytes or len(value) > limit:
+        _bad(f"{what} must be at most {limit} bytes")
+    return value
+
+
+def _addr(host: Any, port: Any) -> Address:
+    if type(host) is not bytes or len(host) not in (4, 16):
+        _bad("host must be a packed IPv4 or IPv6 address")
+    if type(port) is not int or not 0 < port < 65_536:
+        _bad("port must be in [1, 65535]")
+    return (_unpack_host(host), port)
+
+
+def _bool(value: Any, what: str) -> bool:
+    if type(value) is not bool:
+        _bad(f"{what} must be a boolean")
+    return value
+
+
+def _state(items: Any) -> MemberState:
+    if type(items) is not list or len(items) != 6:
+        _bad("member state must be a 6-item array")
+    name, inc, status, host, port, meta = items
+    if type(status) is not int or not 0 <= status < len(_STATUSES):
+        _bad("unknown member status")
+    return MemberState(
+        _name(name),
+        _addr(host, port),
+        _int(inc, MAX_INCARNATION, "incarnation"),
+        _STATUSES[status],
+        _bytes(meta, META_MAX_BYTES, "metadata"),
+    )
+
+
+def _message(items: Any, stream: bool) -> Message:
+    if type(items) is not list or not items:
+        _bad("a message must be a non-empty array")
+    kind = items[0]
+    n = len(items)
+    if kind == KIND_PING and n == 3:
+        return Ping(_int(items[1], MAX_SEQ, "seq"), _name(items[2], "target"))
+    if kind == KIND_ACK and n == 2:
+        return Ack(_int(items[1], MAX_SEQ, "seq"))
+    if kind == KIND_ALIVE and n == 6:
+        return Alive(
+            MemberState(
+                _name(items[1]),
+                _addr(items[3], items[4]),
+                _int(items[2], MAX_INCARNATION, "incarnation"),
+                MemberStatus.ALIVE,
+                _bytes(items[5], META_MAX_BYTES, "metadata"),
+            )
+        )
+    if kind in (KIND_SUSPECT, KIND_DEAD) and n == 4:
+        cls = Suspect if kind == KIND_SUSPECT else Dead
+        return cls(
+            _name(items[1]),
+            _int(items[2], MAX_INCARNATION, "incarnation"),
+            _name(items[3], "accuser"),
+        )
+    if kind == KIND_PING_REQ and n == 6:
+        return PingReq(
+            _int(items[1], MAX_SEQ, "seq"),
+            _name(items[2], "target"),
+            _addr(items[3], items[4]),
+            _bool(items[5], "nack"),
+        )
+    if kind == KIND_NACK and n == 2:
+        return Nack(_int(items[1], MAX_SEQ, "seq"))
+    if kind == KIND_USER_BROADCAST and n == 4:
+        return UserBroadcast(
+            _name(items[1], "origin"),
+            _int(items[2], MAX_INCARNATION, "broadcast id"),
+            _bytes(items[3], MAX_USER_PAYLOAD_BYTES, "payload"),
+        )
+    if kind == KIND_USER_MESSAGE and n == 3:
+        return UserMessage(
+            _name(items[1], "source"), _bytes(items[2], MAX_USER_PAYLOAD_BYTES, "payload")
+        )
+    if kind == KIND_PUSH_PULL and n == 3 and stream:
+        members = items[2]
+        if type(members) is not list or len(members) > MAX_PUSH_PULL_MEMBERS:
+            _bad("push-pull members must be an array of bounded length")
+        return PushPull(_bool(items[1], "join"), tuple(_state(m) for m in members))
+    _bad(f"unknown message kind or wrong arity: kind={kind!r} items={n}")
+
+
+def decode_untrusted(data: bytes, *, stream: bool = False) -> tuple[Message, ...]:
+    """The messages in a datagram (or, with ``stream=True``, a stream frame).
+
+    Raises `MalformedMessage` for anything that is not a well-formed, in-range frame of
+    this format version, and never raises anything else.
+    """
+    limit = MAX_STREAM_BYTES if stream else MAX_DATAGRAM_BYTES
+    if not isinstance(data, bytes | bytearray | memoryview):
+        _bad("input must be bytes")
+    if not 2 <= len(data) <= limit:
+        _bad(f"frame size {len(data)} outside [2, {limit}]")
+    fp = io.BytesIO(data)
+    try:
+        top = cbor2.CBORDecoder(
+            fp,
+            tag_hook=_refuse_tag,
+            semantic_decoders=_NO_SEMANTICS,
+            max_depth=5,
+            allow_indefinite=False,
+        ).decode()
+    except MalformedMessage:
+        raise
+    except Exception as exc:  # cbor2 raises several types (and ValueError, etc.)
+        raise MalformedMessage(f"not CBOR: {exc}") from None
+    if fp.tell() != len(data):
+        _bad("trailing bytes after the frame")
+    if type(top) is not list or not top:
+        _bad("a frame must be a non-empty array")
+    if len(top) - 1 > MAX_MESSAGES:
+        _bad("too many messages in one frame")
+    if top[0] != VERSION or type(top[0]) is not int:
+        _bad(f"unsupported format version {top[0]!r}")
+    try:
+        return tuple(_message(item, stream) for item in top[1:])
+    except MalformedMessage:
+        raise
+    except Exception as exc:  # defensive: a value that slipped past the checks
+        raise MalformedMessage(f"invalid field: {exc}") from None
+
+
+def message_kind(msg: Message) -> str:
+    """The statistics name of a message's kind (``"ping"``, ``"alive"``...)."""
+    return KIND_NAMES[type(msg)]

@@ -1,0 +1,155 @@
+"""Protocol configuration: memberlist's numbers as named profiles.
+
+`Config.lan()`, `Config.wan()` and `Config.local()` reproduce HashiCorp memberlist's
+`DefaultLANConfig`, `DefaultWANConfig` and `DefaultLocalConfig`. Every Lifeguard
+extension has a switch so plain SWIM can be compared with SWIM + Lifeguard
+(`Config.lan().plain_swim()`).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+#: Largest node metadata a member may carry (bytes), as memberlist's MetaMaxSize.
+META_MAX_BYTES = 512
+#: Longest member name (bytes of UTF-8).
+NAME_MAX_BYTES = 255
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """Timing, fan-out and feature switches for one member.
+
+    Durations are in seconds and end in ``_s``. Build one with a named profile and adjust
+    with :func:`attrs.evolve`, e.g. ``attrs.evolve(Config.lan(), indirect_probes=2)``.
+    """
+
+    #: Base protocol period T: one probe per interval (scaled by local health).
+    probe_interval_s: float = attrs.field(default=1.0, validator=_positive)
+    #: How long to wait for a direct ack before asking helpers (ping-req).
+    probe_timeout_s: float = attrs.field(default=0.5, validator=_positive)
+    #: k, the number of helpers asked to probe indirectly.
+    indirect_probes: int = attrs.field(default=3, validator=_non_negative)
+    #: Suspicion timeout multiplier (alpha in Lifeguard).
+    suspicion_mult: int = attrs.field(default=4, validator=_positive)
+    #: Maximum suspicion timeout as a multiple of the minimum (beta in Lifeguard).
+    suspicion_max_timeout_mult: int = attrs.field(default=6, validator=_positive)
+    #: Each update is sent retransmit_mult * ceil(log10(n + 1)) times.
+    retransmit_mult: int = attrs.field(default=4, validator=_positive)
+    #: Period of the gossip timer that pushes queued news to random members.
+    gossip_interval_s: float = attrs.field(default=0.2, validator=_positive)
+    #: Members each gossip round sends to.
+    gossip_nodes: int = attrs.field(default=3, validator=_non_negative)
+    #: Base period of full-state push-pull anti-entropy (scaled up for n > 32).
+    push_pull_interval_s: float = attrs.field(default=30.0, validator=_positive)
+    #: How long dead/left members still receive gossip before being reaped.
+    gossip_to_the_dead_s: float = attrs.field(default=30.0, validator=_non_negative)
+    #: Timeout for stream (TCP) exchanges; the runtime enforces it.
+    tcp_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    #: Local health score range is [0, awareness_max_multiplier - 1].
+    awareness_max_multiplier: int = attrs.field(default=8, validator=_positive)
+    #: Largest datagram the core builds (bytes, before any encryption overhead).
+    packet_budget: int = attrs.field(default=1400)
+    #: Share of each packet's piggyback space reserved for user broadcasts, so that
+    #: membership news cannot starve them in large clusters.
+    user_broadcast_share: float = attrs.field(default=0.25)
+    #: A dead or left name may be claimed by a new address after this long;
+    #: None never allows it before the entry is reaped (memberlist's default).
+    dead_node_reclaim_s: float | None = None
+    #: Largest incarnation jump accepted about a known member; a larger one is treated as
+    #: hostile and dropped (defends against memberlist #358).
+    incarnation_window: int = attrs.field(default=1 << 20, validator=_positive)
+    #: How many user-broadcast ids to remember for deduplication.
+    user_broadcast_memory: int = attrs.field(default=4096, validator=_positive)
+
+    # --- switches (all on = SWIM + Lifeguard as memberlist runs it) ---
+    #: Helpers send nacks when the target is silent (Lifeguard).
+    nacks: bool = True
+    #: Local health awareness scales the probe interval (Lifeguard LHA-probe).
+    awareness: bool = True
+    #: Suspicion timeout shrinks with independent confirmations (Lifeguard LHA-suspicion).
+    dynamic_suspicion: bool = True
+    #: Piggyback a suspicion on the ping to the suspect (Lifeguard buddy system).
+    buddy_system: bool = True
+    #: Separate gossip timer (otherwise news rides only on probe traffic, as in SWIM).
+    gossip_timer: bool = True
+    #: Periodic push-pull anti-entropy (join always uses one exchange).
+    push_pull: bool = True
+    #: TCP ping to the target in parallel with indirect probes.
+    tcp_fallback_ping: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if self.probe_timeout_s > self.probe_interval_s:
+            raise ValueError("probe_timeout_s must not exceed probe_interval_s")
+        if not 64 <= self.packet_budget <= 65_000:
+            raise ValueError(f"packet_budget must be in [64, 65000], got {self.packet_budget}")
+        if not 0.0 <= self.user_broadcast_share <= 1.0:
+            raise ValueError("user_broadcast_share must be within [0, 1]")
+        if self.suspicion_mult < 1 or self.suspicion_max_timeout_mult < 1:
+            raise ValueError("suspicion multipliers must be >= 1")
+
+    @classmethod
+    def lan(cls) -> Config:
+        """memberlist's DefaultLANConfig: a LAN, 1 s protocol period."""
+        return cls()
+
+    @classmethod
+    def wan(cls) -> Config:
+        """memberlist's DefaultWANConfig: slower, more tolerant timing for WANs."""
+        return cls(
+            probe_interval_s=5.0,
+            probe_timeout_s=3.0,
+            suspicion_mult=6,
+            gossip_interval_s=0.5,
+            gossip_nodes=4,
+            push_pull_interval_s=60.0,
+            gossip_to_the_dead_s=60.0,
+            tcp_timeout_s=30.0,
+        )
+
+    @classmethod
+    def local(cls) -> Config:
+        """memberlist's DefaultLocalConfig: one host or a fast local network."""
+        return cls(
+            probe_timeout_s=0.2,
+            indirect_probes=1,
+            suspicion_mult=3,
+            retransmit_mult=2,
+            gossip_interval_s=0.1,
+            push_pull_interval_s=15.0,
+            gossip_to_the_dead_s=15.0,
+            tcp_timeout_s=1.0,
+        )
+
+    @classmethod
+    def profile(cls, name: str) -> Config:
+        """The named profile: ``"lan"``, ``"wan"`` or ``"local"``."""
+        profiles = {"lan": cls.lan, "wan": cls.wan, "local": cls.local}
+        try:
+            return profiles[name]()
+        except KeyError:
+            raise ValueError(
+                f"unknown profile {name!r}; choose one of {', '.join(profiles)}"
+            ) from None
+
+    def plain_swim(self) -> Config:
+        """The same timing with every Lifeguard extension (and the gossip timer) off."""
+        return attrs.evolve(
+            self,
+            nacks=False,
+            awareness=False,
+            dynamic_suspicion=False,
+            buddy_system=False,
+            gossip_timer=False,
+            tcp_fallback_ping=False,
+        )

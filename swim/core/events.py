@@ -1,0 +1,105 @@
+"""Application events: what a member tells its application, drained from the core.
+
+Every membership event carries the member's state after the change and the time it
+happened (the `now` of the input that caused it).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from swim.core.messages import Address, MemberState
+
+
+@attrs.frozen(kw_only=True)
+class MemberJoined:
+    """A member appeared (or came back after being dead or having left)."""
+
+    member: MemberState
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class MemberSuspected:
+    """A member is suspected; it will fail unless it refutes."""
+
+    member: MemberState
+    accuser: str
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class MemberAlive:
+    """A suspected member refuted the suspicion and is alive again."""
+
+    member: MemberState
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class MemberFailed:
+    """A member was declared dead (its suspicion timed out somewhere)."""
+
+    member: MemberState
+    accuser: str
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class MemberLeft:
+    """A member left the cluster gracefully."""
+
+    member: MemberState
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class MemberUpdated:
+    """A member changed its metadata (or address, on reclaim)."""
+
+    member: MemberState
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class UserBroadcastReceived:
+    """A user broadcast reached this member (delivered once per (origin, id))."""
+
+    origin: str
+    id: int
+    payload: bytes
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class UserMessageReceived:
+    """A direct user message arrived."""
+
+    source: str
+    addr: Address
+    payload: bytes
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class JoinCompleted:
+    """A join exchange with a seed finished; `ok` is False if the seed did not answer."""
+
+    seed: Address
+    ok: bool
+    #: Members learned from the seed's state (0 when not ok).
+    members: int
+    at: float
+
+
+Event = (
+    MemberJoined
+    | MemberSuspected
+    | MemberAlive
+    | MemberFailed
+    | MemberLeft
+    | MemberUpdated
+    | UserBroadcastReceived
+    | UserMessageReceived
+    | JoinCompleted
+)

@@ -1,0 +1,133 @@
+"""Wire messages: small immutable values, compared by value.
+
+Only :mod:`swim.core.codec` turns them into bytes and back. A datagram carries one or
+more messages: a probe message (`Ping`, `PingReq`, `Ack`, `Nack`) and piggybacked news
+(`Alive`, `Suspect`, `Dead`, `UserBroadcast`). Streams (TCP in production) carry
+`PushPull` state exchanges, fallback pings and reliable `UserMessage` values.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+#: A network address as (host, port); the host is an IPv4 or IPv6 literal.
+Address = tuple[str, int]
+
+
+class MemberStatus(enum.IntEnum):
+    """A member's status in some member's view (SWIM plus memberlist's *left*)."""
+
+    #: Answering probes, or not yet suspected.
+    ALIVE = 0
+    #: Missed a probe; will be declared dead unless it refutes in time.
+    SUSPECT = 1
+    #: Declared failed: its suspicion timed out (SWIM's *confirm*).
+    DEAD = 2
+    #: Left gracefully (announced its own death).
+    LEFT = 3
+
+
+@attrs.frozen(slots=True)
+class MemberState:
+    """One member as a member knows it; the entry of a membership table.
+
+    Also the payload of `Alive` and of push-pull exchanges, so that one value can be
+    shared between the tables of simulated members that learn the same news.
+    """
+
+    name: str
+    addr: Address
+    incarnation: int
+    status: MemberStatus = MemberStatus.ALIVE
+    meta: bytes = b""
+
+
+@attrs.frozen(slots=True)
+class Ping:
+    """Direct probe. `target` names the member meant, so a stale address is caught."""
+
+    seq: int
+    target: str
+
+
+@attrs.frozen(slots=True)
+class PingReq:
+    """Ask a helper to probe `target` on our behalf and relay the ack (SWIM ping-req)."""
+
+    seq: int
+    target: str
+    target_addr: Address
+    #: The requester wants a nack if the target stays silent (Lifeguard).
+    nack: bool
+
+
+@attrs.frozen(slots=True)
+class Ack:
+    """Answer to a `Ping` (or relayed answer to a `PingReq`) with the same `seq`."""
+
+    seq: int
+
+
+@attrs.frozen(slots=True)
+class Nack:
+    """A helper's report that the target of a `PingReq` has not answered (Lifeguard)."""
+
+    seq: int
+
+
+@attrs.frozen(slots=True)
+class Alive:
+    """News: `member` is alive at its incarnation, with its address and metadata."""
+
+    member: MemberState
+
+
+@attrs.frozen(slots=True)
+class Suspect:
+    """News: `accuser` suspects `name` at `incarnation`."""
+
+    name: str
+    incarnation: int
+    accuser: str
+
+
+@attrs.frozen(slots=True)
+class Dead:
+    """News: `name` is dead at `incarnation`. ``accuser == name`` means it left."""
+
+    name: str
+    incarnation: int
+    accuser: str
+
+
+@attrs.frozen(slots=True)
+class UserBroadcast:
+    """An application payload gossiped to every member; (origin, id) is unique."""
+
+    origin: str
+    id: int
+    payload: bytes
+
+
+@attrs.frozen(slots=True)
+class UserMessage:
+    """An application payload sent to one member, by datagram or stream."""
+
+    source: str
+    payload: bytes
+
+
+@attrs.frozen(slots=True)
+class PushPull:
+    """Full-state exchange: the request (or response) carries the sender's table."""
+
+    join: bool
+    members: tuple[MemberState, ...]
+
+
+#: News about a member, queued and piggybacked.
+MembershipNews = Alive | Suspect | Dead
+#: Every message kind the codec knows.
+Message = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | UserBroadcast | UserMessage | PushPull
