@@ -18,7 +18,7 @@ DropRule = Callable[[Address, Address, Sequence[Message]], bool]
 
 
 def addr_of(i: int) -> Address:
-    return ("10.0.0.%d" % (i + 1), 7946)
+    return (f"10.0.0.{i + 1}", 7946)
 
 
 class Router:
@@ -67,14 +67,14 @@ class Router:
         for dgram in core.datagrams_to_send():
             if src in self.down or self.drop(src, dgram.addr, dgram.messages):
                 continue
-            def deliver(d=dgram, s=src) -> None:  # noqa: ANN001
+            def deliver(d=dgram, s=src) -> None:
                 target = self.cores.get(d.addr)
                 if target is not None and d.addr not in self.down:
                     target.receive_datagram(d.data, s, self.now)
                     self._flush(target)
             self._at(self.now + self.delay_s, deliver)
         for req in core.streams_to_open():
-            def answer(r=req, c=core) -> None:  # noqa: ANN001
+            def answer(r=req, c=core) -> None:
                 target = self.cores.get(r.addr)
                 response = None
                 if (

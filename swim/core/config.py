@@ -16,14 +16,6 @@ META_MAX_BYTES = 512
 NAME_MAX_BYTES = 255
 
 
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -35,29 +27,29 @@ class Config:
     """
 
     #: Base protocol period T: one probe per interval (scaled by local health).
-    probe_interval_s: float = attrs.field(default=1.0, validator=_positive)
+    probe_interval_s: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     #: How long to wait for a direct ack before asking helpers (ping-req).
-    probe_timeout_s: float = attrs.field(default=0.5, validator=_positive)
+    probe_timeout_s: float = attrs.field(default=0.5, validator=attrs.validators.gt(0))
     #: k, the number of helpers asked to probe indirectly.
-    indirect_probes: int = attrs.field(default=3, validator=_non_negative)
+    indirect_probes: int = attrs.field(default=3, validator=attrs.validators.ge(0))
     #: Suspicion timeout multiplier (alpha in Lifeguard).
-    suspicion_mult: int = attrs.field(default=4, validator=_positive)
+    suspicion_mult: int = attrs.field(default=4, validator=attrs.validators.gt(0))
     #: Maximum suspicion timeout as a multiple of the minimum (beta in Lifeguard).
-    suspicion_max_timeout_mult: int = attrs.field(default=6, validator=_positive)
+    suspicion_max_timeout_mult: int = attrs.field(default=6, validator=attrs.validators.gt(0))
     #: Each update is sent retransmit_mult * ceil(log10(n + 1)) times.
-    retransmit_mult: int = attrs.field(default=4, validator=_positive)
+    retransmit_mult: int = attrs.field(default=4, validator=attrs.validators.gt(0))
     #: Period of the gossip timer that pushes queued news to random members.
-    gossip_interval_s: float = attrs.field(default=0.2, validator=_positive)
+    gossip_interval_s: float = attrs.field(default=0.2, validator=attrs.validators.gt(0))
     #: Members each gossip round sends to.
-    gossip_nodes: int = attrs.field(default=3, validator=_non_negative)
+    gossip_nodes: int = attrs.field(default=3, validator=attrs.validators.ge(0))
     #: Base period of full-state push-pull anti-entropy (scaled up for n > 32).
-    push_pull_interval_s: float = attrs.field(default=30.0, validator=_positive)
+    push_pull_interval_s: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
     #: How long dead/left members still receive gossip before being reaped.
-    gossip_to_the_dead_s: float = attrs.field(default=30.0, validator=_non_negative)
+    gossip_to_the_dead_s: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
     #: Timeout for stream (TCP) exchanges; the runtime enforces it.
-    tcp_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    tcp_timeout_s: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
     #: Local health score range is [0, awareness_max_multiplier - 1].
-    awareness_max_multiplier: int = attrs.field(default=8, validator=_positive)
+    awareness_max_multiplier: int = attrs.field(default=8, validator=attrs.validators.gt(0))
     #: Largest datagram the core builds (bytes, before any encryption overhead).
     packet_budget: int = attrs.field(default=1400)
     #: Share of each packet's piggyback space reserved for user broadcasts, so that
@@ -68,9 +60,9 @@ class Config:
     dead_node_reclaim_s: float | None = None
     #: Largest incarnation jump accepted about a known member; a larger one is treated as
     #: hostile and dropped (defends against memberlist #358).
-    incarnation_window: int = attrs.field(default=1 << 20, validator=_positive)
+    incarnation_window: int = attrs.field(default=1 << 20, validator=attrs.validators.gt(0))
     #: How many user-broadcast ids to remember for deduplication.
-    user_broadcast_memory: int = attrs.field(default=4096, validator=_positive)
+    user_broadcast_memory: int = attrs.field(default=4096, validator=attrs.validators.gt(0))
 
     # --- switches (all on = SWIM + Lifeguard as memberlist runs it) ---
     #: Helpers send nacks when the target is silent (Lifeguard).

@@ -567,7 +567,7 @@ class Core:
                         self.stats.nacks_received += 1
                     else:
                         self.stats.unexpected += 1
-                case UserBroadcast(origin, id_):
+                case UserBroadcast(origin):
                     if origin != self.name:
                         self._accept_user_broadcast(msg, encode_message(msg), now)
                 case UserMessage(source, payload):

@@ -130,4 +130,6 @@ class PushPull:
 #: News about a member, queued and piggybacked.
 MembershipNews = Alive | Suspect | Dead
 #: Every message kind the codec knows.
-Message = Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | UserBroadcast | UserMessage | PushPull
+Message = (
+    Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | UserBroadcast | UserMessage | PushPull
+)
