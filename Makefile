@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check $(PACKAGES) tests benchmarks
+	$(BIN)/ruff check $(PACKAGES) tests $(wildcard benchmarks)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy $(PACKAGES)
