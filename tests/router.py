@@ -1,12 +1,18 @@
 """A tiny synchronous network for core tests: explicit time, chosen drops, no I/O.
 
 Every datagram takes `delay_s` to arrive; `drop(src, dst, messages)` decides which to
-lose. Streams are answered after a round trip. Time advances only inside `run_until`,
-straight from one deadline to the next.
+lose (streams are subject to the same rule, judged on the request). Streams are answered
+after a round trip. Time advances only inside `run_until` / `run_until_true`, straight
+from one deadline to the next: nothing sleeps.
+
+The router is deterministic: one seeded `random.Random` feeds every core's rng, events
+and timers are ordered by (time, sequence number), and `trace` records every datagram
+handed to the network so two runs can be compared by hash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -18,7 +24,11 @@ DropRule = Callable[[Address, Address, Sequence[Message]], bool]
 
 
 def addr_of(i: int) -> Address:
-    return (f"10.0.0.{i + 1}", 7946)
+    return (f"10.0.{i // 250}.{i % 250 + 1}", 7946)
+
+
+def name_of(i: int) -> str:
+    return f"node-{i}"
 
 
 class Router:
@@ -30,31 +40,68 @@ class Router:
         self.cores: dict[Address, Core] = {}
         self.down: set[Address] = set()
         self.drop: DropRule = lambda src, dst, msgs: False
+        #: Rule for streams (judged on the request); None: the datagram rule.
+        self.drop_stream: DropRule | None = None
         self.events: dict[str, list[Event]] = {}
+        #: (time, src, dst, data) of every datagram sent, dropped ones included.
+        self.trace: list[tuple[float, Address, Address, bytes]] = []
+        self.datagrams_sent = 0
+        self.datagrams_dropped = 0
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        # Lazy heap of core deadlines: (deadline, tiebreak, addr, core); an entry is
+        # live only while it matches `_deadline[addr]` for the same core object.
+        self._timers: list[tuple[float, int, Address, Core]] = []
+        self._deadline: dict[Address, float] = {}
         self._tiebreak = 0
 
     # ---------------------------------------------------------------- cluster building
 
     def add(self, name: str, addr: Address, config: Config, **kw: object) -> Core:
+        """A new core at `addr` (replacing any core there: a restart)."""
         core = Core(
             config, name=name, addr=addr, rng=random.Random(self.rng.getrandbits(64)),
             now=self.now, **kw,  # type: ignore[arg-type]
         )
         self.cores[addr] = core
         self.down.discard(addr)
+        self._deadline.pop(addr, None)
         self.events.setdefault(name, [])
+        self._refresh(core)
         return core
 
     def cluster(self, n: int, config: Config) -> list[Core]:
         """n members, each joined through the first."""
-        cores = [self.add(f"node-{i}", addr_of(i), config) for i in range(n)]
+        cores = [self.add(name_of(i), addr_of(i), config) for i in range(n)]
         for core in cores[1:]:
             core.join([cores[0].addr], self.now)
         return cores
 
     def crash(self, core: Core) -> None:
+        """Stop `core` for good (it neither sends, receives nor runs timers)."""
         self.down.add(core.addr)
+
+    def partition(self, *groups: Iterable[Core]) -> None:
+        """Drop everything between members of different groups (symmetric)."""
+        side = {c.addr: i for i, group in enumerate(groups) for c in group}
+        self.drop = lambda src, dst, msgs: side.get(src, -1) != side.get(dst, -1)
+
+    def heal(self) -> None:
+        self.drop = lambda src, dst, msgs: False
+        self.drop_stream = None
+
+    def lossy(self, p: float, *, seed: int) -> None:
+        """Lose each datagram and stream independently with probability `p`."""
+        rng = random.Random(seed)
+        self.drop = lambda src, dst, msgs: rng.random() < p
+
+    def inject(self, data: bytes, src: Address, dst: Address) -> None:
+        """Deliver raw bytes (e.g. a hostile datagram) to `dst` now, as if from `src`."""
+        target = self.cores[dst]
+        target.receive_datagram(data, src, self.now)
+        self._flush(target)
+
+    def live(self) -> list[Core]:
+        return [c for a, c in self.cores.items() if a not in self.down]
 
     # --------------------------------------------------------------------- running
 
@@ -62,73 +109,133 @@ class Router:
         self._tiebreak += 1
         heapq.heappush(self._queue, (when, self._tiebreak, action))
 
+    def _refresh(self, core: Core) -> None:
+        when = core.get_timer()
+        if self._deadline.get(core.addr) != when:
+            self._deadline[core.addr] = when
+            self._tiebreak += 1
+            heapq.heappush(self._timers, (when, self._tiebreak, core.addr, core))
+
     def _flush(self, core: Core) -> None:
         src = core.addr
         for dgram in core.datagrams_to_send():
+            self.trace.append((self.now, src, dgram.addr, dgram.data))
+            self.datagrams_sent += 1
             if src in self.down or self.drop(src, dgram.addr, dgram.messages):
+                self.datagrams_dropped += 1
                 continue
+
             def deliver(d=dgram, s=src) -> None:
                 target = self.cores.get(d.addr)
                 if target is not None and d.addr not in self.down:
                     target.receive_datagram(d.data, s, self.now)
                     self._flush(target)
+
             self._at(self.now + self.delay_s, deliver)
         for req in core.streams_to_open():
+
             def answer(r=req, c=core) -> None:
                 target = self.cores.get(r.addr)
                 response = None
                 if (
                     target is not None and r.addr not in self.down
                     and c.addr not in self.down
-                    and not self.drop(c.addr, r.addr, r.messages)
+                    and not (self.drop_stream or self.drop)(c.addr, r.addr, r.messages)
                 ):
                     response = target.handle_stream_request(r.data, c.addr, self.now)
                     self._flush(target)
-                if c.addr not in self.down:
+                if c.addr not in self.down and self.cores.get(c.addr) is c:
                     c.receive_stream_response(r.id, response, self.now)
                     self._flush(c)
+
             self._at(self.now + 2 * self.delay_s, answer)
         self.events[core.name].extend(core.drain_events())
+        self._refresh(core)
+
+    def _next_timer(self) -> tuple[float, Core | None]:
+        timers = self._timers
+        while timers:
+            when, _, addr, core = timers[0]
+            if (
+                self.cores.get(addr) is core and addr not in self.down
+                and self._deadline.get(addr) == when
+            ):
+                return when, core
+            heapq.heappop(timers)
+        return float("inf"), None
+
+    def step(self, t: float) -> bool:
+        """Run the next event or timer due at or before `t`; False if there is none."""
+        timer_at, timer_core = self._next_timer()
+        queue_at = self._queue[0][0] if self._queue else float("inf")
+        when = min(timer_at, queue_at)
+        if when > t:
+            return False
+        self.now = max(self.now, when)
+        if queue_at <= timer_at:
+            _, _, action = heapq.heappop(self._queue)
+            action()
+        else:
+            assert timer_core is not None
+            heapq.heappop(self._timers)
+            del self._deadline[timer_core.addr]
+            timer_core.handle_timer(self.now)
+            if timer_core.get_timer() <= self.now:
+                raise AssertionError(
+                    f"{timer_core.name}: get_timer() <= now after handle_timer({self.now})"
+                )
+            self._flush(timer_core)
+        return True
 
     def run_until(self, t: float) -> None:
-        for core in self.cores.values():
+        for core in list(self.cores.values()):
             self._flush(core)
-        while True:
-            live = [c for a, c in self.cores.items() if a not in self.down]
-            timer_core = min(live, key=lambda c: c.get_timer(), default=None)
-            timer_at = timer_core.get_timer() if timer_core else float("inf")
-            queue_at = self._queue[0][0] if self._queue else float("inf")
-            when = min(timer_at, queue_at)
-            if when > t:
-                break
-            self.now = max(self.now, when)
-            if queue_at <= timer_at:
-                _, _, action = heapq.heappop(self._queue)
-                action()
-            else:
-                assert timer_core is not None
-                timer_core.handle_timer(self.now)
-                self._flush(timer_core)
-        self.now = t
+        while self.step(t):
+            pass
+        self.now = max(self.now, t)
+
+    def run_until_true(self, pred: Callable[[], bool], *, limit_s: float, check_s: float = 0.1
+                       ) -> float:
+        """Run until `pred()` holds (checked every `check_s`); returns the time it took.
+
+        Fails the test if it does not hold within `limit_s` of simulated time.
+        """
+        start = self.now
+        while not pred():
+            if self.now - start >= limit_s:
+                raise AssertionError(
+                    f"condition not reached within {limit_s} s (seed {self.seed})"
+                )
+            self.run_until(self.now + check_s)
+        return self.now - start
 
     # ------------------------------------------------------------------------ views
 
     def status_everywhere(self, name: str) -> dict[str, MemberStatus | None]:
         """How every live member sees `name`."""
         out = {}
-        for addr, core in self.cores.items():
-            if addr in self.down or core.name == name:
+        for core in self.live():
+            if core.name == name:
                 continue
             state = core.member(name)
             out[core.name] = state.status if state else None
         return out
 
     def converged(self, names: Iterable[str]) -> bool:
+        """Every live member sees exactly `names` as alive (itself included)."""
         want = sorted(names)
-        for addr, core in self.cores.items():
-            if addr in self.down:
-                continue
+        for core in self.live():
             alive = sorted(m.name for m in core.members() if m.status == MemberStatus.ALIVE)
             if alive != want:
                 return False
         return True
+
+    def events_of(self, name: str, kind: type) -> list[Event]:
+        return [e for e in self.events[name] if isinstance(e, kind)]
+
+    def trace_digest(self) -> str:
+        h = hashlib.sha256()
+        for t, src, dst, data in self.trace:
+            h.update(repr((round(t, 9), src, dst)).encode())
+            h.update(data)
+        return h.hexdigest()

@@ -237,6 +237,8 @@ def _message(items: Any, stream: bool) -> Message:
     if type(items) is not list or not items:
         _bad("a message must be a non-empty array")
     kind = items[0]
+    if type(kind) is not int:  # 0.0 == 0 and True == 1 in Python: refuse both
+        _bad("message kind must be an integer")
     n = len(items)
     if kind == KIND_PING and n == 3:
         return Ping(_int(items[1], MAX_SEQ, "seq"), _name(items[2], "target"))

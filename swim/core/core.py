@@ -73,6 +73,7 @@ from swim.core.timing import (
 _INF: Final = float("inf")
 _ALIVE: Final = MemberStatus.ALIVE
 _SUSPECT: Final = MemberStatus.SUSPECT
+_DEAD: Final = MemberStatus.DEAD
 
 
 class ProtocolError(Exception):
@@ -427,7 +428,7 @@ class Core:
                 self._gossip(now)
             self._gossip_at = _advance(self._gossip_at, cfg.gossip_interval_s, now)
         if not leaving and cfg.push_pull and now >= self._push_pull_at:
-            self._periodic_push_pull()
+            self._periodic_push_pull(now)
             interval = push_pull_scale(cfg.push_pull_interval_s, self.membership.count())
             self._push_pull_at = _advance(self._push_pull_at, interval, now)
 
@@ -532,8 +533,19 @@ class Core:
         kind = StreamKind.JOIN if join else StreamKind.PUSH_PULL
         return self._open_stream(kind, addr, [state])
 
-    def _periodic_push_pull(self) -> None:
-        peers = self._random_members(1, exclude="", live_only=True, alive_only=True)
+    def _periodic_push_pull(self, now: float) -> None:
+        # An alive member, as memberlist, or one that failed within gossip_to_the_dead_s:
+        # after a partition heals, the news about it has long been sent, so without this
+        # the two sides would never meet again. One exchange across makes both sides
+        # learn they were declared dead, refute, and gossip it (Serf's reconnect).
+        peers = self._random_members(
+            1,
+            exclude="",
+            live_only=False,
+            alive_only=True,
+            gone_after=now - self.config.gossip_to_the_dead_s,
+            left_too=False,
+        )
         if peers:
             self._push_pull(self.membership.members[peers[0]].addr, join=False)
 
@@ -699,7 +711,7 @@ class Core:
 
     def _random_members(
         self, count: int, *, exclude: str, live_only: bool, alive_only: bool = False,
-        gone_after: float = _INF,
+        gone_after: float = _INF, left_too: bool = True,
     ) -> list[str]:
         """Up to `count` distinct random members, by bounded rejection sampling.
 
@@ -719,7 +731,9 @@ class Core:
                 continue
             status = members[name].status
             if status == _ALIVE or (status == _SUSPECT and not alive_only) or (
-                not live_only and status > _SUSPECT and gone_since[name] >= gone_after
+                not live_only
+                and (status == _DEAD or (left_too and status > _DEAD))
+                and gone_since[name] >= gone_after
             ):
                 picked.append(name)
                 if len(picked) == count:

@@ -301,11 +301,13 @@ class Membership:
             # Confirm the failure: SWIM's Confirm, gossiped as Dead with us as accuser.
             self.stats.failures_declared += 1
             self.apply_dead(Dead(name, suspicion.incarnation, self.local_name), now)
-        horizon = now - self.config.gossip_to_the_dead_s
+        # Same expression as `next_deadline` (since + gossip_to_the_dead_s), so a reap
+        # that is due by the timer is also due here despite float rounding.
+        keep_s = self.config.gossip_to_the_dead_s
         gone = self.gone_since
         while gone:
             name, since = next(iter(gone.items()))
-            if since > horizon:
+            if since + keep_s > now:
                 break
             del gone[name]
             del self.members[name]

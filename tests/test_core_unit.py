@@ -1,0 +1,307 @@
+"""Single-member transcripts: feed one Core explicit inputs at explicit times, read outputs.
+
+Peers are simulated by hand: news arrives as encoded datagrams, probes are answered (or
+not) by the test. These pin down exact timings the multi-member scenarios only bound.
+"""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+import pytest
+
+from swim.core import Config, Core, MemberFailed, MemberStatus, ProtocolError, StreamKind
+from swim.core.codec import encode
+from swim.core.messages import (
+    Ack,
+    Address,
+    Alive,
+    Dead,
+    MemberState,
+    Message,
+    Nack,
+    Ping,
+    PingReq,
+    Suspect,
+)
+from swim.core.outputs import Datagram
+
+LAN = Config.lan()
+ME: Address = ("10.0.0.1", 7946)
+
+
+def peer(i: int) -> MemberState:
+    return MemberState(f"peer-{i}", (f"10.0.1.{i}", 7946), 0)
+
+
+def make_core(config: Config = LAN, *, peers: int = 0, seed: int = 0) -> Core:
+    core = Core(config, name="me", addr=ME, rng=random.Random(seed), now=0.0)
+    if peers:
+        core.receive_datagram(encode([Alive(peer(i)) for i in range(1, peers + 1)]), ME, 0.0)
+    core.datagrams_to_send()
+    core.drain_events()
+    return core
+
+
+def run_timers(core: Core, until: float) -> list[tuple[float, Datagram]]:
+    """Fire every timer due up to `until`; returns (time, datagram) sent, in order."""
+    out: list[tuple[float, Datagram]] = []
+    while (t := core.get_timer()) <= until:
+        core.handle_timer(t)
+        assert core.get_timer() > t
+        out.extend((t, d) for d in core.datagrams_to_send())
+        for req in core.streams_to_open():
+            core.receive_stream_response(req.id, None, t)  # every stream fails
+    return out
+
+
+def next_probe(core: Core) -> tuple[float, Datagram]:
+    """Fire timers until the core sends its next direct probe; (time, ping datagram)."""
+    for _ in range(1000):
+        t = core.get_timer()
+        core.handle_timer(t)
+        sent = core.datagrams_to_send()
+        for req in core.streams_to_open():
+            core.receive_stream_response(req.id, None, t)
+        pings = [d for d in sent if any(isinstance(m, Ping) for m in d.messages)]
+        if pings:
+            (ping,) = pings
+            return t, ping
+    raise AssertionError("no probe sent")
+
+
+def ping_of(d: Datagram) -> Ping:
+    (ping,) = [m for m in d.messages if isinstance(m, Ping)]
+    return ping
+
+
+def first_kinds(sent: list[tuple[float, Datagram]], kind: type) -> list[tuple[float, Datagram]]:
+    return [(t, d) for t, d in sent if isinstance(d.messages[0], kind)]
+
+
+# ------------------------------------------------------- regression: reap timer rounding
+
+
+def test_reap_due_by_timer_is_done_by_handle_timer_despite_float_rounding() -> None:
+    # Found by the partition scenario: since + 30 == now but now - 30 < since in floats,
+    # so the reap was due by get_timer() and never done: the driver spun at one time.
+    since = 15.185784623895879
+    now = since + 30.0
+    assert now - 30.0 < since  # the rounding that caused it
+    core = make_core(peers=1)
+    core.receive_datagram(encode([Dead("peer-1", 0, "x")]), ME, since)
+    assert core.get_timer() <= now
+    core.handle_timer(now)
+    assert core.member("peer-1") is None
+    assert core.get_timer() > now
+
+
+# -------------------------------------------------- regression: push-pull to the dead
+
+
+def test_periodic_push_pull_may_pick_a_recently_dead_member_but_not_a_left_one() -> None:
+    core = make_core(peers=2)
+    core.receive_datagram(encode([Dead("peer-1", 0, "x"), Dead("peer-2", 0, "peer-2")]), ME, 0.0)
+    assert core.member("peer-2").status == MemberStatus.LEFT  # type: ignore[union-attr]
+    targets = []
+    t = 0.0
+    while t < 29.0:
+        t = core.get_timer()
+        core.handle_timer(t)
+        core.datagrams_to_send()
+        for req in core.streams_to_open():
+            if req.kind is StreamKind.PUSH_PULL:
+                targets.append((t, req.addr))
+            core.receive_stream_response(req.id, None, t)
+    # The only candidate is the dead peer-1 (peer-2 left: it is not coming back).
+    assert targets and {a for _, a in targets} == {peer(1).addr}
+    assert all(when < 30.0 for when, _ in targets)
+
+
+# ------------------------------------------------------------------------- probing
+
+
+def test_probe_ping_then_ping_req_then_suspect_at_period_end() -> None:
+    core = make_core(peers=4)
+    t0, ping = next_probe(core)
+    target = ping_of(ping).target
+    sent = run_timers(core, t0 + LAN.probe_timeout_s)
+    reqs = first_kinds(sent, PingReq)
+    assert len(reqs) == 3  # k = indirect_probes helpers, none of them the target
+    assert all(t == t0 + LAN.probe_timeout_s for t, _ in reqs)
+    assert target not in {d.addr for _, d in reqs}
+    assert all(d.messages[0].nack for _, d in reqs)  # type: ignore[union-attr]
+    assert core.member(target).status == MemberStatus.ALIVE  # type: ignore[union-attr]
+    run_timers(core, t0 + LAN.probe_interval_s)
+    assert core.member(target).status == MemberStatus.SUSPECT  # type: ignore[union-attr]
+    assert core.stats.probe_failures == 1
+    # No nack from any of the 3 helpers: the fault may be ours, awareness += 3.
+    assert core.local_health == 3
+
+
+def test_acked_probe_keeps_target_alive_and_lowers_awareness() -> None:
+    core = make_core(peers=2)
+    core.awareness.apply_delta(2)
+    t0, ping = next_probe(core)
+    core.receive_datagram(encode([Ack(ping_of(ping).seq)]), ping.addr, t0 + 0.01)
+    run_timers(core, t0 + 0.99)
+    assert core.stats.probe_failures == 0 and core.local_health == 1
+    assert all(m.status == MemberStatus.ALIVE for m in core.members())
+
+
+def test_round_robin_probes_every_member_once_per_pass() -> None:
+    core = make_core(peers=7)
+    targets = []
+    for _ in range(14):
+        t, ping = next_probe(core)
+        targets.append(ping_of(ping).target)
+        core.receive_datagram(encode([Ack(ping_of(ping).seq)]), ping.addr, t + 0.001)
+    # Two passes over a shuffled list: each pass names every member exactly once.
+    everyone = [f"peer-{i}" for i in range(1, 8)]
+    assert sorted(targets[:7]) == everyone
+    assert sorted(targets[7:]) == everyone
+
+
+def test_ping_for_another_name_is_not_acked() -> None:
+    core = make_core()
+    core.receive_datagram(encode([Ping(7, "someone-else")]), ("10.0.0.9", 1), 1.0)
+    assert core.datagrams_to_send() == []
+    assert core.stats.unexpected == 1
+    core.receive_datagram(encode([Ping(7, "me")]), ("10.0.0.9", 1), 1.0)
+    (ack,) = core.datagrams_to_send()
+    assert ack.addr == ("10.0.0.9", 1) and ack.messages[0] == Ack(7)
+
+
+# ------------------------------------------------------------------------ API misuse
+
+
+def test_caller_misuse_raises_protocol_error() -> None:
+    with pytest.raises(ProtocolError):
+        Core(LAN, name="", addr=ME, rng=random.Random(0), now=0.0)
+    with pytest.raises(ProtocolError):
+        Core(LAN, name="x" * 256, addr=ME, rng=random.Random(0), now=0.0)
+    with pytest.raises(ProtocolError):
+        Core(LAN, name="a", addr=ME, rng=random.Random(0), now=0.0, meta=b"m" * 513)
+    with pytest.raises(ValueError):
+        Core(LAN, name="a", addr=("not-an-ip", 1), rng=random.Random(0), now=0.0)
+    core = make_core()
+    with pytest.raises(ProtocolError):
+        core.broadcast(b"x" * 2000, 0.0)
+    with pytest.raises(ProtocolError):
+        core.send_user_message(ME, b"x" * (64 * 1024 + 1), 0.0)
+    with pytest.raises(ProtocolError):
+        core.receive_stream_response(12345, None, 0.0)
+    core.leave(0.0)
+    with pytest.raises(ProtocolError):
+        core.update_metadata(b"x", 0.0)
+
+
+def test_leave_alone_completes_at_once_and_stops_probing() -> None:
+    core = make_core()
+    core.leave(0.0)
+    assert core.leave_complete
+    assert core.member("me").status == MemberStatus.LEFT  # type: ignore[union-attr]
+
+
+def test_leaving_member_does_not_refute_its_own_departure() -> None:
+    core = make_core(peers=1)
+    core.leave(0.0)
+    core.receive_datagram(encode([Dead("me", 0, "peer-1")]), peer(1).addr, 0.1)
+    assert core.member("me").status == MemberStatus.LEFT  # type: ignore[union-attr]
+    assert core.stats.refutes == 0
+
+
+# ------------------------------------------------------------------- status transitions
+
+
+def msgs_in(core: Core, *messages: Message, now: float = 1.0) -> None:
+    core.receive_datagram(encode(list(messages)), ("10.0.9.9", 1), now)
+
+
+@pytest.mark.parametrize(
+    ("news", "expected"),
+    [
+        # (incarnation, status) after ALIVE@1 receives the news (SWIM precedence).
+        (Alive(attrs.evolve(peer(1), incarnation=1)), (1, "ALIVE")),
+        (Alive(attrs.evolve(peer(1), incarnation=2)), (2, "ALIVE")),
+        (Suspect("peer-1", 0, "x"), (1, "ALIVE")),
+        (Suspect("peer-1", 1, "x"), (1, "SUSPECT")),
+        (Suspect("peer-1", 2, "x"), (2, "SUSPECT")),
+        (Dead("peer-1", 0, "x"), (1, "ALIVE")),
+        (Dead("peer-1", 1, "x"), (1, "DEAD")),
+        (Dead("peer-1", 3, "x"), (3, "DEAD")),
+        (Dead("peer-1", 1, "peer-1"), (1, "LEFT")),
+    ],
+)
+def test_precedence_from_alive(news: Message, expected: tuple[int, str]) -> None:
+    core = make_core()
+    msgs_in(core, Alive(attrs.evolve(peer(1), incarnation=1)))
+    msgs_in(core, news)
+    state = core.member("peer-1")
+    assert state is not None
+    assert (state.incarnation, state.status.name) == expected
+
+
+@pytest.mark.parametrize(
+    ("news", "expected"),
+    [
+        (Alive(attrs.evolve(peer(1), incarnation=1)), (1, "DEAD")),
+        (Alive(attrs.evolve(peer(1), incarnation=2)), (2, "ALIVE")),
+        (Suspect("peer-1", 5, "x"), (1, "DEAD")),
+        (Dead("peer-1", 5, "x"), (1, "DEAD")),
+    ],
+)
+def test_dead_is_final_until_a_higher_alive(news: Message, expected: tuple[int, str]) -> None:
+    core = make_core()
+    msgs_in(core, Alive(attrs.evolve(peer(1), incarnation=1)), Dead("peer-1", 1, "x"))
+    msgs_in(core, news)
+    state = core.member("peer-1")
+    assert state is not None
+    assert (state.incarnation, state.status.name) == expected
+
+
+def test_news_about_unknown_member_other_than_alive_is_ignored() -> None:
+    core = make_core()
+    msgs_in(core, Suspect("ghost", 3, "x"), Dead("ghost", 3, "x"))
+    assert core.member("ghost") is None
+    assert core.drain_events() == []
+
+
+def test_suspicion_times_out_into_failed_with_us_as_accuser() -> None:
+    core = make_core(peers=1)  # n = 2: K = 0, timeout = min = 4 s at once
+    msgs_in(core, Suspect("peer-1", 0, "peer-9"), now=10.0)
+    core.drain_events()
+    run_timers(core, 13.9)
+    assert core.member("peer-1").status == MemberStatus.SUSPECT  # type: ignore[union-attr]
+    run_timers(core, 14.0)
+    (failed,) = [e for e in core.drain_events() if isinstance(e, MemberFailed)]
+    assert failed.accuser == "me" and failed.at == 14.0
+    assert core.stats.failures_declared == 1
+
+
+def test_refute_raises_incarnation_above_the_accusation() -> None:
+    core = make_core(peers=1)
+    msgs_in(core, Suspect("me", 0, "peer-1"))
+    assert core.member("me").incarnation == 1  # type: ignore[union-attr]
+    msgs_in(core, Dead("me", 7, "peer-1"))
+    assert core.member("me").incarnation == 8  # type: ignore[union-attr]
+    assert core.member("me").status == MemberStatus.ALIVE  # type: ignore[union-attr]
+    assert core.stats.refutes == 2
+    # Alive about us that we did not announce (older process, forgery) is outbid too.
+    msgs_in(core, Alive(MemberState("me", ("10.9.9.9", 1), 8)))
+    assert core.member("me").incarnation == 9  # type: ignore[union-attr]
+    assert core.member("me").addr == ME  # type: ignore[union-attr]
+
+
+def test_nack_from_helper_is_counted() -> None:
+    core = make_core(peers=4)
+    t0, _ = next_probe(core)
+    reqs = first_kinds(run_timers(core, t0 + LAN.probe_timeout_s), PingReq)
+    seq = reqs[0][1].messages[0].seq  # type: ignore[union-attr]
+    for _, d in reqs:
+        core.receive_datagram(encode([Nack(seq)]), d.addr, t0 + 0.9)
+    run_timers(core, t0 + 1.0)
+    assert core.stats.nacks_received == 3
+    # Every helper answered "target silent": the target is at fault, not us.
+    assert core.local_health == 0
