@@ -44,15 +44,30 @@ def make_core(config: Config = LAN, *, peers: int = 0, seed: int = 0) -> Core:
     return core
 
 
-def run_timers(core: Core, until: float) -> list[tuple[float, Datagram]]:
-    """Fire every timer due up to `until`; returns (time, datagram) sent, in order."""
+def run_timers(
+    core: Core, until: float, *, ack_probes: bool = False, fail_streams: bool = True
+) -> list[tuple[float, Datagram]]:
+    """Fire every timer due up to `until`; returns (time, datagram) sent, in order.
+
+    Streams are left for the caller (`streams_to_open`) unless `fail_streams`. With
+    `ack_probes`, every peer answers every direct ping at once.
+    """
     out: list[tuple[float, Datagram]] = []
     while (t := core.get_timer()) <= until:
         core.handle_timer(t)
+        if fail_streams:
+            for req in core.streams_to_open():
+                core.receive_stream_response(req.id, None, t)
         assert core.get_timer() > t
-        out.extend((t, d) for d in core.datagrams_to_send())
-        for req in core.streams_to_open():
-            core.receive_stream_response(req.id, None, t)  # every stream fails
+        sent = core.datagrams_to_send()
+        while sent:
+            d = sent.pop(0)
+            out.append((t, d))
+            if ack_probes:
+                for m in d.messages:
+                    if isinstance(m, Ping):
+                        core.receive_datagram(encode([Ack(m.seq)]), d.addr, t)
+                        sent.extend(core.datagrams_to_send())
     return out
 
 
