@@ -57,7 +57,9 @@ class Config:
     user_broadcast_share: float = attrs.field(default=0.25)
     #: A dead or left name may be claimed by a new address after this long;
     #: None never allows it before the entry is reaped (memberlist's default).
-    dead_node_reclaim_s: float | None = None
+    dead_node_reclaim_s: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
     #: Largest incarnation jump accepted about a known member; a larger one is treated as
     #: hostile and dropped (defends against memberlist #358).
     incarnation_window: int = attrs.field(default=1 << 20, validator=attrs.validators.gt(0))
