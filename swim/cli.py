@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     from simulations import cli as sim_cli
 
     sim_cli.register(sub)
+    from swim.agent import cli as agent_cli
+
+    agent_cli.register(sub)
     return parser
 
 

@@ -1,0 +1,403 @@
+"""`swim agent`: one cluster member in the foreground, controlled over the RPC protocol.
+
+The agent runs a `swim.Node`, prints every membership change (a human line, or one JSON
+record per line with ``--log-json``; see `swim.agent.output`), keeps its tags in the
+member metadata (`swim.agent.tags`) and serves `swim.agent.rpc` on loopback. SIGINT or
+SIGTERM makes it leave gracefully and exit 0; a second signal exits at once.
+
+Event records go to stdout; the agent's own log lines (start, joins, leaving, errors) go
+to stderr, as JSON too with ``--log-json``.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, TextIO
+
+import attrs
+import trio
+
+from swim.agent import output, rpc
+from swim.agent.output import Record
+from swim.agent.tags import TagError, check_key, encode_tags, encode_user_event
+from swim.core.config import Config
+from swim.core.core import ProtocolError
+from swim.core.events import JoinCompleted
+from swim.core.messages import Address
+from swim.runtime import EventOverflow, Node
+
+#: Upper bound on how long a graceful leave waits for its news to be gossiped.
+LEAVE_TIMEOUT_S = 10.0
+
+
+@attrs.frozen(kw_only=True)
+class AgentOptions:
+    """Everything `swim agent` is started with."""
+
+    name: str
+    bind: Address
+    advertise: Address | None = None
+    join: tuple[Address, ...] = ()
+    profile: str = "lan"
+    tags: Mapping[str, str] = attrs.field(factory=dict)
+    rpc: Address = rpc.DEFAULT_RPC
+    metrics: Address | None = None
+    log_json: bool = False
+
+
+class StartupError(Exception):
+    """The agent cannot start (address in use, tags too big, ...); the message says why."""
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The first OSError in `exc` or in the exception groups around it."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _os_error_in(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _describe(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).lower()
+
+
+class Agent:
+    """The running agent: pumps node events to the console and monitors, answers RPC."""
+
+    def __init__(
+        self, options: AgentOptions, node: Any, *, out: TextIO, err: TextIO
+    ) -> None:
+        self.options = options
+        self._node = node
+        self._out = out
+        self._err = err
+        self._tags = dict(options.tags)
+        self._monitors: list[trio.MemorySendChannel[Record]] = []
+        self._receivers: dict[int, trio.MemorySendChannel[Record]] = {}
+        self._leaving = False
+        self._left = trio.Event()
+        self._exit = trio.Event()
+        # Subscribe at once, before any checkpoint, so no early event (a join) is missed.
+        self._events = node.events()
+
+    # ------------------------------------------------------------------ console
+
+    def log(self, message: str) -> None:
+        """One line on the agent's log (stderr)."""
+        if self.options.log_json:
+            line = output.json_line({"ts": time.time(), "log": message})
+        else:
+            line = f"{time.strftime('%H:%M:%S')} [{self.options.name}] {message}"
+        print(line, file=self._err, flush=True)
+
+    def _print(self, record: Record) -> None:
+        line = output.json_line(record) if self.options.log_json else output.human_line(record)
+        print(line, file=self._out, flush=True)
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, listeners: list[trio.SocketListener]) -> int:
+        """Serve until asked to exit (leave by RPC, or a signal). Returns the exit code."""
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(rpc.RpcServer(self).serve, listeners)
+                nursery.start_soon(self._pump_events)
+                nursery.start_soon(self._watch_signals, signals, nursery)
+                self.log(
+                    f"running: gossip on {output.format_addr(self._node.addr)}, "
+                    f"rpc on {output.format_addr(self.options.rpc)}, "
+                    f"profile {self.options.profile}"
+                    + (f", tags {output.format_tags(self._tags)}" if self._tags else "")
+                )
+                await self._exit.wait()
+                nursery.cancel_scope.cancel()
+        self.log("stopped")
+        return 0
+
+    async def _watch_signals(
+        self, signals: AsyncIterator[int], nursery: trio.Nursery
+    ) -> None:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if self._leaving:
+                self.log(f"{name} again: exiting without waiting for the leave")
+                self._exit.set()
+                return
+            self.log(f"{name}: leaving the cluster")
+            nursery.start_soon(self._leave_then_exit)
+
+    async def _leave_then_exit(self) -> None:
+        try:
+            await self.leave()
+        finally:
+            self._exit.set()
+
+    async def leave(self) -> None:
+        """Leave gracefully (once); later calls wait for the first to finish."""
+        if self._leaving:
+            await self._left.wait()
+            return
+        self._leaving = True
+        try:
+            await self._node.leave(LEAVE_TIMEOUT_S)
+            self.log("left the cluster")
+        finally:
+            self._left.set()
+
+    async def _pump_events(self) -> None:
+        while True:
+            try:
+                async for event in self._events:
+                    self._on_event(event)
+            except EventOverflow as exc:
+                # The node cut our subscription off: we fell behind. Say so and
+                # subscribe again; the member table is still right.
+                self.log(f"event stream: {exc}; resubscribing")
+                self._events = self._node.events()
+                continue
+            return
+
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, JoinCompleted):
+            self.log(output.join_line(event))
+            return
+        record = output.event_record(event, incarnation_of=self._incarnation_of)
+        if record is None:
+            return
+        self._print(record)
+        self._fan_out(record)
+
+    def _incarnation_of(self, name: str) -> int | None:
+        if name == self._node.name:
+            return self._self_incarnation()
+        for member in self._node.members():
+            if member.name == name:
+                return int(member.incarnation)
+        return None
+
+    def _self_incarnation(self) -> int | None:
+        for member in self._node.members():
+            if member.name == self._node.name:
+                return int(member.incarnation)
+        return None
+
+    def _fan_out(self, record: Record) -> None:
+        for channel in list(self._monitors):
+            try:
+                channel.send_nowait(record)
+            except trio.WouldBlock:
+                # This monitor is too slow: cut it off rather than hold up the agent.
+                self._monitors.remove(channel)
+                channel.close()
+            except trio.ClosedResourceError:
+                self._monitors.remove(channel)
+
+    # ------------------------------------------------------------------ rpc.Dispatcher
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[Record]:
+        send, receive = trio.open_memory_channel[Record](rpc.MONITOR_BUFFER)
+        self._monitors.append(send)
+        self._receivers[id(receive)] = send
+        return receive
+
+    def unsubscribe(self, channel: trio.MemoryReceiveChannel[Record]) -> None:
+        send = self._receivers.pop(id(channel), None)
+        if send is not None and send in self._monitors:
+            self._monitors.remove(send)
+        if send is not None:
+            send.close()
+        channel.close()
+
+    def responded(self, cmd: str) -> None:
+        if cmd == "leave" and self._left.is_set():
+            self._exit.set()
+
+    async def handle(self, cmd: str, request: Mapping[str, Any]) -> Record:
+        if cmd == "members":
+            return {"members": [output.member_record(m) for m in self._node.members()]}
+        if cmd == "info":
+            return self._info()
+        if cmd == "event":
+            return self._event(request)
+        if cmd == "tags":
+            return self._update_tags(request)
+        if cmd == "leave":
+            await self.leave()
+            return {"left": True}
+        raise rpc.RequestError(
+            f"unknown command {cmd!r} (try: event, info, leave, members, monitor, tags)"
+        )
+
+    def _info(self) -> Record:
+        counts: dict[str, int] = {}
+        for member in self._node.members():
+            status = output.STATUS_NAMES[member.status]
+            counts[status] = counts.get(status, 0) + 1
+        return {
+            "name": self._node.name,
+            "addr": output.format_addr(self._node.addr),
+            "rpc": output.format_addr(self.options.rpc),
+            "profile": self.options.profile,
+            "tags": dict(self._tags),
+            "incarnation": self._self_incarnation(),
+            "health": self._node.local_health(),
+            "members": counts,
+            "leaving": self._leaving,
+            "stats": _stats_record(self._node.stats()),
+        }
+
+    def _event(self, request: Mapping[str, Any]) -> Record:
+        name = request.get("name")
+        payload = request.get("payload", "")
+        if not isinstance(name, str) or not isinstance(payload, str):
+            raise rpc.RequestError('"event" needs "name" and "payload" strings')
+        if self._leaving:
+            raise rpc.RequestError("the agent is leaving; no more events")
+        try:
+            data = encode_user_event(name, payload.encode("utf-8"))
+            event_id = self._node.broadcast(data)
+        except (TagError, ProtocolError) as exc:
+            raise rpc.RequestError(f"cannot send event: {exc}") from None
+        return {"id": event_id}
+
+    def _update_tags(self, request: Mapping[str, Any]) -> Record:
+        updates = request.get("set", {})
+        deletes = request.get("delete", [])
+        if not isinstance(updates, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in updates.items()
+        ):
+            raise rpc.RequestError('"set" must be an object of string values')
+        if not isinstance(deletes, list) or not all(isinstance(k, str) for k in deletes):
+            raise rpc.RequestError('"delete" must be a list of strings')
+        if not updates and not deletes:
+            return {"tags": dict(self._tags)}
+        if self._leaving:
+            raise rpc.RequestError("the agent is leaving; tags can no longer change")
+        tags = dict(self._tags)
+        for key in deletes:
+            tags.pop(key, None)
+        try:
+            for key, value in updates.items():
+                check_key(key)
+                tags[key] = value
+            meta = encode_tags(tags)
+            self._node.update_metadata(meta)
+        except (TagError, ProtocolError) as exc:
+            raise rpc.RequestError(str(exc)) from None
+        self._tags = tags
+        self.log(f"tags now {output.format_tags(tags) or '(none)'}")
+        return {"tags": dict(tags)}
+
+
+def _stats_record(stats: Any, prefix: str = "") -> Record:
+    """The numeric fields of the node's statistics (nested ones as ``outer.inner``)."""
+    if attrs.has(type(stats)):
+        fields = attrs.asdict(stats, recurse=False)
+    elif isinstance(stats, Mapping):
+        fields = dict(stats)
+    else:
+        return {}
+    record: Record = {}
+    for key, value in fields.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+            record[name] = value
+        elif attrs.has(type(value)) or isinstance(value, Mapping):
+            record.update(_stats_record(value, f"{name}."))
+    return record
+
+
+async def _start(options: AgentOptions, out: TextIO, err: TextIO) -> int:
+    config = Config.profile(options.profile)
+    try:
+        meta = encode_tags(options.tags)
+        node = Node(
+            config,
+            name=options.name,
+            bind=options.bind,
+            advertise=options.advertise,
+            seeds=list(options.join),
+            meta=meta,
+            leave_timeout_s=LEAVE_TIMEOUT_S,
+        )
+    except (TagError, ValueError, ProtocolError) as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        listeners = await trio.open_tcp_listeners(options.rpc[1], host=options.rpc[0])
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen for RPC on {output.format_addr(options.rpc)}: {_describe(exc)}"
+        ) from None
+    try:
+        if options.metrics is not None:
+            _start_metrics(options.metrics)
+        return await _run_node(options, node, listeners, out, err)
+    finally:
+        for listener in listeners:
+            await listener.aclose()
+
+
+async def _run_node(
+    options: AgentOptions,
+    node: Node,
+    listeners: list[trio.SocketListener],
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    started = False
+    try:
+        async with node:
+            started = True
+            return await Agent(options, node, out=out, err=err).run(listeners)
+    except ProtocolError as exc:
+        if started:
+            raise
+        raise StartupError(str(exc)) from None
+    except (OSError, BaseExceptionGroup) as exc:
+        found = None if started else _os_error_in(exc)
+        if found is None:
+            raise
+        raise StartupError(
+            f"cannot bind {output.format_addr(options.bind)}: {_describe(found)}"
+        ) from None
+
+
+def _start_metrics(addr: Address) -> None:
+    try:
+        from prometheus_client import start_http_server
+    except ImportError:
+        raise StartupError(
+            "--metrics needs prometheus-client (pip install 'swim-lifeguard[metrics]')"
+        ) from None
+    try:
+        start_http_server(addr[1], addr=addr[0])
+    except OSError as exc:
+        raise StartupError(
+            f"cannot serve metrics on {output.format_addr(addr)}: {_describe(exc)}"
+        ) from None
+
+
+def run_agent(
+    options: AgentOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+) -> int:
+    """Run the agent until it leaves; the process exit code."""
+    try:
+        return trio.run(_start, options, out, err)
+    except StartupError as exc:
+        print(f"swim agent: {exc}", file=err, flush=True)
+        return 1
+
+
+def parse_tags(assignments: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Tags from parsed ``--tag KEY=VALUE`` arguments (a later value wins)."""
+    return dict(assignments)

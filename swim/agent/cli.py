@@ -1,0 +1,264 @@
+"""The agent's subcommands of `swim`: agent, members, monitor, event, leave, tags, info, demo.
+
+`swim agent` runs a member; the others are clients of a running agent's RPC address
+(``--rpc``, default 127.0.0.1:7373). Exit codes: 0 success, 1 failure (agent
+unreachable, request refused, address in use), 2 wrong usage (argparse), 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from swim.agent import output, rpc
+from swim.agent.tags import TagError, parse_tag_assignment
+from swim.core.messages import Address
+
+PROFILES = ("lan", "wan", "local")
+
+
+def parse_address(text: str) -> Address:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6; ``localhost`` means 127.0.0.1)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT with an IP address as HOST, got {text!r}"
+        ) from None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise argparse.ArgumentTypeError(f"port must be 1..65535 in {text!r}")
+    return host, int(port_text)
+
+
+def parse_rpc_address(text: str) -> Address:
+    """An RPC address: loopback only, since the protocol has no authentication."""
+    addr = parse_address(text)
+    if not ipaddress.ip_address(addr[0]).is_loopback:
+        raise argparse.ArgumentTypeError(
+            f"the RPC address must be on loopback (127.0.0.1 or ::1), got {text!r}: "
+            "the control protocol has no authentication"
+        )
+    return addr
+
+
+def _tag(text: str) -> tuple[str, str]:
+    try:
+        return parse_tag_assignment(text)
+    except TagError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _key(text: str) -> str:
+    if not text or "=" in text:
+        raise argparse.ArgumentTypeError(f"expected a tag KEY, got {text!r}")
+    return text
+
+
+def _add_rpc(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--rpc",
+        type=parse_rpc_address,
+        default=rpc.DEFAULT_RPC,
+        metavar="HOST:PORT",
+        help="the agent's RPC address (default 127.0.0.1:7373)",
+    )
+
+
+def register(sub: Any) -> None:
+    """Add the agent's subcommands to the `swim` parser's subparsers."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "agent",
+        help="run a cluster member in the foreground",
+        description="Run a cluster member in the foreground; print membership changes.",
+    )
+    p.add_argument("--name", required=True, help="this member's unique name")
+    p.add_argument(
+        "--bind", type=parse_address, required=True, metavar="HOST:PORT",
+        help="address for gossip (UDP) and state exchange (TCP)",
+    )
+    p.add_argument(
+        "--advertise", type=parse_address, metavar="HOST:PORT",
+        help="address other members should use (default: --bind)",
+    )
+    p.add_argument(
+        "--join", type=parse_address, action="append", default=[], metavar="HOST:PORT",
+        help="a member to join through (repeatable)",
+    )
+    p.add_argument("--profile", choices=PROFILES, default="lan", help="timing profile")
+    p.add_argument(
+        "--tag", type=_tag, action="append", default=[], metavar="KEY=VALUE",
+        help="a tag carried in this member's metadata (repeatable)",
+    )
+    _add_rpc(p)
+    p.add_argument(
+        "--metrics", type=parse_address, metavar="HOST:PORT",
+        help="serve Prometheus metrics over HTTP at this address",
+    )
+    p.add_argument(
+        "--log-json", action="store_true",
+        help="print one JSON object per line instead of human lines",
+    )
+    p.set_defaults(handler=run_agent_command)
+
+    p = sub.add_parser("members", help="list the members an agent knows")
+    _add_rpc(p)
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(handler=members_command)
+
+    p = sub.add_parser("monitor", help="stream an agent's membership and user events")
+    _add_rpc(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object per line")
+    p.set_defaults(handler=monitor_command)
+
+    p = sub.add_parser("event", help="broadcast a user event to the cluster")
+    _add_rpc(p)
+    p.add_argument("name", help="event name")
+    p.add_argument("payload", nargs="?", default="", help="event payload (text)")
+    p.set_defaults(handler=event_command)
+
+    p = sub.add_parser("leave", help="make an agent leave the cluster gracefully and exit")
+    _add_rpc(p)
+    p.set_defaults(handler=leave_command)
+
+    p = sub.add_parser("tags", help="show or change an agent's tags")
+    _add_rpc(p)
+    p.add_argument(
+        "--set", type=_tag, action="append", default=[], metavar="KEY=VALUE",
+        help="set a tag (repeatable)",
+    )
+    p.add_argument(
+        "--delete", type=_key, action="append", default=[], metavar="KEY",
+        help="remove a tag (repeatable)",
+    )
+    p.set_defaults(handler=tags_command)
+
+    p = sub.add_parser("info", help="show an agent's name, address, health and counters")
+    _add_rpc(p)
+    p.set_defaults(handler=info_command)
+
+    from swim.agent import demo
+
+    demo.register(sub)
+
+
+# =============================================================================== handlers
+
+
+def run_agent_command(args: argparse.Namespace) -> int:
+    from swim.agent.agent import AgentOptions, run_agent
+
+    options = AgentOptions(
+        name=args.name,
+        bind=args.bind,
+        advertise=args.advertise,
+        join=tuple(args.join),
+        profile=args.profile,
+        tags=dict(args.tag),
+        rpc=args.rpc,
+        metrics=args.metrics,
+        log_json=args.log_json,
+    )
+    return run_agent(options)
+
+
+def _client(command: str, fn: Callable[[], Awaitable[int]]) -> int:
+    """Run an RPC client coroutine; RPC failures become a message and exit code 1."""
+    try:
+        return trio.run(fn)
+    except rpc.RpcError as exc:
+        print(f"swim {command}: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+def members_command(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        answer = await rpc.call(args.rpc, {"cmd": "members"})
+        members = sorted(answer["members"], key=lambda m: str(m["name"]))
+        if args.json:
+            print(json.dumps(members, indent=2, ensure_ascii=False))
+        else:
+            from rich.console import Console
+
+            Console().print(output.members_table(members))
+        return 0
+
+    return _client("members", go)
+
+
+def monitor_command(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with rpc.connect(args.rpc) as conn:
+            info = await conn.call({"cmd": "info"})
+            events = conn.events()
+            print(
+                f"monitoring {info.get('name')} at {output.format_addr(args.rpc)}"
+                " (Ctrl-C to stop)",
+                file=sys.stderr,
+                flush=True,
+            )
+            async for record in events:
+                line = output.json_line(record) if args.json else output.human_line(record)
+                print(line, flush=True)
+        print("swim monitor: the agent closed the stream", file=sys.stderr, flush=True)
+        return 0
+
+    return _client("monitor", go)
+
+
+def event_command(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        answer = await rpc.call(
+            args.rpc, {"cmd": "event", "name": args.name, "payload": args.payload}
+        )
+        print(f"event {args.name!r} sent (id {answer.get('id')})")
+        return 0
+
+    return _client("event", go)
+
+
+def leave_command(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        await rpc.call(args.rpc, {"cmd": "leave"})
+        print(f"agent at {output.format_addr(args.rpc)} left the cluster")
+        return 0
+
+    return _client("leave", go)
+
+
+def tags_command(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        request: dict[str, Any] = {"cmd": "tags"}
+        if args.set:
+            request["set"] = dict(args.set)
+        if args.delete:
+            request["delete"] = list(args.delete)
+        answer = await rpc.call(args.rpc, request)
+        tags = answer.get("tags") or {}
+        for key in sorted(tags):
+            print(f"{key}={tags[key]}")
+        return 0
+
+    return _client("tags", go)
+
+
+def info_command(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        answer = await rpc.call(args.rpc, {"cmd": "info"})
+        answer.pop("ok", None)
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+        return 0
+
+    return _client("info", go)

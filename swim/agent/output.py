@@ -1,0 +1,192 @@
+"""What the agent prints: event records (one JSON object per line), human lines, tables.
+
+An event record is a flat JSON object. Every record has ``ts`` (Unix seconds, wall
+clock, when the agent saw the event), ``event`` (``joined``, ``suspect``, ``alive``,
+``failed``, ``left``, ``updated``, ``user``, ``message``), ``member`` (for ``user``: the
+member that sent the event) and ``incarnation``. Membership records add ``addr``,
+``status`` and ``tags``; ``suspect`` and ``failed`` add ``accuser``; ``user`` adds
+``name``, ``id`` and ``payload`` (text, or ``payload_b64`` when it is not UTF-8).
+
+The same records are printed by ``swim agent --log-json``, streamed by the RPC
+``monitor`` command and printed by ``swim monitor --json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from swim.agent.tags import decode_user_event, tags_of
+from swim.core.events import (
+    Event,
+    JoinCompleted,
+    MemberAlive,
+    MemberFailed,
+    MemberJoined,
+    MemberLeft,
+    MemberSuspected,
+    MemberUpdated,
+    UserBroadcastReceived,
+    UserMessageReceived,
+)
+from swim.core.messages import Address, MemberState, MemberStatus
+
+Record = dict[str, Any]
+
+#: MemberStatus as the agent names it in JSON and tables.
+STATUS_NAMES: Mapping[MemberStatus, str] = {
+    MemberStatus.ALIVE: "alive",
+    MemberStatus.SUSPECT: "suspect",
+    MemberStatus.DEAD: "dead",
+    MemberStatus.LEFT: "left",
+}
+
+_MEMBERSHIP_EVENTS: Mapping[type, str] = {
+    MemberJoined: "joined",
+    MemberSuspected: "suspect",
+    MemberAlive: "alive",
+    MemberFailed: "failed",
+    MemberLeft: "left",
+    MemberUpdated: "updated",
+}
+
+
+def format_addr(addr: Address) -> str:
+    """``host:port``, with brackets around an IPv6 host."""
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def member_record(member: MemberState) -> Record:
+    """A member as `swim members --json` prints it."""
+    return {
+        "name": member.name,
+        "addr": format_addr(member.addr),
+        "status": STATUS_NAMES[member.status],
+        "incarnation": member.incarnation,
+        "tags": tags_of(member.meta),
+    }
+
+
+def _payload_fields(payload: bytes) -> Record:
+    try:
+        return {"payload": payload.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"payload": None, "payload_b64": base64.b64encode(payload).decode("ascii")}
+
+
+def event_record(
+    event: Event,
+    *,
+    ts: float | None = None,
+    incarnation_of: Callable[[str], int | None] = lambda _name: None,
+) -> Record | None:
+    """The record of `event`, or None for events that are not membership or user news
+    (`JoinCompleted` is reported on the agent's log instead).
+
+    `incarnation_of` looks up a member's current incarnation, for user events.
+    """
+    now = time.time() if ts is None else ts
+    kind = _MEMBERSHIP_EVENTS.get(type(event))
+    if kind is not None:
+        member: MemberState = event.member  # type: ignore[union-attr]
+        record: Record = {
+            "ts": now,
+            "event": kind,
+            "member": member.name,
+            "incarnation": member.incarnation,
+            "addr": format_addr(member.addr),
+            "status": STATUS_NAMES[member.status],
+            "tags": tags_of(member.meta),
+        }
+        if isinstance(event, MemberSuspected | MemberFailed):
+            record["accuser"] = event.accuser
+        return record
+    if isinstance(event, UserBroadcastReceived):
+        name, payload = decode_user_event(event.payload)
+        return {
+            "ts": now,
+            "event": "user",
+            "member": event.origin,
+            "incarnation": incarnation_of(event.origin),
+            "name": name,
+            "id": event.id,
+            **_payload_fields(payload),
+        }
+    if isinstance(event, UserMessageReceived):
+        return {
+            "ts": now,
+            "event": "message",
+            "member": event.source,
+            "incarnation": incarnation_of(event.source),
+            "addr": format_addr(event.addr),
+            **_payload_fields(event.payload),
+        }
+    return None
+
+
+def join_line(event: JoinCompleted) -> str:
+    """The agent's log line for a finished join exchange."""
+    seed = format_addr(event.seed)
+    if event.ok:
+        return f"joined through {seed}: learned {event.members} members"
+    return f"join through {seed} failed: no answer"
+
+
+def json_line(record: Mapping[str, Any]) -> str:
+    """One compact JSON line (no newline)."""
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+
+
+def format_tags(tags: Mapping[str, str]) -> str:
+    """``k=v,k2=v2`` in key order."""
+    return ",".join(f"{k}={v}" for k, v in sorted(tags.items()))
+
+
+def human_line(record: Mapping[str, Any]) -> str:
+    """One readable line for an event record."""
+    kind = record.get("event", "?")
+    parts = [_clock(float(record.get("ts", 0.0))), f"{kind:<8}", str(record.get("member"))]
+    if kind == "user":
+        name = record.get("name")
+        payload = record.get("payload")
+        if payload is None:
+            payload = f"<{len(base64.b64decode(record.get('payload_b64', '')))} bytes>"
+        parts.append(f"event {name!r}: {payload}" if name is not None else f"broadcast: {payload}")
+    elif kind == "message":
+        parts.append(f"message: {record.get('payload')}")
+    else:
+        parts.append(f"{record.get('addr')} inc={record.get('incarnation')}")
+        if "accuser" in record:
+            parts.append(f"accuser={record['accuser']}")
+        tags = record.get("tags")
+        if tags:
+            parts.append(f"tags={format_tags(tags)}")
+    return " ".join(parts)
+
+
+def members_table(members: Sequence[Mapping[str, Any]], title: str | None = None) -> Any:
+    """A rich Table of member records (as `member_record` makes them)."""
+    from rich.table import Table
+
+    styles = {"alive": "green", "suspect": "yellow", "dead": "red", "left": "dim"}
+    table = Table(title=title, title_justify="left")
+    for column in ("name", "addr", "status", "incarnation", "tags"):
+        table.add_column(column, justify="right" if column == "incarnation" else "left")
+    for m in sorted(members, key=lambda m: str(m["name"])):
+        status = str(m["status"])
+        table.add_row(
+            str(m["name"]),
+            str(m["addr"]),
+            f"[{styles.get(status, '')}]{status}[/]" if status in styles else status,
+            str(m["incarnation"]),
+            format_tags(m.get("tags") or {}),
+        )
+    return table
