@@ -43,6 +43,8 @@ class TransportStats:
     streams_rejected: int = 0
     #: Outgoing requests that failed (`TransportError`).
     requests_failed: int = 0
+    #: OS errors survived by the receive loop or the stream listener.
+    receive_errors: int = 0
 
 
 class Transport(abc.ABC):

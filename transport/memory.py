@@ -1,0 +1,467 @@
+"""An in-process network for tests: many transports in one trio run, under MockClock.
+
+`MemoryNetwork` moves bytes between `MemoryTransport` objects with a one-way latency and
+a routing decision per packet. The decision comes in three layers, applied in order:
+
+1. reachability: `partition` (symmetric groups) and `block` (one-way links) drop a
+   packet outright; `heal` restores every link;
+2. the route hook `network.route(packet) -> Route` (by default `default_route`, which
+   draws loss, duplication and jitter from the network's seeded `random.Random`);
+3. delivery: each copy arrives ``latency_s + extra`` seconds later, in send order for
+   equal arrival times, into the destination's bounded receive queue (full: dropped and
+   counted in ``receive_overflows``, as over UDP).
+
+Streams (`request`) model a TCP exchange: both directions must be reachable when it
+starts (a handshake needs both) or the request hangs until its timeout, as a connect
+into a black hole would. An unknown or closed address refuses the request after one
+latency. The handler runs in the destination's own tasks, bounded by its
+``stream_timeout_s`` and ``max_concurrent_streams``; the response travels back with the
+latency and is lost (the requester times out) if the way back is cut by then.
+
+Time is read only through `trio.current_time`, so under `trio.testing.MockClock` with
+``autojump_threshold=0`` a test of many nodes runs in no wall time. Randomness comes only
+from the seeded rng and the order of sends, and ties between packets are broken by a
+sequence number, never by hashing or set order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno
+import heapq
+import logging
+import math
+import random
+from collections.abc import AsyncIterator, Callable, Iterable
+
+import attrs
+import trio
+
+from transport._common import (
+    FRAME_LENGTH_LIMIT,
+    MAX_DATAGRAM_BYTES,
+    MAX_FRAME_BYTES,
+    background_nursery,
+)
+from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
+
+logger = logging.getLogger(__name__)
+
+
+class PacketKind(enum.Enum):
+    """What the route hook is asked about."""
+
+    #: One datagram (`Transport.send`).
+    DATAGRAM = "datagram"
+    #: A whole stream exchange (`Transport.request`), judged on the request bytes.
+    STREAM = "stream"
+
+
+@attrs.frozen
+class Packet:
+    """A packet offered to the route hook."""
+
+    kind: PacketKind
+    src: Address
+    dst: Address
+    data: bytes
+
+
+@attrs.frozen
+class Route:
+    """The network's decision for one packet: one entry per delivered copy.
+
+    Each entry is the extra delay (seconds, on top of the latency) of one copy: ``()``
+    drops the packet, ``(0.0,)`` delivers it normally, ``(0.0, 0.0)`` duplicates it,
+    ``(0.5,)`` delays it. Streams use the first copy only.
+    """
+
+    extra_delays_s: tuple[float, ...] = (0.0,)
+
+    @classmethod
+    def deliver(cls) -> Route:
+        return cls((0.0,))
+
+    @classmethod
+    def drop(cls) -> Route:
+        return cls(())
+
+    @classmethod
+    def delay(cls, extra_s: float) -> Route:
+        return cls((extra_s,))
+
+    @classmethod
+    def duplicate(cls, copies: int = 2, *, spacing_s: float = 0.0) -> Route:
+        """`copies` copies, each `spacing_s` after the previous one."""
+        return cls(tuple(i * spacing_s for i in range(copies)))
+
+    @property
+    def dropped(self) -> bool:
+        return not self.extra_delays_s
+
+
+#: Decides the fate of one packet (see `Route`).
+RouteHook = Callable[[Packet], Route]
+
+
+@attrs.define(eq=False)
+class NetworkStats:
+    """What the network did to the traffic it carried (transports count the rest)."""
+
+    datagrams_routed: int = 0
+    #: Dropped by a partition, a one-way block or the route hook.
+    datagrams_dropped: int = 0
+    #: Extra copies delivered by the route hook.
+    datagrams_duplicated: int = 0
+    #: Sent to an address with no open transport.
+    datagrams_undeliverable: int = 0
+    streams_routed: int = 0
+    #: Stream exchanges lost to a partition, a block or the route hook (they time out).
+    streams_dropped: int = 0
+    #: Stream requests to an address with no open transport (refused).
+    streams_refused: int = 0
+
+
+class MemoryNetwork:
+    """An in-process network of `MemoryTransport` objects (see the module docstring).
+
+    `loss`, `duplication` and `jitter_s` parametrize `default_route` and may be changed
+    at any time; set `route` to take over the decision entirely.
+    """
+
+    def __init__(
+        self,
+        *,
+        latency_s: float = 0.001,
+        rng: random.Random | None = None,
+        loss: float = 0.0,
+        duplication: float = 0.0,
+        jitter_s: float = 0.0,
+    ) -> None:
+        if latency_s < 0 or not math.isfinite(latency_s):
+            raise ValueError(f"latency_s must be a finite non-negative number: {latency_s!r}")
+        self.latency_s = latency_s
+        self.rng = rng if rng is not None else random.Random(0)
+        #: Probability that `default_route` drops a packet.
+        self.loss = loss
+        #: Probability that `default_route` delivers a datagram twice.
+        self.duplication = duplication
+        #: `default_route` adds a uniform extra delay in [0, jitter_s].
+        self.jitter_s = jitter_s
+        #: The route hook; replace it to script drops, delays and duplicates.
+        self.route: RouteHook = self.default_route
+        self.stats = NetworkStats()
+        self._transports: dict[Address, MemoryTransport] = {}
+        # Address -> partition group; absent addresses share the implicit group -1.
+        self._groups: dict[Address, int] = {}
+        self._blocked: set[tuple[Address, Address]] = set()
+        self._seq = 0
+        self._next_port = 40_000
+
+    # ------------------------------------------------------------------ topology
+
+    def partition(self, groups: Iterable[Iterable[Address]]) -> None:
+        """Split the network: addresses talk only within their own group.
+
+        Addresses named in no group form one more group together. Replaces any previous
+        partition; one-way blocks stay. Packets already in flight still arrive.
+        """
+        new: dict[Address, int] = {}
+        for index, group in enumerate(groups):
+            for addr in group:
+                if addr in new and new[addr] != index:
+                    raise ValueError(f"{addr} is in two partition groups")
+                new[addr] = index
+        self._groups = new
+
+    def block(self, src: Address, dst: Address) -> None:
+        """Drop everything sent from `src` to `dst` (one way) until `unblock` or `heal`."""
+        self._blocked.add((src, dst))
+
+    def unblock(self, src: Address, dst: Address) -> None:
+        self._blocked.discard((src, dst))
+
+    def heal(self) -> None:
+        """Remove every partition and one-way block."""
+        self._groups = {}
+        self._blocked.clear()
+
+    def reachable(self, src: Address, dst: Address) -> bool:
+        """Whether partitions and blocks let a packet go from `src` to `dst` now."""
+        if (src, dst) in self._blocked:
+            return False
+        return self._groups.get(src, -1) == self._groups.get(dst, -1)
+
+    def default_route(self, packet: Packet) -> Route:
+        """Loss, duplication and jitter drawn from the seeded rng (no draw when 0)."""
+        if self.loss > 0 and self.rng.random() < self.loss:
+            return Route.drop()
+        copies = 1
+        if (
+            packet.kind is PacketKind.DATAGRAM
+            and self.duplication > 0
+            and self.rng.random() < self.duplication
+        ):
+            copies = 2
+        if self.jitter_s > 0:
+            return Route(tuple(self.rng.uniform(0.0, self.jitter_s) for _ in range(copies)))
+        return Route((0.0,) * copies)
+
+    # ------------------------------------------------------------------ transports
+
+    @contextlib.asynccontextmanager
+    async def open(
+        self,
+        addr: Address,
+        stream_handler: StreamHandler,
+        *,
+        max_datagram_bytes: int = MAX_DATAGRAM_BYTES,
+        receive_queue: int = 1024,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+        stream_timeout_s: float = 10.0,
+        max_concurrent_streams: int = 64,
+    ) -> AsyncIterator[MemoryTransport]:
+        """Attach a transport at `addr` (port 0: a free port is chosen) for the block.
+
+        Raises `OSError` (EADDRINUSE) if a transport is already open at `addr`. On exit
+        the address is released, queued and in-flight datagrams to it are lost and its
+        running stream handlers are cancelled.
+        """
+        host, port = addr
+        if port == 0:
+            port = self._free_port(host)
+        addr = (host, port)
+        if addr in self._transports:
+            raise OSError(errno.EADDRINUSE, f"address already in use: {addr}")
+        async with background_nursery() as nursery:
+            transport = MemoryTransport(
+                self,
+                addr,
+                stream_handler,
+                nursery,
+                max_datagram_bytes=max_datagram_bytes,
+                receive_queue=receive_queue,
+                max_frame_bytes=max_frame_bytes,
+                stream_timeout_s=stream_timeout_s,
+                max_concurrent_streams=max_concurrent_streams,
+            )
+            self._transports[addr] = transport
+            nursery.start_soon(transport._delivery_loop)
+            try:
+                yield transport
+            finally:
+                transport._close()
+                if self._transports.get(addr) is transport:
+                    del self._transports[addr]
+
+    def _free_port(self, host: str) -> int:
+        for _ in range(65_536):
+            port = self._next_port
+            self._next_port = 40_000 if port >= 65_535 else port + 1
+            if (host, port) not in self._transports:
+                return port
+        raise OSError(errno.EADDRNOTAVAIL, f"no free port on {host}")
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _route_datagram(self, src: Address, dst: Address, data: bytes) -> None:
+        self.stats.datagrams_routed += 1
+        if not self.reachable(src, dst):
+            self.stats.datagrams_dropped += 1
+            return
+        route = self.route(Packet(PacketKind.DATAGRAM, src, dst, data))
+        if route.dropped:
+            self.stats.datagrams_dropped += 1
+            return
+        target = self._transports.get(dst)
+        if target is None:
+            self.stats.datagrams_undeliverable += 1
+            return
+        self.stats.datagrams_duplicated += len(route.extra_delays_s) - 1
+        now = trio.current_time()
+        for extra_s in route.extra_delays_s:
+            target._schedule(now + self.latency_s + max(0.0, extra_s), self._next_seq(), data, src)
+
+    async def _exchange(self, src: MemoryTransport, dst: Address, data: bytes) -> bytes:
+        """One stream exchange; raises TransportError, or hangs if the packet is lost."""
+        self.stats.streams_routed += 1
+        route = Route.drop()
+        if self.reachable(src.local_addr, dst) and self.reachable(dst, src.local_addr):
+            route = self.route(Packet(PacketKind.STREAM, src.local_addr, dst, data))
+        if route.dropped:
+            self.stats.streams_dropped += 1
+            await trio.sleep_forever()
+        await trio.sleep(self.latency_s + max(0.0, route.extra_delays_s[0]))
+        target = self._transports.get(dst)
+        if target is None:
+            self.stats.streams_refused += 1
+            raise TransportError(f"connection refused by {dst}")
+        exchange = target._accept_stream(data, src.local_addr)
+        await exchange.done.wait()
+        if not self.reachable(dst, src.local_addr):
+            self.stats.streams_dropped += 1
+            await trio.sleep_forever()
+        await trio.sleep(self.latency_s)
+        if exchange.error is not None:
+            raise TransportError(f"{exchange.error} ({dst})")
+        assert exchange.response is not None
+        return exchange.response
+
+
+@attrs.define(eq=False)
+class _Exchange:
+    """One incoming stream's outcome, filled in by the handler task."""
+
+    done: trio.Event = attrs.field(factory=trio.Event)
+    response: bytes | None = None
+    error: str | None = "connection reset"
+
+
+class MemoryTransport(Transport):
+    """One endpoint of a `MemoryNetwork`; made by `MemoryNetwork.open`."""
+
+    def __init__(
+        self,
+        network: MemoryNetwork,
+        addr: Address,
+        stream_handler: StreamHandler,
+        nursery: trio.Nursery,
+        *,
+        max_datagram_bytes: int,
+        receive_queue: int,
+        max_frame_bytes: int,
+        stream_timeout_s: float,
+        max_concurrent_streams: int,
+    ) -> None:
+        self.stats = TransportStats()
+        self.network = network
+        self.max_datagram_bytes = max_datagram_bytes
+        self.max_frame_bytes = max_frame_bytes
+        self.stream_timeout_s = stream_timeout_s
+        self.max_concurrent_streams = max_concurrent_streams
+        self._addr = addr
+        self._handler = stream_handler
+        self._nursery = nursery
+        self._send_channel, self._receive_channel = trio.open_memory_channel[tuple[bytes, Address]](
+            receive_queue
+        )
+        # Datagrams in flight to this transport: (arrival time, sequence, data, source).
+        self._inbox: list[tuple[float, int, bytes, Address]] = []
+        self._wake = trio.Event()
+        self._active_streams = 0
+        self._closed = False
+
+    @property
+    def local_addr(self) -> Address:
+        return self._addr
+
+    async def send(self, data: bytes, addr: Address) -> bool:
+        await trio.lowlevel.checkpoint()
+        if self._closed or len(data) > MAX_DATAGRAM_BYTES:
+            # What the OS does for a closed socket or a payload no datagram can carry.
+            self.stats.send_errors += 1
+            return False
+        self.stats.datagrams_sent += 1
+        self.network._route_datagram(self._addr, addr, data)
+        return True
+
+    def receive(self) -> AsyncIterator[tuple[bytes, Address]]:
+        return self._receive_channel
+
+    async def request(self, addr: Address, data: bytes, *, timeout_s: float) -> bytes:
+        self.stats.streams_opened += 1
+        try:
+            if self._closed:
+                raise TransportError("transport is closed")
+            if len(data) > min(self.max_frame_bytes, FRAME_LENGTH_LIMIT):
+                raise TransportError(f"request of {len(data)} bytes exceeds the frame limit")
+            try:
+                with trio.fail_after(timeout_s):
+                    response = await self.network._exchange(self, addr, data)
+            except trio.TooSlowError:
+                raise TransportError(f"request to {addr} timed out") from None
+            if len(response) > self.max_frame_bytes:
+                raise TransportError(f"response of {len(response)} bytes exceeds the limit")
+        except TransportError:
+            self.stats.requests_failed += 1
+            raise
+        return response
+
+    # ------------------------------------------------------------------ internals
+
+    def _schedule(self, at: float, seq: int, data: bytes, src: Address) -> None:
+        if self._closed:
+            return
+        if not self._inbox or (at, seq) < self._inbox[0][:2]:
+            self._wake.set()
+        heapq.heappush(self._inbox, (at, seq, data, src))
+
+    async def _delivery_loop(self) -> None:
+        while True:
+            deadline = self._inbox[0][0] if self._inbox else math.inf
+            with trio.move_on_at(deadline):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            now = trio.current_time()
+            while self._inbox and self._inbox[0][0] <= now:
+                _, _, data, src = heapq.heappop(self._inbox)
+                self._deliver(data, src)
+
+    def _deliver(self, data: bytes, src: Address) -> None:
+        if len(data) > self.max_datagram_bytes:
+            self.stats.oversized += 1
+            return
+        try:
+            self._send_channel.send_nowait((data, src))
+        except trio.WouldBlock:
+            self.stats.receive_overflows += 1
+        else:
+            self.stats.datagrams_received += 1
+
+    def _accept_stream(self, data: bytes, src: Address) -> _Exchange:
+        exchange = _Exchange()
+        self.stats.streams_accepted += 1
+        if self._closed or self._active_streams >= self.max_concurrent_streams:
+            self.stats.streams_rejected += 1
+            exchange.error = "connection reset (too many streams)"
+            exchange.done.set()
+        elif len(data) > self.max_frame_bytes:
+            self.stats.streams_rejected += 1
+            exchange.error = "connection reset (request too large)"
+            exchange.done.set()
+        else:
+            self._active_streams += 1
+            self._nursery.start_soon(self._serve_stream, data, src, exchange)
+        return exchange
+
+    async def _serve_stream(self, data: bytes, src: Address, exchange: _Exchange) -> None:
+        try:
+            with trio.move_on_after(self.stream_timeout_s) as scope:
+                response = await self._handler(data, src)
+            if scope.cancelled_caught:
+                self.stats.streams_rejected += 1
+                exchange.error = "connection reset (handler timed out)"
+            elif response is None:
+                exchange.error = "connection closed without a response"
+            elif len(response) > min(self.max_frame_bytes, FRAME_LENGTH_LIMIT):
+                self.stats.streams_rejected += 1
+                exchange.error = "connection reset (response too large)"
+            else:
+                exchange.response = response
+                exchange.error = None
+        except Exception:
+            self.stats.streams_rejected += 1
+            logger.warning("stream handler failed for a request from %s", src, exc_info=True)
+        finally:
+            # Also reached on cancellation (this transport closing): the requester
+            # then sees the default error, a reset.
+            self._active_streams -= 1
+            exchange.done.set()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._inbox.clear()
+        self._send_channel.close()
