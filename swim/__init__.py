@@ -1,7 +1,8 @@
 """swim: SWIM cluster membership and failure detection with HashiCorp's Lifeguard.
 
-The protocol lives in `swim.core` (sans-IO); drivers run it over real sockets (the trio
-runtime) or a simulated network (`simulations`).
+The protocol lives in `swim.core` (sans-IO); drivers run it over real sockets (`Node`,
+the trio runtime, and `ThreadedNode` for non-trio applications) or a simulated network
+(`simulations`).
 """
 
 from swim.core import (
@@ -24,6 +25,14 @@ from swim.core import (
     UserBroadcastReceived,
     UserMessageReceived,
 )
+from swim.runtime import (
+    DeliveryError,
+    EventOverflow,
+    EventSubscription,
+    Node,
+    NodeStats,
+    ThreadedNode,
+)
 
 __version__ = "0.1.0"
 
@@ -31,7 +40,10 @@ __all__ = [
     "Address",
     "Config",
     "Core",
+    "DeliveryError",
     "Event",
+    "EventOverflow",
+    "EventSubscription",
     "JoinCompleted",
     "MalformedMessage",
     "MemberAlive",
@@ -42,8 +54,11 @@ __all__ = [
     "MemberStatus",
     "MemberSuspected",
     "MemberUpdated",
+    "Node",
+    "NodeStats",
     "ProtocolError",
     "Stats",
+    "ThreadedNode",
     "UserBroadcastReceived",
     "UserMessageReceived",
     "__version__",

@@ -1,0 +1,592 @@
+"""`Node`: the sans-IO `Core` driven by trio over a `Transport`.
+
+A thin translator, after aioquic's asyncio adapter: every input (a datagram, a stream
+request or response, an application call) goes to the core with ``trio.current_time()``
+as ``now`` and marks the node *dirty*; one pump task then sends what is due, starts the
+streams the core asked for, publishes the core's events and re-arms its single timer at
+``core.get_timer()``. Time is read only through `trio.current_time`, so a node runs
+unchanged under trio's `MockClock`.
+
+Tasks inside a running node (one nursery):
+
+* the pump: sleeps until the core's deadline or until woken, runs `handle_timer`, flushes
+  outputs. It is the only task that sends datagrams.
+* the receive loop: hands every datagram to the core.
+* one task per stream the core asked for (join, push-pull, fallback ping, reliable user
+  message), each bounded by ``Config.tcp_timeout_s``; a failure or timeout is reported
+  as ``receive_stream_response(id, None, now)``.
+* the join loop, while no seed has answered: joins every seed, retrying with capped
+  exponential backoff (`JoinCompleted` events tell the outcome of each attempt).
+
+Incoming streams are answered by the transport calling `Node` back (`handle_stream_request`).
+
+Shutdown: leaving the ``async with`` block normally leaves the cluster gracefully
+(bounded by ``leave_timeout_s``) and then closes the transport. Leaving it by an
+exception, cancellation included, skips the leave, like a crash: the tasks are cancelled
+and the transport closes its sockets on the way out.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ipaddress
+import math
+import os
+import random
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager
+from typing import Final
+
+import attrs
+import trio
+
+from swim.core import Config, Core, Event, JoinCompleted, MemberState, MemberStatus, Stats
+from swim.core.outputs import StreamKind, StreamRequest
+from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
+
+#: Opens a transport whose incoming streams are answered by the given handler.
+TransportFactory = Callable[[StreamHandler], AbstractAsyncContextManager[Transport]]
+
+#: Default size of each event subscriber's buffer.
+DEFAULT_EVENT_BUFFER: Final = 1024
+#: Streams the node runs at once; more wait for a slot.
+MAX_CONCURRENT_STREAMS: Final = 64
+#: Smallest step the pump's timer advances by, should the core ever return a deadline
+#: that is not after the time it was just run at (a guard against spinning).
+_MIN_TIMER_STEP_S: Final = 0.001
+
+
+class DeliveryError(Exception):
+    """A reliable `Node.send` failed: the stream was refused, reset or timed out."""
+
+
+class EventOverflow(Exception):
+    """A subscriber fell too far behind: its buffer filled up and it was unsubscribed.
+
+    Raised by the subscription's iterator after every event it had buffered was
+    delivered; `dropped` events were lost from that point. Subscribe again and resync
+    from `Node.members()`.
+    """
+
+    def __init__(self, dropped: int) -> None:
+        super().__init__(f"event subscriber overflowed; at least {dropped} event(s) lost")
+        self.dropped = dropped
+
+
+class EventSubscription:
+    """One subscriber's bounded view of a node's events, in order.
+
+    Overflow policy: a slow subscriber never blocks the protocol. When an event arrives
+    and the subscriber's buffer already holds ``max_buffer`` events, the subscription
+    is cut off: the buffered events are still delivered, then iteration raises
+    `EventOverflow`. Nothing is dropped silently. When the node stops, iteration ends
+    (`StopAsyncIteration`) after the buffered events.
+    """
+
+    def __init__(self, node: Node, max_buffer: int) -> None:
+        if max_buffer < 1:
+            raise ValueError("max_buffer must be at least 1")
+        self._node = node
+        self._max_buffer = max_buffer
+        self._buffer: collections.deque[Event] = collections.deque()
+        self._wakeup = trio.Event()
+        self._dropped = 0
+        self._closed = False
+
+    def __aiter__(self) -> EventSubscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._buffer:
+            if self._dropped:
+                raise EventOverflow(self._dropped)
+            if self._closed:
+                raise StopAsyncIteration
+            self._wakeup = trio.Event()
+            await self._wakeup.wait()
+        await trio.lowlevel.checkpoint()
+        if not self._buffer:  # pragma: no cover - another task took it meanwhile
+            return await self.__anext__()
+        return self._buffer.popleft()
+
+    def close(self) -> None:
+        """Unsubscribe; iteration ends once the buffered events are consumed."""
+        self._node._unsubscribe(self)
+        self._finish()
+
+    def __enter__(self) -> EventSubscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _push(self, event: Event) -> bool:
+        """Buffer `event`; False if the buffer was full (the subscription is cut off)."""
+        if self._dropped or len(self._buffer) >= self._max_buffer:
+            self._dropped += 1
+            self._wakeup.set()
+            return False
+        self._buffer.append(event)
+        self._wakeup.set()
+        return True
+
+    def _finish(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+
+@attrs.frozen
+class NodeStats:
+    """A snapshot of a node's counters: the core's, the transport's and the runtime's."""
+
+    #: Protocol counters (a copy of `Core.stats`).
+    core: Stats
+    #: Network counters (a copy of the transport's).
+    transport: TransportStats
+    #: Events the core emitted and the node published.
+    events_published: int
+    #: Subscriptions cut off because their buffer was full.
+    subscriber_overflows: int
+    #: Join attempts (one per round of joins to the seeds).
+    join_attempts: int
+    #: Streams currently open on our initiative.
+    streams_in_flight: int
+    #: Stream requests that failed or timed out (reported to the core as None).
+    streams_failed: int
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    done: trio.Event = attrs.Factory(trio.Event)
+    ok: bool = False
+
+
+class Node:
+    """One cluster member over a real (or simulated) network, run by trio.
+
+    Use it as an async context manager::
+
+        async with swim.Node(swim.Config.lan(), name="a", bind=("10.0.0.1", 7946),
+                             seeds=[("10.0.0.2", 7946)]) as node:
+            async for event in node.events():
+                ...
+
+    Args:
+        config: protocol settings.
+        name: this member's unique name.
+        bind: where to listen (port 0 picks a free port).
+        advertise: the address other members reach us at (default: the bound address);
+            it must be a specific IP, not 0.0.0.0 or ::.
+        seeds: members to join through; retried with backoff until one answers.
+        meta: initial metadata (at most 512 bytes).
+        seed: seed of the random choices (None: from `os.urandom`).
+        transport_factory: opens the transport given the stream handler (default: UDP
+            and TCP on `bind` via `transport.udp.open_udp_tcp_transport`).
+        leave_timeout_s: how long a graceful exit waits for the leave to spread.
+        join_backoff_s, join_backoff_max_s: first and largest delay between join rounds.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        name: str,
+        bind: Address = ("127.0.0.1", 7946),
+        advertise: Address | None = None,
+        seeds: Iterable[Address] = (),
+        meta: bytes = b"",
+        seed: int | None = None,
+        transport_factory: TransportFactory | None = None,
+        leave_timeout_s: float = 5.0,
+        join_backoff_s: float = 1.0,
+        join_backoff_max_s: float = 30.0,
+    ) -> None:
+        if advertise is not None:
+            _check_advertise(advertise, "advertise")
+        elif transport_factory is None:
+            _check_advertise(bind, "bind (used as the advertise address)")
+        if join_backoff_s <= 0 or join_backoff_max_s < join_backoff_s:
+            raise ValueError("need 0 < join_backoff_s <= join_backoff_max_s")
+        self.config: Final = config
+        self.name: Final = name
+        self._bind = bind
+        self._advertise = advertise
+        self._seeds = list(seeds)
+        self._meta = meta
+        if seed is None:
+            seed = int.from_bytes(os.urandom(8), "big")
+        self.seed: Final = seed
+        self._transport_factory = transport_factory
+        self._leave_timeout_s = leave_timeout_s
+        self._join_backoff_s = join_backoff_s
+        self._join_backoff_max_s = join_backoff_max_s
+
+        self._core: Core | None = None
+        self._transport: Transport | None = None
+        self._nursery: trio.Nursery | None = None
+        self._cm: AbstractAsyncContextManager[Node] | None = None
+        self._entered = False
+        self._stopped = False
+        # The pump's state: dirty means "some input may have produced output or moved
+        # the deadline"; the scope is the pump's current sleep, cancelled to wake it.
+        self._dirty = True
+        self._timer_scope: trio.CancelScope | None = None
+        self._left = trio.Event()
+        self._subscribers: list[EventSubscription] = []
+        self._waiters: dict[int, _Waiter] = {}
+        self._stream_limiter = trio.CapacityLimiter(MAX_CONCURRENT_STREAMS)
+        self._join_results: list[bool] = []
+        self._join_changed = trio.Event()
+        self._events_published = 0
+        self._subscriber_overflows = 0
+        self._join_attempts = 0
+        self._streams_in_flight = 0
+        self._streams_failed = 0
+        self._rng = random.Random(seed)
+        # The runtime's own randomness (join jitter), apart from the core's.
+        self._runtime_rng = random.Random(self._rng.getrandbits(64))
+
+    # ============================================================== lifecycle
+
+    async def __aenter__(self) -> Node:
+        if self._entered:
+            raise RuntimeError("a Node can only be started once")
+        self._entered = True
+        self._cm = self._run()
+        return await self._cm.__aenter__()
+
+    async def __aexit__(self, *exc_info: object) -> bool | None:
+        assert self._cm is not None
+        return await self._cm.__aexit__(*exc_info)  # type: ignore[arg-type]
+
+    @contextlib.asynccontextmanager
+    async def _run(self) -> AsyncIterator[Node]:
+        factory = self._transport_factory or _default_transport_factory(self._bind, self.config)
+        body_error: BaseException | None = None
+        try:
+            async with factory(self._handle_stream) as transport:
+                self._transport = transport
+                addr = self._advertise or transport.local_addr
+                _check_advertise(addr, "the advertise address")
+                core = Core(
+                    self.config,
+                    name=self.name,
+                    addr=addr,
+                    rng=self._rng,
+                    now=trio.current_time(),
+                    meta=self._meta,
+                )
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    self._core = core
+                    nursery.start_soon(self._pump, core, transport)
+                    nursery.start_soon(self._receive_loop, core, transport)
+                    if self._seeds:
+                        nursery.start_soon(self._join_loop, core)
+                    try:
+                        yield self
+                    except BaseException as exc:
+                        body_error = exc
+                        raise
+                    if not core.membership.leaving:
+                        await self.leave(self._leave_timeout_s)
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The nurseries (ours, the transport's) wrap whatever the body raised; give
+            # the caller their own exception back when nothing else went wrong.
+            leaves = list(_leaves(group))
+            if body_error is not None and body_error in leaves and all(
+                exc is body_error or isinstance(exc, trio.Cancelled) for exc in leaves
+            ):
+                raise body_error from None
+            raise
+        finally:
+            self._stopped = True
+            self._nursery = None
+            for sub in self._subscribers:
+                sub._finish()
+            self._subscribers.clear()
+            for waiter in self._waiters.values():
+                waiter.done.set()
+
+    # ================================================================ application API
+
+    @property
+    def addr(self) -> Address:
+        """The address this member announces (known once the node is running)."""
+        if self._core is not None:
+            return self._core.addr
+        if self._advertise is not None:
+            return self._advertise
+        raise RuntimeError("the address is known once the node is running")
+
+    @property
+    def core(self) -> Core:
+        """The protocol core (for read-outs; drive it only through this node)."""
+        return self._require_core()
+
+    def members(self) -> list[MemberState]:
+        """Every member this node knows, itself included (dead ones until reaped)."""
+        return self._require_core().members()
+
+    def member(self, name: str) -> MemberState | None:
+        """One member's state, or None if unknown."""
+        return self._require_core().member(name)
+
+    def local_health(self) -> int:
+        """The Lifeguard awareness score: 0 is healthy, higher means slower probing."""
+        return self._require_core().local_health
+
+    def events(self, max_buffer: int = DEFAULT_EVENT_BUFFER) -> EventSubscription:
+        """Subscribe to every event from now on, in order (see `EventSubscription`).
+
+        Any number of subscribers may exist; each has its own bounded buffer.
+        """
+        sub = EventSubscription(self, max_buffer)
+        if self._stopped:
+            sub._finish()
+        else:
+            self._subscribers.append(sub)
+        return sub
+
+    def update_metadata(self, meta: bytes) -> None:
+        """Replace our metadata; gossiped with a new incarnation."""
+        core = self._require_running()
+        core.update_metadata(meta, trio.current_time())
+        self._poke()
+
+    def broadcast(self, payload: bytes) -> int:
+        """Gossip `payload` to every member (this one included); returns its id."""
+        core = self._require_running()
+        broadcast_id = core.broadcast(payload, trio.current_time())
+        self._poke()
+        return broadcast_id
+
+    async def send(
+        self, to: str | Address, payload: bytes, *, reliable: bool = False
+    ) -> None:
+        """Send `payload` to one member, by name or address.
+
+        Unreliable messages go as a datagram (or an unacknowledged stream if too large)
+        and return at once. Reliable ones go over a stream and return once the peer has
+        received it; raises `DeliveryError` if it could not be delivered.
+        """
+        core = self._require_running()
+        if isinstance(to, str):
+            state = core.member(to)
+            if state is None:
+                raise LookupError(f"unknown member {to!r}")
+            addr = state.addr
+        else:
+            addr = to
+        stream_id = core.send_user_message(addr, payload, trio.current_time(), reliable=reliable)
+        self._poke()
+        if stream_id is None or not reliable:
+            await trio.lowlevel.checkpoint()
+            return
+        waiter = self._waiters[stream_id] = _Waiter()
+        try:
+            await waiter.done.wait()
+        finally:
+            self._waiters.pop(stream_id, None)
+        if not waiter.ok:
+            raise DeliveryError(f"could not deliver a message to {to!r} at {addr}")
+
+    async def leave(self, timeout_s: float = 5.0) -> bool:
+        """Leave the cluster gracefully and wait until the news has spread.
+
+        Returns True if the departure was sent its full count within `timeout_s`. The
+        node keeps running (answering probes) until its context exits.
+        """
+        core = self._require_running()
+        core.leave(trio.current_time())
+        self._poke()
+        with trio.move_on_after(timeout_s):
+            await self._left.wait()
+        return core.leave_complete
+
+    def stats(self) -> NodeStats:
+        """A snapshot of the core's, the transport's and the runtime's counters."""
+        core = self._require_core()
+        assert self._transport is not None
+        return NodeStats(
+            core=_copy_stats(core.stats),
+            transport=attrs.evolve(self._transport.stats),
+            events_published=self._events_published,
+            subscriber_overflows=self._subscriber_overflows,
+            join_attempts=self._join_attempts,
+            streams_in_flight=self._streams_in_flight,
+            streams_failed=self._streams_failed,
+        )
+
+    # ================================================================ the tasks
+
+    def _poke(self) -> None:
+        """An input happened: wake the pump to flush outputs and re-arm the timer."""
+        self._dirty = True
+        if self._timer_scope is not None:
+            self._timer_scope.cancel()
+
+    async def _pump(self, core: Core, transport: Transport) -> None:
+        """Send what is due, re-arm the one timer, repeat."""
+        handled_at = -math.inf
+        while True:
+            if not self._dirty:
+                deadline = core.get_timer()
+                if deadline <= handled_at:
+                    deadline = handled_at + _MIN_TIMER_STEP_S
+                with trio.CancelScope(deadline=deadline) as scope:
+                    self._timer_scope = scope
+                    await trio.sleep_forever()
+                self._timer_scope = None
+            self._dirty = False
+            now = trio.current_time()
+            if now >= core.get_timer():
+                core.handle_timer(now)
+                handled_at = now
+            for datagram in core.datagrams_to_send():
+                if not await transport.send(datagram.data, datagram.addr):
+                    core.note_send_error()
+            nursery = self._nursery
+            for request in core.streams_to_open():
+                assert nursery is not None
+                nursery.start_soon(self._run_stream, core, transport, request)
+            for event in core.drain_events():
+                self._publish(event)
+            if core.membership.leaving and core.leave_complete:
+                self._left.set()
+
+    async def _receive_loop(self, core: Core, transport: Transport) -> None:
+        async for data, addr in transport.receive():
+            core.receive_datagram(data, addr, trio.current_time())
+            self._poke()
+
+    async def _handle_stream(self, data: bytes, addr: Address) -> bytes | None:
+        """Answer a stream a peer opened (the transport calls this)."""
+        core = self._core
+        if core is None or self._stopped:
+            return None
+        response = core.handle_stream_request(data, addr, trio.current_time())
+        self._poke()
+        return response
+
+    async def _run_stream(self, core: Core, transport: Transport, request: StreamRequest) -> None:
+        response: bytes | None = None
+        self._streams_in_flight += 1
+        try:
+            async with self._stream_limiter:
+                with trio.move_on_after(self.config.tcp_timeout_s):
+                    try:
+                        response = await transport.request(
+                            request.addr, request.data, timeout_s=self.config.tcp_timeout_s
+                        )
+                    except (TransportError, OSError):
+                        response = None
+        finally:
+            self._streams_in_flight -= 1
+        if response is None:
+            self._streams_failed += 1
+        core.receive_stream_response(request.id, response, trio.current_time())
+        self._poke()
+        waiter = self._waiters.get(request.id)
+        if waiter is not None:
+            waiter.ok = response is not None and request.kind is StreamKind.USER_MESSAGE
+            waiter.done.set()
+
+    async def _join_loop(self, core: Core) -> None:
+        """Join the seeds; retry with capped, jittered exponential backoff until one
+        answers (or until we learn of another live member some other way)."""
+        delay = self._join_backoff_s
+        while True:
+            self._join_results = []
+            ids = core.join(self._seeds, trio.current_time())
+            if not ids:
+                return  # every seed is ourselves
+            self._join_attempts += 1
+            self._poke()
+            # Each stream ends in exactly one JoinCompleted; wait for all, or one success.
+            with trio.move_on_after(2 * self.config.tcp_timeout_s + 1.0):
+                while len(self._join_results) < len(ids) and not any(self._join_results):
+                    self._join_changed = trio.Event()
+                    await self._join_changed.wait()
+            if any(self._join_results) or self._knows_live_peer(core):
+                return
+            await trio.sleep(delay * (0.5 + 0.5 * self._runtime_rng.random()))
+            if self._knows_live_peer(core):
+                return
+            delay = min(2 * delay, self._join_backoff_max_s)
+
+    # ============================================================== internals
+
+    def _knows_live_peer(self, core: Core) -> bool:
+        return any(
+            m.name != self.name and m.status == MemberStatus.ALIVE for m in core.members()
+        )
+
+    def _publish(self, event: Event) -> None:
+        self._events_published += 1
+        if isinstance(event, JoinCompleted):
+            self._join_results.append(event.ok)
+            self._join_changed.set()
+        overflowed = [sub for sub in self._subscribers if not sub._push(event)]
+        for sub in overflowed:
+            self._subscriber_overflows += 1
+            self._unsubscribe(sub)
+
+    def _unsubscribe(self, sub: EventSubscription) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(sub)
+
+    def _require_core(self) -> Core:
+        if self._core is None:
+            raise RuntimeError("the node is not running (use `async with Node(...)`)")
+        return self._core
+
+    def _require_running(self) -> Core:
+        core = self._require_core()
+        if self._stopped:
+            raise RuntimeError("the node has stopped")
+        return core
+
+
+def _default_transport_factory(bind: Address, config: Config) -> TransportFactory:
+    from transport.udp import open_udp_tcp_transport
+
+    def factory(handler: StreamHandler) -> AbstractAsyncContextManager[Transport]:
+        # Incoming streams get the same bound as ours (a stalled peer is cut off).
+        return open_udp_tcp_transport(bind, handler, stream_timeout_s=config.tcp_timeout_s)
+
+    return factory
+
+
+def _check_advertise(addr: Address, what: str) -> None:
+    host, port = addr
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{what} must be an IP literal, got {host!r}") from None
+    if ip.is_unspecified:
+        raise ValueError(
+            f"{what} is {host!r}, which other members cannot reach; bind to a specific "
+            "address or pass advertise=(ip, port)"
+        )
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{what} has an invalid port {port}")
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def _copy_stats(stats: Stats) -> Stats:
+    copy = attrs.evolve(stats)
+    for field in attrs.fields(Stats):
+        value = getattr(stats, field.name)
+        if isinstance(value, collections.Counter):
+            setattr(copy, field.name, collections.Counter(value))
+    return copy

@@ -1,0 +1,322 @@
+"""`ThreadedNode`: a `Node` on its own trio loop in a background thread.
+
+For applications that do not run trio (plain threads, asyncio). The protocol runs in
+the node's thread, so an application that blocks its own thread or event loop (a long
+``time.sleep``, a CPU-bound handler) does not stop the node from answering probes: the
+cluster keeps seeing it alive. Only the GIL is shared.
+
+Threads:
+
+* the node thread runs ``trio.run``; every public method hops into it with
+  `trio.from_thread` (using the loop's `TrioToken`) and waits for the answer.
+* the dispatcher thread hands events to the `events` queue and to the registered
+  callbacks, so a slow callback (or an application that never reads the queue) cannot
+  stall the protocol.
+
+Event delivery is bounded: the hand-over to the dispatcher and the `events` queue each
+hold at most ``event_queue_size`` events; when one is full, new events are dropped and
+counted (`ThreadedNode.events_dropped`). Callbacks see every event the dispatcher gets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from typing import Final, TypeVar
+
+import trio
+
+from swim.core import Config, Event, MemberState
+from swim.runtime.node import (
+    EventOverflow,
+    EventSubscription,
+    Node,
+    NodeStats,
+    TransportFactory,
+)
+from transport.base import Address
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: A function called with each event, on the dispatcher thread.
+EventCallback = Callable[[Event], object]
+
+_STOP: Final = object()
+
+
+class ThreadedNode:
+    """A cluster member run by trio in a background thread, with a blocking API.
+
+    Start it with `start` (or ``with ThreadedNode(...) as node:``), stop it with `stop`.
+    Arguments are those of `Node`, plus ``event_queue_size`` (see the module docs).
+    Every method is thread-safe; none may be called from the node's own thread.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        name: str,
+        bind: Address = ("127.0.0.1", 7946),
+        advertise: Address | None = None,
+        seeds: Iterable[Address] = (),
+        meta: bytes = b"",
+        seed: int | None = None,
+        transport_factory: TransportFactory | None = None,
+        leave_timeout_s: float = 5.0,
+        event_queue_size: int = 10_000,
+    ) -> None:
+        # Built here so bad arguments raise in the caller's thread.
+        self._node = Node(
+            config,
+            name=name,
+            bind=bind,
+            advertise=advertise,
+            seeds=seeds,
+            meta=meta,
+            seed=seed,
+            transport_factory=transport_factory,
+            leave_timeout_s=leave_timeout_s,
+        )
+        self.name: Final = name
+        #: Every event, in order, for the application to read (bounded; see module docs).
+        self.events: queue.Queue[Event] = queue.Queue(maxsize=event_queue_size)
+        self._handoff: queue.Queue[object] = queue.Queue(maxsize=event_queue_size)
+        self._callbacks: list[EventCallback] = []
+        self._callbacks_lock = threading.Lock()
+        self._dropped = 0
+        self._dropped_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._dispatcher: threading.Thread | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._started = threading.Event()
+        self._running = False
+        self._error: BaseException | None = None
+        self._stop_event: trio.Event | None = None
+        self._crash_scope: trio.CancelScope | None = None
+        self._lifecycle_lock = threading.Lock()
+
+    # ============================================================== lifecycle
+
+    def start(self, timeout_s: float = 10.0) -> ThreadedNode:
+        """Start the node's thread and wait until the node is running."""
+        with self._lifecycle_lock:
+            if self._thread is not None:
+                raise RuntimeError("a ThreadedNode can only be started once")
+            self._dispatcher = threading.Thread(
+                target=self._dispatch, name=f"swim-events-{self.name}", daemon=True
+            )
+            self._dispatcher.start()
+            self._thread = threading.Thread(
+                target=trio.run, args=(self._main,), name=f"swim-node-{self.name}", daemon=True
+            )
+            self._thread.start()
+        if not self._started.wait(timeout_s):
+            self.stop(leave=False)
+            raise TimeoutError(f"node {self.name!r} did not start within {timeout_s} s")
+        if self._error is not None:
+            self._join_threads(timeout_s)
+            raise RuntimeError(f"node {self.name!r} failed to start") from self._error
+        return self
+
+    def stop(self, *, leave: bool = True, timeout_s: float = 10.0) -> None:
+        """Stop the node: leave gracefully first unless ``leave=False`` (a crash, as far
+        as the cluster can tell), then close its sockets and end its threads."""
+        token = self._token
+        if token is not None:
+            target = self._request_stop if leave else self._request_crash
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(target, trio_token=token)
+        self._join_threads(timeout_s)
+
+    def __enter__(self) -> ThreadedNode:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True between a successful `start` and the end of the node."""
+        return self._running
+
+    @property
+    def error(self) -> BaseException | None:
+        """What the node's thread died of, if it crashed."""
+        return self._error
+
+    # ================================================================ blocking API
+
+    @property
+    def addr(self) -> Address:
+        """The address this member announces."""
+        return self._call(lambda: self._node.addr)
+
+    def members(self) -> list[MemberState]:
+        """Every member this node knows, itself included."""
+        return self._call(self._node.members)
+
+    def member(self, name: str) -> MemberState | None:
+        """One member's state, or None if unknown."""
+        return self._call(self._node.member, name)
+
+    def local_health(self) -> int:
+        """The Lifeguard awareness score (0 is healthy)."""
+        return self._call(self._node.local_health)
+
+    def stats(self) -> NodeStats:
+        """A snapshot of the node's counters."""
+        return self._call(self._node.stats)
+
+    @property
+    def events_dropped(self) -> int:
+        """Events dropped because a bounded hand-over queue was full."""
+        return self._dropped
+
+    def update_metadata(self, meta: bytes) -> None:
+        """Replace our metadata; gossiped with a new incarnation."""
+        self._call(self._node.update_metadata, meta)
+
+    def broadcast(self, payload: bytes) -> int:
+        """Gossip `payload` to every member; returns its id."""
+        return self._call(self._node.broadcast, payload)
+
+    def send(self, to: str | Address, payload: bytes, *, reliable: bool = False) -> None:
+        """Send `payload` to one member (see `Node.send`); blocks for reliable ones."""
+        token = self._require_token()
+
+        async def send() -> None:
+            await self._node.send(to, payload, reliable=reliable)
+
+        trio.from_thread.run(send, trio_token=token)
+
+    def leave(self, timeout_s: float = 5.0) -> bool:
+        """Leave gracefully and wait (at most `timeout_s`) until the news has spread."""
+        token = self._require_token()
+
+        async def leave() -> bool:
+            return await self._node.leave(timeout_s)
+
+        return trio.from_thread.run(leave, trio_token=token)
+
+    def add_callback(self, callback: EventCallback) -> Callable[[], None]:
+        """Call `callback(event)` for every event, on the dispatcher thread.
+
+        Exceptions it raises are logged and ignored. Returns a function that removes it.
+        """
+        with self._callbacks_lock:
+            self._callbacks.append(callback)
+
+        def remove() -> None:
+            with self._callbacks_lock, contextlib.suppress(ValueError):
+                self._callbacks.remove(callback)
+
+        return remove
+
+    # ============================================================ the node thread
+
+    async def _main(self) -> None:
+        try:
+            with trio.CancelScope() as crash_scope:
+                self._crash_scope = crash_scope
+                self._stop_event = trio.Event()
+                async with self._node as node:
+                    subscription = node.events(max_buffer=self._handoff.maxsize or 1 << 16)
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._forward, subscription)
+                        self._token = trio.lowlevel.current_trio_token()
+                        self._running = True
+                        self._started.set()
+                        await self._stop_event.wait()
+                        nursery.cancel_scope.cancel()
+        except BaseException as exc:  # reported through `error` / `start`
+            self._error = exc
+            if not isinstance(exc, Exception):
+                _log.debug("node %s thread ended by %r", self.name, exc)
+            else:
+                _log.exception("node %s crashed", self.name)
+        finally:
+            self._running = False
+            self._started.set()
+            self._put_handoff(_STOP, force=True)
+
+    def _request_stop(self) -> None:
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    def _request_crash(self) -> None:
+        if self._crash_scope is not None:
+            self._crash_scope.cancel()
+
+    async def _forward(self, subscription: EventSubscription) -> None:
+        node = self._node
+        sub = subscription
+        while True:
+            try:
+                async for event in sub:
+                    self._put_handoff(event)
+                return
+            except EventOverflow as exc:  # cannot happen while put_nowait keeps up
+                self._count_dropped(exc.dropped)
+                sub = node.events(max_buffer=self._handoff.maxsize or 1 << 16)
+
+    def _put_handoff(self, item: object, *, force: bool = False) -> None:
+        try:
+            self._handoff.put_nowait(item)
+        except queue.Full:
+            if not force:
+                self._count_dropped(1)
+                return
+            # The stop marker must get through: make room for it.
+            with contextlib.suppress(queue.Empty):
+                self._handoff.get_nowait()
+            self._count_dropped(1)
+            self._handoff.put_nowait(item)
+
+    # ========================================================= the dispatcher thread
+
+    def _dispatch(self) -> None:
+        while True:
+            item = self._handoff.get()
+            if item is _STOP:
+                return
+            event: Event = item  # type: ignore[assignment]
+            try:
+                self.events.put_nowait(event)
+            except queue.Full:
+                self._count_dropped(1)
+            with self._callbacks_lock:
+                callbacks = list(self._callbacks)
+            for callback in callbacks:
+                try:
+                    callback(event)
+                except Exception:
+                    _log.exception("event callback %r failed", callback)
+
+    # ================================================================= internals
+
+    def _count_dropped(self, n: int) -> None:
+        with self._dropped_lock:
+            self._dropped += n
+
+    def _require_token(self) -> trio.lowlevel.TrioToken:
+        if self._token is None or not self._running:
+            raise RuntimeError(f"node {self.name!r} is not running")
+        return self._token
+
+    def _call(self, fn: Callable[..., T], *args: object) -> T:
+        token = self._require_token()
+        try:
+            return trio.from_thread.run_sync(fn, *args, trio_token=token)
+        except trio.RunFinishedError:
+            raise RuntimeError(f"node {self.name!r} is not running") from None
+
+    def _join_threads(self, timeout_s: float) -> None:
+        for thread in (self._thread, self._dispatcher):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout_s)
+
