@@ -31,6 +31,7 @@ from transport.memory import (
     Route,
     RouteHook,
 )
+from transport.udp import UdpTcpTransport, open_udp_tcp_transport
 
 __all__ = [
     "Address",
@@ -45,4 +46,6 @@ __all__ = [
     "Transport",
     "TransportError",
     "TransportStats",
+    "UdpTcpTransport",
+    "open_udp_tcp_transport",
 ]
