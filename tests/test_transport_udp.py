@@ -139,6 +139,51 @@ async def test_binding_a_taken_port_raises_oserror(host: str) -> None:
                 pass  # pragma: no cover
 
 
+def _fail_first_udp_bind(monkeypatch: pytest.MonkeyPatch, taken: list[int]) -> None:
+    """Make the next UDP bind to a nonzero port fail as if the port were taken."""
+    with trio.socket.socket() as sample:
+        socket_class = type(sample)
+    real_bind = socket_class.bind
+
+    async def bind(self: trio.socket.SocketType, address: tuple[str, int]) -> None:
+        if self.type == socket.SOCK_DGRAM and address[1] != 0 and not taken:
+            taken.append(address[1])
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+        await real_bind(self, address)
+
+    monkeypatch.setattr(socket_class, "bind", bind)
+
+
+async def test_port_zero_retries_when_the_udp_port_is_taken(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken: list[int] = []
+    _fail_first_udp_bind(monkeypatch, taken)
+    async with open_udp_tcp_transport((host, 0), echo) as t:
+        assert len(taken) == 1
+        assert await t.request(t.local_addr, b"tcp", timeout_s=WAIT_S) == b"echo:tcp"
+        assert await t.send(b"udp", t.local_addr)
+        assert await next_datagram(t) == (b"udp", t.local_addr)
+    monkeypatch.undo()
+    assert_port_free(host, taken[0])  # the failed attempt's TCP socket was closed
+
+
+async def test_explicit_port_taken_for_udp_raises_and_closes_tcp(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket(family(host), socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        port = probe.getsockname()[1]
+    taken: list[int] = []
+    _fail_first_udp_bind(monkeypatch, taken)
+    with pytest.raises(OSError) as info:
+        async with open_udp_tcp_transport((host, port), echo):
+            pass  # pragma: no cover
+    assert info.value.errno == errno.EADDRINUSE
+    monkeypatch.undo()
+    assert_port_free(host, port)
+
+
 async def test_bind_host_must_be_an_ip_literal() -> None:
     with pytest.raises(ValueError, match="literal"):
         async with open_udp_tcp_transport(("localhost", 0), echo):
@@ -291,10 +336,19 @@ async def test_handler_none_closes_the_stream(host: str) -> None:
         assert t.stats.streams_rejected == 0
 
 
-async def test_handler_exception_is_counted_and_survived(host: str) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("handler bug"),
+        OSError(errno.EIO, "handler I/O"),
+        ExceptionGroup("handler nursery", [ValueError("inner")]),
+    ],
+    ids=["runtime", "oserror", "group"],
+)
+async def test_handler_exception_is_counted_and_survived(host: str, error: Exception) -> None:
     async def flaky(data: bytes, addr: Address) -> bytes:
         if data == b"boom":
-            raise RuntimeError("handler bug")
+            raise error
         return data
 
     async with open_udp_tcp_transport((host, 0), flaky) as t:

@@ -13,9 +13,9 @@ declares more than ``max_frame_bytes``, or closes mid-frame is cut off and count
 are served at once; further connections are closed at once and counted. Frame bytes are
 buffered as they arrive, so a peer's declared length allocates nothing by itself.
 
-Addresses are ``(ip literal, port)``: IPv6 without flow info and scope id. A socket bound
-to ``::`` also reaches IPv4 peers; their addresses are reported as plain IPv4 and mapped
-back when sending.
+Addresses are ``(ip literal, port)``: IPv6 without flow info and scope id (so link-local
+IPv6 peers, which need a scope, are not supported). A socket bound to ``::`` also reaches
+IPv4 peers; their addresses are reported as plain IPv4 and mapped back when sending.
 """
 
 from __future__ import annotations
@@ -257,24 +257,32 @@ class UdpTcpTransport(Transport):
     async def _serve_stream(self, stream: trio.SocketStream) -> None:
         try:
             with trio.move_on_after(self.stream_timeout_s) as scope:
-                peer = _normalize(stream.socket.getpeername())
-                request = await _receive_frame_untrusted(stream, self.max_frame_bytes)
-                response = await self._handler(request, peer)
-                if response is not None:
-                    if len(response) > min(self.max_frame_bytes, FRAME_LENGTH_LIMIT):
-                        raise _FrameError(f"response of {len(response)} bytes is too large")
-                    await stream.send_all(_frame(response))
+                await self._answer(stream)
             if scope.cancelled_caught:
                 self.stats.streams_rejected += 1
+                logger.debug("incoming stream cut off: timed out")
         except (OSError, trio.BrokenResourceError, _FrameError) as exc:
             self.stats.streams_rejected += 1
             logger.debug("incoming stream cut off: %s", exc)
-        except Exception:
-            self.stats.streams_rejected += 1
-            logger.warning("stream handler failed", exc_info=True)
         finally:
             self._active_streams -= 1
             await trio.aclose_forcefully(stream)
+
+    async def _answer(self, stream: trio.SocketStream) -> None:
+        peer = _normalize(stream.socket.getpeername())
+        request = await _receive_frame_untrusted(stream, self.max_frame_bytes)
+        try:
+            response = await self._handler(request, peer)
+        except Exception:
+            # A bug on our side, not the peer's: say so loudly, but keep serving.
+            self.stats.streams_rejected += 1
+            logger.warning("stream handler failed for a request from %s", peer, exc_info=True)
+            return
+        if response is None:
+            return
+        if len(response) > min(self.max_frame_bytes, FRAME_LENGTH_LIMIT):
+            raise _FrameError(f"response of {len(response)} bytes is too large")
+        await stream.send_all(_frame(response))
 
 
 @contextlib.asynccontextmanager
