@@ -501,3 +501,25 @@ def test_frame_limit_matches_the_codec() -> None:
 
     assert MAX_FRAME_BYTES == MAX_STREAM_BYTES
     assert T_MAX_DATAGRAM == MAX_DATAGRAM_BYTES
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"max_datagram_bytes": 0},
+        {"max_datagram_bytes": 70_000},
+        {"receive_queue": -1},
+        {"max_frame_bytes": 2**32},
+        {"stream_timeout_s": 0.0},
+        {"stream_timeout_s": float("nan")},
+        {"max_concurrent_streams": 0},
+    ],
+)
+async def test_impossible_limits_are_refused(
+    autojump_clock: trio.testing.MockClock, net: MemoryNetwork, limits: dict[str, float]
+) -> None:
+    with pytest.raises(ValueError):
+        async with net.open(A, echo, **limits):  # type: ignore[arg-type]
+            pass  # pragma: no cover
+    async with net.open(A, echo):  # nothing was left registered
+        pass

@@ -519,3 +519,9 @@ def test_frame_round_trip_helpers() -> None:
     from transport.udp import _frame
 
     assert _frame(b"abc") == b"\x00\x00\x00\x03abc"
+
+
+async def test_impossible_limits_are_refused() -> None:
+    with pytest.raises(ValueError, match="max_concurrent_streams"):
+        async with open_udp_tcp_transport(("127.0.0.1", 0), echo, max_concurrent_streams=0):
+            pass  # pragma: no cover

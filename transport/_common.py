@@ -36,3 +36,24 @@ async def background_nursery() -> AsyncIterator[trio.Nursery]:
             nursery.cancel_scope.cancel()
     if body_exc is not None:
         raise body_exc
+
+
+def check_limits(
+    *,
+    max_datagram_bytes: int,
+    receive_queue: int,
+    max_frame_bytes: int,
+    stream_timeout_s: float,
+    max_concurrent_streams: int,
+) -> None:
+    """Raise ValueError for limits no transport can honour (the caller's mistake)."""
+    if not 0 < max_datagram_bytes <= MAX_DATAGRAM_BYTES:
+        raise ValueError(f"max_datagram_bytes must be in 1..{MAX_DATAGRAM_BYTES}")
+    if receive_queue < 0:
+        raise ValueError("receive_queue must be >= 0")
+    if not 0 <= max_frame_bytes <= FRAME_LENGTH_LIMIT:
+        raise ValueError(f"max_frame_bytes must be in 0..{FRAME_LENGTH_LIMIT}")
+    if not stream_timeout_s > 0:  # also refuses NaN
+        raise ValueError("stream_timeout_s must be positive")
+    if max_concurrent_streams < 1:
+        raise ValueError("max_concurrent_streams must be >= 1")

@@ -21,7 +21,9 @@ latency and is lost (the requester times out) if the way back is cut by then.
 Time is read only through `trio.current_time`, so under `trio.testing.MockClock` with
 ``autojump_threshold=0`` a test of many nodes runs in no wall time. Randomness comes only
 from the seeded rng and the order of sends, and ties between packets are broken by a
-sequence number, never by hashing or set order.
+sequence number, never by hashing or set order. (The order of sends across tasks is
+trio's to choose: it shuffles tasks that become runnable together, so a multi-task run is
+reproducible only as far as its tasks do not race.)
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from transport._common import (
     MAX_DATAGRAM_BYTES,
     MAX_FRAME_BYTES,
     background_nursery,
+    check_limits,
 )
 from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
 
@@ -228,6 +231,13 @@ class MemoryNetwork:
         the address is released, queued and in-flight datagrams to it are lost and its
         running stream handlers are cancelled.
         """
+        check_limits(
+            max_datagram_bytes=max_datagram_bytes,
+            receive_queue=receive_queue,
+            max_frame_bytes=max_frame_bytes,
+            stream_timeout_s=stream_timeout_s,
+            max_concurrent_streams=max_concurrent_streams,
+        )
         host, port = addr
         if port == 0:
             port = self._free_port(host)

@@ -36,6 +36,7 @@ from transport._common import (
     MAX_DATAGRAM_BYTES,
     MAX_FRAME_BYTES,
     background_nursery,
+    check_limits,
 )
 from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
 
@@ -303,6 +304,13 @@ async def open_udp_tcp_transport(
     `OSError` if the address cannot be bound and `ValueError` if the host is not an IP
     literal.
     """
+    check_limits(
+        max_datagram_bytes=max_datagram_bytes,
+        receive_queue=receive_queue,
+        max_frame_bytes=max_frame_bytes,
+        stream_timeout_s=stream_timeout_s,
+        max_concurrent_streams=max_concurrent_streams,
+    )
     tcp, udp = await _bind_pair(bind)
     with tcp, udp:
         transport = UdpTcpTransport(
