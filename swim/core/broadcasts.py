@@ -63,6 +63,15 @@ class BroadcastQueue:
         if old is not None:
             del self._tiers[old.transmits][key]
 
+    def drop_most_sent(self) -> None:
+        """Forget the item sent most often (the oldest among those), if any."""
+        for tier in reversed(self._tiers):
+            if tier:
+                key = next(iter(tier))
+                del tier[key]
+                del self._by_key[key]
+                return
+
     def take(
         self, budget: int, limit: int, encoded: list[bytes], messages: list[Message]
     ) -> int:

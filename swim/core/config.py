@@ -65,6 +65,17 @@ class Config:
     incarnation_window: int = attrs.field(default=1 << 20, validator=attrs.validators.gt(0))
     #: How many user-broadcast ids to remember for deduplication.
     user_broadcast_memory: int = attrs.field(default=4096, validator=attrs.validators.gt(0))
+    #: Most membership news queued at once; past it the most-sent news is dropped
+    #: (push-pull repairs what is lost). Bounds memory when thousands join at once.
+    broadcast_queue_depth: int = attrs.field(default=4096, validator=attrs.validators.gt(0))
+    #: How often to try a full-state exchange with one failed (not left) member after it
+    #: was reaped, so that partitions longer than gossip_to_the_dead_s heal (Serf's
+    #: reconnect). 0 disables.
+    reconnect_interval_s: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
+    #: How long a failed member is remembered for reconnection attempts.
+    reconnect_timeout_s: float = attrs.field(
+        default=24 * 3600.0, validator=attrs.validators.ge(0)
+    )
 
     # --- switches (all on = SWIM + Lifeguard as memberlist runs it) ---
     #: Helpers send nacks when the target is silent (Lifeguard).

@@ -64,8 +64,8 @@ from swim.core.messages import (
 from swim.core.outputs import Datagram, StreamKind, StreamRequest
 from swim.core.stats import Stats
 from swim.core.timing import (
-    NACK_FRACTION,
     awareness_delta_for_failed_probe,
+    nack_delay_s,
     push_pull_scale,
     retransmit_limit,
 )
@@ -177,6 +177,7 @@ class Core:
         self._push_pull_at = now + rng.uniform(0.5, 1.0) * push_pull_scale(
             config.push_pull_interval_s, 1
         )
+        self._reconnect_at = now + rng.uniform(0.5, 1.0) * config.reconnect_interval_s
 
     # ============================================================== application inputs
 
@@ -192,6 +193,14 @@ class Core:
                 continue
             ids.append(self._push_pull(seed, join=True))
         return ids
+
+    def bootstrap(self, members: Iterable[MemberState], now: float) -> None:
+        """Start out knowing `members`, as if joined long ago: no events, no gossip.
+
+        For simulations and tests that begin with a converged cluster (joining ten
+        thousand members one by one is a different experiment).
+        """
+        self.membership.bootstrap(members, now)
 
     def leave(self, now: float) -> None:
         """Leave gracefully: gossip our departure and stop probing.
@@ -325,6 +334,7 @@ class Core:
                 # Answer with our state first, then merge theirs (memberlist order).
                 response: list[Message] = [self._local_state()]
                 self.membership.merge_remote(members, now)
+                self._send_notices()
                 return response
             case Ping(seq, target) if target == self.name:
                 return [Ack(seq)]
@@ -365,6 +375,7 @@ class Core:
             if state is not None:
                 self.stats.messages_in["push_pull"] += 1
                 self.membership.merge_remote(state.members, now)
+                self._send_notices()
             else:
                 self.stats.push_pulls_failed += 1
             if kind is StreamKind.JOIN:
@@ -393,6 +404,8 @@ class Core:
             when = self._next_probe_at
             if cfg.push_pull:
                 when = min(when, self._push_pull_at)
+            if membership.tombstones and cfg.reconnect_interval_s > 0:
+                when = min(when, self._reconnect_at)
         probe = self._probe
         if probe is not None:
             when = min(when, probe.end_at if probe.indirect_sent else probe.timeout_at)
@@ -431,6 +444,11 @@ class Core:
             self._periodic_push_pull(now)
             interval = push_pull_scale(cfg.push_pull_interval_s, self.membership.count())
             self._push_pull_at = _advance(self._push_pull_at, interval, now)
+        if not leaving and cfg.reconnect_interval_s > 0 and now >= self._reconnect_at:
+            tombstone = self.membership.next_reconnect(now)
+            if tombstone is not None:
+                self._push_pull(tombstone.addr, join=False)
+            self._reconnect_at = _advance(self._reconnect_at, cfg.reconnect_interval_s, now)
 
     # =================================================================== outputs
 
@@ -588,6 +606,15 @@ class Core:
                     )
                 case _:
                     self.stats.unexpected += 1
+        if membership.notices:
+            self._send_notices()
+
+    def _send_notices(self) -> None:
+        """Send the rumour notices the membership table asked for."""
+        notices = self.membership.notices
+        for addr, msg in notices:
+            self._send_one(addr, msg)
+        notices.clear()
 
     def _accept_user_broadcast(self, msg: UserBroadcast, encoded: bytes, now: float) -> None:
         key = (msg.origin, msg.id)
@@ -685,10 +712,11 @@ class Core:
     def _on_ping_req(self, req: PingReq, addr: Address, now: float) -> None:
         seq = self._next_seq()
         self._relays[seq] = _Relay(addr, req.seq, req.nack)
-        timeout = self.config.probe_timeout_s
+        cfg = self.config
         if req.nack:
-            self._push_relay_timer(now + NACK_FRACTION * timeout, seq, expiry=False)
-        self._push_relay_timer(now + timeout, seq, expiry=True)
+            nack_at = now + nack_delay_s(cfg.probe_timeout_s, cfg.probe_interval_s)
+            self._push_relay_timer(nack_at, seq, expiry=False)
+        self._push_relay_timer(now + cfg.probe_timeout_s, seq, expiry=True)
         self._send_one(req.target_addr, Ping(seq, req.target))
 
     def _push_relay_timer(self, when: float, seq: int, *, expiry: bool) -> None:

@@ -32,10 +32,20 @@ incarnation only grows by refutations, one at a time, so the window is never rea
 practice, while a single forged message with a huge incarnation cannot make a member
 unable to refute (or be evicted for good).
 
+A member that hears ``Alive(l, i)`` at l's known address while it holds l dead or left
+at an incarnation >= i tells l directly (a *rumour notice*, at most once per protocol
+period per member): l is evidently running again without knowing of the rumour, for
+instance restarted and joined through a seed that had already forgotten it, and
+refutes at once instead of at its next push-pull.
+
 Accepted news is re-gossiped through the broadcast queue and reported to the
 application as events. Suspicions time out into ``Dead`` via a deadline heap; dead and
 left members stay (and receive gossip, so they can refute) for
-``gossip_to_the_dead_s``, then are reaped.
+``gossip_to_the_dead_s``, then are reaped. A reaped *failed* member (never a left one)
+is kept as a tombstone for ``reconnect_timeout_s``; the core periodically tries a
+push-pull with one, so two sides of a partition that outlived their dead entries find
+each other again (Serf's reconnect). Left members are never reconnected, so push-pull
+cannot revive departed nodes.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from __future__ import annotations
 import collections
 import heapq
 import random
+from collections.abc import Iterable
 
 import attrs
 
@@ -59,7 +70,7 @@ from swim.core.events import (
     MemberSuspected,
     MemberUpdated,
 )
-from swim.core.messages import Alive, Dead, MemberState, MemberStatus, Suspect
+from swim.core.messages import Address, Alive, Dead, MemberState, MemberStatus, Message, Suspect
 from swim.core.stats import Stats
 from swim.core.suspicion import Suspicion
 from swim.core.timing import (
@@ -72,6 +83,8 @@ SUSPECT = MemberStatus.SUSPECT
 DEAD = MemberStatus.DEAD
 LEFT = MemberStatus.LEFT
 _GONE = (DEAD, LEFT)
+#: Most failed members remembered for reconnection.
+MAX_TOMBSTONES = 4096
 
 
 @attrs.define(eq=False)
@@ -94,6 +107,11 @@ class Membership:
     #: Dead or left members and when they became so, oldest first.
     gone_since: dict[str, float] = attrs.field(factory=dict)
     leaving: bool = False
+    #: Failed members reaped from the table, for reconnection: name -> (state, reaped at).
+    tombstones: dict[str, tuple[MemberState, float]] = attrs.field(factory=dict)
+    #: Datagrams to send directly (rumour notices), drained by the core.
+    notices: list[tuple[Address, Message]] = attrs.field(factory=list)
+    _noticed_at: dict[str, float] = attrs.field(factory=dict)
     #: Suspicion deadlines as (deadline, tiebreak, name); stale entries are skipped.
     _deadlines: list[tuple[float, int, str]] = attrs.field(factory=list)
     _tiebreak: int = 0
@@ -162,6 +180,8 @@ class Membership:
             # A new process claims a dead name from a new address: take it whatever
             # the incarnation, as a member that is new again.
         elif news.incarnation <= cur.incarnation:
+            if cur.status in _GONE:
+                self._notify_rumour(cur, now)
             return
         self.members[name] = news
         if cur.status == SUSPECT:
@@ -244,9 +264,13 @@ class Membership:
     # ---------------------------------------------------------------- local transitions
 
     def suspect_locally(self, name: str, now: float) -> None:
-        """Our probe of `name` failed: suspect it at its current incarnation."""
+        """Our probe of `name` failed: suspect it at its current incarnation.
+
+        If someone else already suspects it, our failed probe is an independent
+        confirmation (as in memberlist), shortening the suspicion timeout.
+        """
         cur = self.members.get(name)
-        if cur is not None and cur.status == ALIVE:
+        if cur is not None and cur.status <= SUSPECT:
             self.apply_suspect(Suspect(name, cur.incarnation, self.local_name), now)
 
     def refute(self, accused_incarnation: int) -> None:
@@ -310,9 +334,47 @@ class Membership:
             if since + keep_s > now:
                 break
             del gone[name]
-            del self.members[name]
+            state = self.members.pop(name)
             self.broadcasts.discard(name)
             self.probe_order.remove(name)
+            self._noticed_at.pop(name, None)
+            if state.status == DEAD and self.config.reconnect_interval_s > 0:
+                self.tombstones[name] = (state, now)
+                if len(self.tombstones) > MAX_TOMBSTONES:
+                    del self.tombstones[next(iter(self.tombstones))]
+
+    def bootstrap(self, states: Iterable[MemberState], now: float) -> None:
+        """Know `states` already, as if joined long ago: no events, no gossip.
+
+        For simulations and tests that start from a converged cluster. Members already
+        known are left as they are.
+        """
+        members = self.members
+        order = self.probe_order
+        for state in states:
+            name = state.name
+            if name in members:
+                continue
+            members[name] = state
+            order.append(name)
+            if state.status in _GONE:
+                self.gone_since[name] = now
+        self.rng.shuffle(order)
+
+    def next_reconnect(self, now: float) -> MemberState | None:
+        """The next tombstone to try a reconnection with (round-robin), or None.
+
+        Tombstones older than ``reconnect_timeout_s`` are dropped on the way.
+        """
+        tombstones = self.tombstones
+        horizon = self.config.reconnect_timeout_s
+        for _ in range(len(tombstones)):
+            name, (state, since) = next(iter(tombstones.items()))
+            del tombstones[name]
+            if since + horizon > now:
+                tombstones[name] = (state, since)  # rotate to the back
+                return state
+        return None
 
     # --------------------------------------------------------------------------- helpers
 
@@ -332,10 +394,26 @@ class Membership:
     def _add(self, news: MemberState, now: float) -> None:
         name = news.name
         self.members[name] = news
+        self.tombstones.pop(name, None)
+        # Insert at a random position in O(1): append, then swap with a random slot
+        # (memberlist does the same).
         order = self.probe_order
-        order.insert(self.rng.randint(0, len(order)), name)
+        order.append(name)
+        slot = self.rng.randint(0, len(order) - 1)
+        order[slot], order[-1] = order[-1], order[slot]
         self.events.append(MemberJoined(member=news, at=now))
         self._gossip_alive(news)
+
+    def _notify_rumour(self, cur: MemberState, now: float) -> None:
+        # `cur` is dead or left here while it announces itself alive from the same
+        # address at an incarnation the rumour beats: tell it, so it refutes.
+        name = cur.name
+        last = self._noticed_at.get(name)
+        if last is not None and now - last < self.config.probe_interval_s:
+            return
+        self._noticed_at[name] = now
+        accuser = name if cur.status == LEFT else self.local_name
+        self.notices.append((cur.addr, Dead(name, cur.incarnation, accuser)))
 
     def _may_reclaim(self, cur: MemberState, now: float) -> bool:
         reclaim_s = self.config.dead_node_reclaim_s
@@ -369,4 +447,7 @@ class Membership:
         self._gossip(state.name, Alive(state))
 
     def _gossip(self, name: str, news: Alive | Suspect | Dead) -> None:
-        self.broadcasts.queue(name, news, encode_message(news))
+        queue = self.broadcasts
+        queue.queue(name, news, encode_message(news))
+        if len(queue) > self.config.broadcast_queue_depth:
+            queue.drop_most_sent()

@@ -75,5 +75,20 @@ def awareness_delta_for_failed_probe(expected_nacks: int, nacks_received: int) -
     return 1
 
 
-#: Fraction of the probe timeout after which a ping-req helper sends a nack.
+#: Fraction of the waiting time after which a ping-req helper sends a nack.
 NACK_FRACTION = 0.8
+
+
+def nack_delay_s(probe_timeout_s: float, probe_interval_s: float) -> float:
+    """How long a ping-req helper waits for the target before sending a nack.
+
+    Lifeguard (and memberlist) use about 80 % of the probe timeout. The requester sends
+    its ping-req at ``probe_timeout_s`` into a period of ``probe_interval_s``, so the nack
+    must also arrive within the ``interval - timeout`` that remain; with memberlist's WAN
+    numbers (5 s / 3 s) 80 % of the timeout (2.4 s) would always arrive too late and
+    every failed probe would count all its nacks as missing. We take 80 % of the
+    shorter of the two.
+    """
+    remaining_s = probe_interval_s - probe_timeout_s
+    window_s = min(probe_timeout_s, remaining_s) if remaining_s > 0 else probe_timeout_s
+    return NACK_FRACTION * window_s

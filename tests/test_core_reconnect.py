@@ -1,0 +1,167 @@
+"""Reconnection after long partitions, rumour notices, local confirmations, bootstrap."""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+import pytest
+
+from swim.core import Config, Core, MemberJoined, MemberStatus
+from swim.core.messages import Alive, Dead, MemberState, Suspect
+from swim.core.outputs import StreamKind
+from swim.core.timing import nack_delay_s
+from tests.router import Router, addr_of
+
+DEAD = MemberStatus.DEAD
+LAN = Config.lan()
+
+
+def joined(n: int, *, seed: int = 1, config: Config = LAN) -> tuple[Router, list[Core]]:
+    router = Router(seed=seed)
+    cores = router.cluster(n, config)
+    router.run_until_true(lambda: router.converged([c.name for c in cores]), limit_s=30.0)
+    return router, cores
+
+
+def test_partition_outliving_the_dead_entries_heals_by_reconnect() -> None:
+    router, cores = joined(8, seed=5)
+    side_a, side_b = cores[:4], cores[4:]
+    router.partition(side_a, side_b)
+
+    def each_side_forgot_the_other() -> bool:
+        return all(a.member(b.name) is None and b.member(a.name) is None
+                   for a in side_a for b in side_b)
+
+    router.run_until_true(each_side_forgot_the_other, limit_s=200.0)
+    # Nothing in the tables links the sides any more, only the tombstones.
+    assert all(len(c.membership.tombstones) == 4 for c in cores)
+    router.heal()
+    took = router.run_until_true(
+        lambda: router.converged([c.name for c in cores]),
+        limit_s=3 * LAN.reconnect_interval_s,
+    )
+    assert took < 3 * LAN.reconnect_interval_s
+    assert all(not c.membership.tombstones for c in cores)
+
+
+def test_reconnect_can_be_disabled() -> None:
+    router, cores = joined(4, seed=6, config=attrs.evolve(LAN, reconnect_interval_s=0.0))
+    router.crash(cores[3])
+    router.run_until(router.now + 120.0)
+    assert all(not c.membership.tombstones for c in cores[:3])
+
+
+def test_left_members_are_never_reconnected() -> None:
+    router, cores = joined(4, seed=7)
+    leaver = cores[3]
+    leaver.leave(router.now)
+    router.run_until_true(lambda: leaver.leave_complete, limit_s=10.0)
+    router.crash(leaver)  # the process exits after leaving
+    router.run_until(router.now + LAN.gossip_to_the_dead_s + 5.0)
+    for core in cores[:3]:
+        assert core.member(leaver.name) is None
+        assert leaver.name not in core.membership.tombstones
+    # And no push-pull is ever aimed at it afterwards.
+    opened: list[tuple[str, int]] = []
+    for core in cores[:3]:
+        core.handle_timer(router.now + 10 * LAN.reconnect_interval_s)
+        opened += [r.addr for r in core.streams_to_open()]
+    assert leaver.addr not in opened
+
+
+def test_failed_member_is_tried_round_robin_until_the_timeout() -> None:
+    config = attrs.evolve(LAN, reconnect_timeout_s=100.0)
+    router, cores = joined(3, seed=8, config=config)
+    router.crash(cores[2])
+    router.run_until_true(
+        lambda: cores[0].member(cores[2].name) is None, limit_s=200.0
+    )
+    core = cores[0]
+    (state, since) = core.membership.tombstones[cores[2].name]
+    assert state.status == DEAD
+    assert core.membership.next_reconnect(since + 99.0) == state
+    assert core.membership.next_reconnect(since + 100.0) is None
+    assert not core.membership.tombstones
+
+
+def test_rumour_notice_is_sent_to_a_member_announcing_itself_below_its_death() -> None:
+    core = Core(LAN, name="a", addr=addr_of(0), rng=random.Random(1), now=0.0)
+    b = MemberState("b", addr_of(1), 3)
+    core.bootstrap([b], 0.0)
+    core.receive_messages([Dead("b", 3, "a")], addr_of(2), 1.0)
+    core.datagrams_to_send()
+    # b restarted (incarnation 0) and says so; we still hold it dead at 3.
+    core.receive_messages([attrs_alive(b, 0)], addr_of(1), 2.0)
+    sent = core.datagrams_to_send()
+    assert [(d.addr, d.messages[0]) for d in sent] == [(addr_of(1), Dead("b", 3, "a"))]
+    # At most one notice per protocol period per member.
+    core.receive_messages([attrs_alive(b, 0)], addr_of(1), 2.5)
+    assert core.datagrams_to_send() == []
+    core.receive_messages([attrs_alive(b, 0)], addr_of(1), 3.0)
+    assert len(core.datagrams_to_send()) == 1
+
+
+def attrs_alive(state: MemberState, incarnation: int) -> Alive:
+    return Alive(attrs.evolve(state, incarnation=incarnation))
+
+
+def test_our_failed_probe_confirms_someone_elses_suspicion() -> None:
+    core = Core(LAN, name="a", addr=addr_of(0), rng=random.Random(2), now=0.0)
+    core.bootstrap([MemberState(f"m{i}", addr_of(i + 1), 0) for i in range(9)], 0.0)
+    core.receive_messages([Suspect("m0", 0, "m1")], addr_of(2), 0.0)
+    suspicion = core.membership.suspicions["m0"]
+    assert suspicion.confirmations == 0
+    before = suspicion.deadline
+    core.membership.suspect_locally("m0", 1.0)
+    assert suspicion.confirmations == 1
+    assert suspicion.deadline < before
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected_s"), [("lan", 0.4), ("wan", 1.6), ("local", 0.16)]
+)
+def test_nack_arrives_within_the_requesters_period(profile: str, expected_s: float) -> None:
+    cfg = Config.profile(profile)
+    delay = nack_delay_s(cfg.probe_timeout_s, cfg.probe_interval_s)
+    assert delay == pytest.approx(expected_s)
+    # The ping-req leaves at probe_timeout; the nack must be back before the period ends.
+    assert cfg.probe_timeout_s + delay < cfg.probe_interval_s
+
+
+def test_bootstrap_starts_converged_without_events_or_gossip() -> None:
+    router = Router(seed=9)
+    states = [MemberState(f"node-{i}", addr_of(i), 0) for i in range(20)]
+    cores = [router.add(s.name, s.addr, LAN) for s in states]
+    for core in cores:
+        core.bootstrap(states, router.now)
+        assert core.drain_events() == []
+        assert len(core._news) == 1  # only its own Alive
+    assert router.converged([s.name for s in states])
+    router.crash(cores[7])
+    router.run_until_true(
+        lambda: all(v == DEAD for v in router.status_everywhere("node-7").values()),
+        limit_s=60.0,
+    )
+    assert not any(isinstance(e, MemberJoined) for c in cores for e in router.events[c.name])
+
+
+def test_broadcast_queue_depth_is_bounded() -> None:
+    config = attrs.evolve(LAN, broadcast_queue_depth=50)
+    core = Core(config, name="a", addr=addr_of(0), rng=random.Random(3), now=0.0)
+    core.receive_messages(
+        [Alive(MemberState(f"m{i}", addr_of(i + 1), 0)) for i in range(200)], addr_of(1), 0.0
+    )
+    assert len(core.members()) == 201
+    assert len(core._news) == 50
+
+
+def test_stream_kind_of_reconnect_is_push_pull() -> None:
+    router, cores = joined(3, seed=10)
+    router.crash(cores[2])
+    router.run_until_true(lambda: cores[0].member(cores[2].name) is None, limit_s=200.0)
+    core = cores[0]
+    core.streams_to_open()
+    core.handle_timer(core._reconnect_at)
+    kinds = [(r.kind, r.addr) for r in core.streams_to_open()]
+    assert (StreamKind.PUSH_PULL, cores[2].addr) in kinds
