@@ -165,3 +165,10 @@ def test_stream_kind_of_reconnect_is_push_pull() -> None:
     core.handle_timer(core._reconnect_at)
     kinds = [(r.kind, r.addr) for r in core.streams_to_open()]
     assert (StreamKind.PUSH_PULL, cores[2].addr) in kinds
+
+
+def test_stats_carry_the_current_awareness_score() -> None:
+    core = Core(LAN, name="a", addr=addr_of(0), rng=random.Random(4), now=0.0)
+    core.bootstrap([MemberState("b", addr_of(1), 0)], 0.0)
+    core.receive_messages([Suspect("a", 0, "b")], addr_of(1), 0.5)  # we must refute: +1
+    assert core.stats.awareness == core.local_health == 1

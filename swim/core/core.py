@@ -697,14 +697,14 @@ class Core:
     def _probe_acked(self) -> None:
         self._probe = None
         if self.config.awareness:
-            self.awareness.apply_delta(-1)
+            self.stats.awareness = self.awareness.apply_delta(-1)
 
     def _probe_failed(self, probe: _Probe, now: float) -> None:
         self._probe = None
         self.stats.probe_failures += 1
         if self.config.awareness:
             delta = awareness_delta_for_failed_probe(probe.expected_nacks, probe.nacks)
-            self.awareness.apply_delta(delta)
+            self.stats.awareness = self.awareness.apply_delta(delta)
         self.membership.suspect_locally(probe.target, now)
 
     # --------------------------------------------------------- ping-req helper side

@@ -280,7 +280,7 @@ class Membership:
         self.members[self.local_name] = me
         self.stats.refutes += 1
         if self.config.awareness:
-            self.awareness.apply_delta(1)
+            self.stats.awareness = self.awareness.apply_delta(1)
         self._gossip_alive(me)
 
     def update_local(self, meta: bytes) -> MemberState:

@@ -44,5 +44,7 @@ class Stats:
     #: Push-pull exchanges started and completed.
     push_pulls: int = 0
     push_pulls_failed: int = 0
+    #: The current Lifeguard local health score (0 is healthy).
+    awareness: int = 0
     #: Send errors reported by the driver (e.g. a firewall's PermissionError).
     send_errors: int = 0
