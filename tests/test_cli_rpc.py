@@ -3,6 +3,7 @@ its RPC server on a loopback port, and raw clients that misbehave."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections.abc import AsyncIterator
@@ -19,8 +20,9 @@ from swim.agent.agent import Agent, AgentOptions
 from swim.agent.tags import (
     MalformedTags,
     TagError,
+    UserEvent,
     decode_tags_untrusted,
-    decode_user_event,
+    decode_user_event_untrusted,
     encode_tags,
     encode_user_event,
     parse_tag_assignment,
@@ -77,10 +79,21 @@ def test_tags_round_trip(tags: dict[str, str]) -> None:
     assert decode_tags_untrusted(encode_tags(tags)) == tags
 
 
-def test_user_events_carry_a_name() -> None:
-    assert decode_user_event(encode_user_event("deploy", b"v1.2")) == ("deploy", b"v1.2")
-    assert decode_user_event(b"raw broadcast") == (None, b"raw broadcast")
-    assert decode_user_event(b"\xff\x02\x09ab") == (None, b"\xff\x02\x09ab")
+def test_user_events_carry_origin_id_and_name() -> None:
+    event = UserEvent("n1", (1 << 63) + 5, "deploy", b"v1.2")
+    assert decode_user_event_untrusted(encode_user_event(event)) == event
+    for data in (b"raw broadcast", b"\xff\x02\x09ab", b"\xff\x02\x02n1\x01\x00x"):
+        with pytest.raises(MalformedTags):
+            decode_user_event_untrusted(data)
+    with pytest.raises(TagError):
+        encode_user_event(UserEvent("n1", 1, "", b""))
+
+
+@given(st.binary(max_size=300))
+def test_decode_user_event_gives_an_event_or_one_error(data: bytes) -> None:
+    for candidate in (data, b"\xff\x02" + data):
+        with contextlib.suppress(MalformedTags):
+            decode_user_event_untrusted(candidate)
 
 
 # ================================================================================ agent
@@ -225,8 +238,8 @@ async def test_tags_update_the_metadata(running: Running) -> None:
 
 async def test_events_reach_monitors_as_json_lines(running: Running) -> None:
     answer = await rpc.call(running.addr, {"cmd": "event", "name": "deploy", "payload": "v2"})
-    assert answer["id"] == 1
-    assert decode_user_event(running.node.broadcasts[0]) == ("deploy", b"v2")
+    sent = decode_user_event_untrusted(running.node.broadcasts[0])
+    assert (sent.origin, sent.id, sent.name, sent.payload) == ("n1", answer["id"], "deploy", b"v2")
     async with rpc.connect(running.addr) as conn:
         events = conn.events()
         n2 = MemberState("n2", ("127.0.0.1", 7947), 4, MemberStatus.DEAD, encode_tags({"a": "b"}))
@@ -241,23 +254,33 @@ async def test_events_reach_monitors_as_json_lines(running: Running) -> None:
                     await trio.sleep(0.1)
                     await running.node.send.send(MemberJoined(member=n2, at=1.0))
                     await running.node.send.send(MemberFailed(member=n2, accuser="n3", at=2.0))
+                    # n2 relays n3's event; the copy n3 sends itself is dropped.
+                    data = encode_user_event(UserEvent("n3", 77, "deploy", b"v2"))
+                    for origin in ("n2", "n3"):
+                        await running.node.send.send(
+                            UserBroadcastReceived(origin=origin, id=9, payload=data, at=3.0)
+                        )
                     await running.node.send.send(
-                        UserBroadcastReceived(origin="n1", id=1,
-                                              payload=encode_user_event("deploy", b"v2"), at=3.0)
+                        UserBroadcastReceived(origin="n2", id=10, payload=b"raw", at=4.0)
                     )
 
                 nursery.start_soon(feed)
                 received.append(await first)
-                received.append(await events.__anext__())
-                received.append(await events.__anext__())
+                for _ in range(3):
+                    received.append(await events.__anext__())
         await events.aclose()  # type: ignore[attr-defined]
-    assert [r["event"] for r in received] == ["joined", "failed", "user"]
+    assert [r["event"] for r in received] == ["joined", "failed", "user", "user"]
     assert received[1]["accuser"] == "n3"
     assert received[1]["tags"] == {"a": "b"}
-    assert received[2] == {**received[2], "member": "n1", "name": "deploy", "payload": "v2",
-                           "incarnation": 1}
+    assert received[2] == {**received[2], "member": "n3", "name": "deploy", "payload": "v2",
+                           "id": 77}
+    assert received[3] == {**received[3], "member": "n2", "name": None, "payload": "raw",
+                           "id": 10}
+    # Two members known (FakeNode), so the agent relayed n3's event: one copy, same bytes.
+    relayed = encode_user_event(UserEvent("n3", 77, "deploy", b"v2"))
+    assert running.node.broadcasts.count(relayed) == 1
     printed = [json.loads(line) for line in running.out.getvalue().splitlines()]
-    assert [p["event"] for p in printed] == ["joined", "failed", "user"]
+    assert [p["event"] for p in printed] == ["joined", "failed", "user", "user"]
     assert all(isinstance(p["ts"], float) for p in printed)
 
 

@@ -11,7 +11,11 @@ to stderr, as JSON too with ``--log-json``.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import math
+import os
+import random
 import signal
 import sys
 import time
@@ -23,15 +27,33 @@ import trio
 
 from swim.agent import output, rpc
 from swim.agent.output import Record
-from swim.agent.tags import TagError, check_key, encode_tags, encode_user_event
+from swim.agent.tags import (
+    MalformedTags,
+    TagError,
+    UserEvent,
+    check_key,
+    decode_user_event_untrusted,
+    encode_tags,
+    encode_user_event,
+)
 from swim.core.config import Config
 from swim.core.core import ProtocolError
-from swim.core.events import JoinCompleted
-from swim.core.messages import Address
+from swim.core.events import JoinCompleted, UserBroadcastReceived
+from swim.core.messages import Address, MemberStatus
 from swim.runtime import EventOverflow, Node
 
 #: Upper bound on how long a graceful leave waits for its news to be gossiped.
 LEAVE_TIMEOUT_S = 10.0
+#: About this many members relay each user event once (each with probability
+#: RELAY_TARGET / live members): a broadcast alone misses a member now and then in small
+#: clusters with a low retransmit limit (e.g. 13-36 % with the local profile at 3-10
+#: members), and every relay is a fresh epidemic with its own retransmit budget.
+RELAY_TARGET = 8
+#: The origin sends each user event again after these delays (same origin and id, so
+#: members that already have it drop the copy): more independent chances to spread.
+EVENT_RESEND_AFTER_S = (0.5, 1.5)
+#: (origin, id) of user events already delivered, to drop relayed copies.
+EVENT_MEMORY = 4096
 
 
 @attrs.frozen(kw_only=True)
@@ -85,6 +107,11 @@ class Agent:
         self._leaving = False
         self._left = trio.Event()
         self._exit = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._seen_events: collections.OrderedDict[tuple[str, int], None] = (
+            collections.OrderedDict()
+        )
+        self._rng = random.Random(os.urandom(16))
         # Subscribe at once, before any checkpoint, so no early event (a join) is missed.
         self._events = node.events()
 
@@ -104,17 +131,33 @@ class Agent:
 
     # ------------------------------------------------------------------ running
 
-    async def run(self, listeners: list[trio.SocketListener]) -> int:
+    async def run(
+        self,
+        listeners: list[trio.SocketListener],
+        metrics_listeners: list[trio.SocketListener] | None = None,
+    ) -> int:
         """Serve until asked to exit (leave by RPC, or a signal). Returns the exit code."""
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 await nursery.start(rpc.RpcServer(self).serve, listeners)
+                if metrics_listeners:
+                    from swim.agent.metrics_http import metrics_registry, serve_metrics
+
+                    await nursery.start(
+                        serve_metrics, metrics_registry(self._node), metrics_listeners
+                    )
                 nursery.start_soon(self._pump_events)
                 nursery.start_soon(self._watch_signals, signals, nursery)
                 self.log(
                     f"running: gossip on {output.format_addr(self._node.addr)}, "
                     f"rpc on {output.format_addr(self.options.rpc)}, "
                     f"profile {self.options.profile}"
+                    + (
+                        f", metrics on http://{output.format_addr(self.options.metrics)}/metrics"
+                        if self.options.metrics and metrics_listeners
+                        else ""
+                    )
                     + (f", tags {output.format_tags(self._tags)}" if self._tags else "")
                 )
                 await self._exit.wait()
@@ -169,11 +212,33 @@ class Agent:
         if isinstance(event, JoinCompleted):
             self.log(output.join_line(event))
             return
+        if isinstance(event, UserBroadcastReceived) and not self._first_delivery(event):
+            return
         record = output.event_record(event, incarnation_of=self._incarnation_of)
         if record is None:
             return
         self._print(record)
         self._fan_out(record)
+
+    def _first_delivery(self, event: UserBroadcastReceived) -> bool:
+        """False for a copy of a named user event already delivered; relays the first
+        delivery of someone else's event (with probability RELAY_TARGET / live members)."""
+        try:
+            named = decode_user_event_untrusted(event.payload)
+        except MalformedTags:
+            return True  # not an agent's event: the core already delivers it once
+        key = (named.origin, named.id)
+        if key in self._seen_events:
+            return False
+        self._seen_events[key] = None
+        if len(self._seen_events) > EVENT_MEMORY:
+            self._seen_events.popitem(last=False)
+        if named.origin != self._node.name and not self._leaving:
+            live = sum(m.status <= MemberStatus.SUSPECT for m in self._node.members())
+            if self._rng.random() * max(live, 1) < RELAY_TARGET:
+                with contextlib.suppress(ProtocolError, RuntimeError):
+                    self._node.broadcast(event.payload)
+        return True
 
     def _incarnation_of(self, name: str) -> int | None:
         if name == self._node.name:
@@ -261,12 +326,24 @@ class Agent:
             raise rpc.RequestError('"event" needs "name" and "payload" strings')
         if self._leaving:
             raise rpc.RequestError("the agent is leaving; no more events")
+        event = UserEvent(self._node.name, self._rng.getrandbits(63), name, payload.encode())
         try:
-            data = encode_user_event(name, payload.encode("utf-8"))
-            event_id = self._node.broadcast(data)
+            data = encode_user_event(event)
+            self._node.broadcast(data)
         except (TagError, ProtocolError) as exc:
             raise rpc.RequestError(f"cannot send event: {exc}") from None
-        return {"id": event_id}
+        if self._nursery is not None:
+            self._nursery.start_soon(self._resend, data)
+        return {"id": event.id}
+
+    async def _resend(self, data: bytes) -> None:
+        sent_at = trio.current_time()
+        for delay in EVENT_RESEND_AFTER_S:
+            await trio.sleep_until(sent_at + delay)
+            if self._leaving:
+                return
+            with contextlib.suppress(ProtocolError, RuntimeError):
+                self._node.broadcast(data)
 
     def _update_tags(self, request: Mapping[str, Any]) -> Record:
         updates = request.get("set", {})
@@ -332,25 +409,36 @@ async def _start(options: AgentOptions, out: TextIO, err: TextIO) -> int:
         )
     except (TagError, ValueError, ProtocolError) as exc:
         raise StartupError(str(exc)) from None
-    try:
-        listeners = await trio.open_tcp_listeners(options.rpc[1], host=options.rpc[0])
-    except OSError as exc:
-        raise StartupError(
-            f"cannot listen for RPC on {output.format_addr(options.rpc)}: {_describe(exc)}"
-        ) from None
+    listeners = await _listen(options.rpc, "listen for RPC on")
+    metrics_listeners: list[trio.SocketListener] = []
     try:
         if options.metrics is not None:
-            _start_metrics(options.metrics)
-        return await _run_node(options, node, listeners, out, err)
+            try:
+                import prometheus_client  # noqa: F401
+            except ImportError:
+                raise StartupError(
+                    "--metrics needs prometheus-client (pip install 'swim-lifeguard[metrics]')"
+                ) from None
+            metrics_listeners = await _listen(options.metrics, "serve metrics on")
+        return await _run_node(options, node, listeners, metrics_listeners, out=out, err=err)
     finally:
-        for listener in listeners:
+        for listener in [*listeners, *metrics_listeners]:
             await listener.aclose()
+
+
+async def _listen(addr: Address, what: str) -> list[trio.SocketListener]:
+    try:
+        return await trio.open_tcp_listeners(addr[1], host=addr[0])
+    except OSError as exc:
+        raise StartupError(f"cannot {what} {output.format_addr(addr)}: {_describe(exc)}") from None
 
 
 async def _run_node(
     options: AgentOptions,
     node: Node,
     listeners: list[trio.SocketListener],
+    metrics_listeners: list[trio.SocketListener],
+    *,
     out: TextIO,
     err: TextIO,
 ) -> int:
@@ -358,7 +446,8 @@ async def _run_node(
     try:
         async with node:
             started = True
-            return await Agent(options, node, out=out, err=err).run(listeners)
+            agent = Agent(options, node, out=out, err=err)
+            return await agent.run(listeners, metrics_listeners)
     except ProtocolError as exc:
         if started:
             raise
@@ -369,21 +458,6 @@ async def _run_node(
             raise
         raise StartupError(
             f"cannot bind {output.format_addr(options.bind)}: {_describe(found)}"
-        ) from None
-
-
-def _start_metrics(addr: Address) -> None:
-    try:
-        from prometheus_client import start_http_server
-    except ImportError:
-        raise StartupError(
-            "--metrics needs prometheus-client (pip install 'swim-lifeguard[metrics]')"
-        ) from None
-    try:
-        start_http_server(addr[1], addr=addr[0])
-    except OSError as exc:
-        raise StartupError(
-            f"cannot serve metrics on {output.format_addr(addr)}: {_describe(exc)}"
         ) from None
 
 

@@ -12,6 +12,7 @@ import os
 import pathlib
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -152,7 +153,14 @@ class LocalCluster:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with agent.log_path.open("ab") as log:
             agent.process = await trio.lowlevel.open_process(
-                [*agent_command(), *args], stdout=log, stderr=log, stdin=None, env=env
+                [*agent_command(), *args],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                # Its own session: a Ctrl-C at the terminal reaches only the parent, which
+                # then stops the agents itself (SIGTERM: a graceful leave).
+                start_new_session=True,
             )
         agent.started_at = time.time()
         if wait:

@@ -154,8 +154,8 @@ class Demo:
         self.observer = agents[0]
         victim = agents[len(agents) // 2]
         say(
-            "started " + ", ".join(f"{a.name} ({output.format_addr(a.bind)})" for a in agents)
-            + f"; each joined through {agents[0].name}"
+            f"started {', '.join(a.name for a in agents)} on ports "
+            f"{', '.join(str(a.bind[1]) for a in agents)}; each joined through {agents[0].name}"
         )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_table, "Cluster")

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from swim.agent.tags import decode_user_event, tags_of
+from swim.agent.tags import MalformedTags, decode_user_event_untrusted, tags_of
 from swim.core.events import (
     Event,
     JoinCompleted,
@@ -106,14 +106,21 @@ def event_record(
             record["accuser"] = event.accuser
         return record
     if isinstance(event, UserBroadcastReceived):
-        name, payload = decode_user_event(event.payload)
+        # A named event sent by an agent carries its origin and id (it may have been
+        # relayed by another member); any other broadcast is reported as unnamed.
+        origin, event_id, name, payload = event.origin, event.id, None, event.payload
+        try:
+            named = decode_user_event_untrusted(event.payload)
+            origin, event_id, name, payload = named.origin, named.id, named.name, named.payload
+        except MalformedTags:
+            pass
         return {
             "ts": now,
             "event": "user",
-            "member": event.origin,
-            "incarnation": incarnation_of(event.origin),
+            "member": origin,
+            "incarnation": incarnation_of(origin),
             "name": name,
-            "id": event.id,
+            "id": event_id,
             **_payload_fields(payload),
         }
     if isinstance(event, UserMessageReceived):
@@ -132,7 +139,8 @@ def join_line(event: JoinCompleted) -> str:
     """The agent's log line for a finished join exchange."""
     seed = format_addr(event.seed)
     if event.ok:
-        return f"joined through {seed}: learned {event.members} members"
+        plural = "" if event.members == 1 else "s"
+        return f"joined through {seed}: learned {event.members} member{plural}"
     return f"join through {seed} failed: no answer"
 
 
