@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ipaddress
 import math
 import os
 import random
@@ -396,6 +397,11 @@ def _stats_record(stats: Any, prefix: str = "") -> Record:
 
 async def _start(options: AgentOptions, out: TextIO, err: TextIO) -> int:
     config = Config.profile(options.profile)
+    if options.advertise is None and ipaddress.ip_address(options.bind[0]).is_unspecified:
+        raise StartupError(
+            f"--bind {output.format_addr(options.bind)} listens on every interface; add "
+            "--advertise HOST:PORT with the address other members should reach"
+        )
     try:
         meta = encode_tags(options.tags)
         node = Node(
