@@ -1,14 +1,11 @@
 """Drivers that run the sans-IO core over a network: `Node` (trio) and `ThreadedNode`
-(a `Node` in a background thread, for applications that do not run trio)."""
+(a `Node` in a background thread, for applications that do not run trio).
 
-from swim.runtime.node import (
-    DeliveryError,
-    EventOverflow,
-    EventSubscription,
-    Node,
-    NodeStats,
-    TransportFactory,
-)
+Prometheus metrics live in `swim.runtime.metrics` (needs prometheus-client).
+"""
+
+from swim.runtime.node import DeliveryError, Node, NodeStats, TransportFactory
+from swim.runtime.subscriptions import EventOverflow, EventSubscription
 from swim.runtime.threaded import EventCallback, ThreadedNode
 
 __all__ = [

@@ -43,6 +43,7 @@ import trio
 
 from swim.core import Config, Core, Event, JoinCompleted, MemberState, MemberStatus, Stats
 from swim.core.outputs import StreamKind, StreamRequest
+from swim.runtime.subscriptions import EventSubscription
 from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
 
 #: Opens a transport whose incoming streams are answered by the given handler.
@@ -59,81 +60,6 @@ _MIN_TIMER_STEP_S: Final = 0.001
 
 class DeliveryError(Exception):
     """A reliable `Node.send` failed: the stream was refused, reset or timed out."""
-
-
-class EventOverflow(Exception):
-    """A subscriber fell too far behind: its buffer filled up and it was unsubscribed.
-
-    Raised by the subscription's iterator after every event it had buffered was
-    delivered; `dropped` events were lost from that point. Subscribe again and resync
-    from `Node.members()`.
-    """
-
-    def __init__(self, dropped: int) -> None:
-        super().__init__(f"event subscriber overflowed; at least {dropped} event(s) lost")
-        self.dropped = dropped
-
-
-class EventSubscription:
-    """One subscriber's bounded view of a node's events, in order.
-
-    Overflow policy: a slow subscriber never blocks the protocol. When an event arrives
-    and the subscriber's buffer already holds ``max_buffer`` events, the subscription
-    is cut off: the buffered events are still delivered, then iteration raises
-    `EventOverflow`. Nothing is dropped silently. When the node stops, iteration ends
-    (`StopAsyncIteration`) after the buffered events.
-    """
-
-    def __init__(self, node: Node, max_buffer: int) -> None:
-        if max_buffer < 1:
-            raise ValueError("max_buffer must be at least 1")
-        self._node = node
-        self._max_buffer = max_buffer
-        self._buffer: collections.deque[Event] = collections.deque()
-        self._wakeup = trio.Event()
-        self._dropped = 0
-        self._closed = False
-
-    def __aiter__(self) -> EventSubscription:
-        return self
-
-    async def __anext__(self) -> Event:
-        while not self._buffer:
-            if self._dropped:
-                raise EventOverflow(self._dropped)
-            if self._closed:
-                raise StopAsyncIteration
-            self._wakeup = trio.Event()
-            await self._wakeup.wait()
-        await trio.lowlevel.checkpoint()
-        if not self._buffer:  # pragma: no cover - another task took it meanwhile
-            return await self.__anext__()
-        return self._buffer.popleft()
-
-    def close(self) -> None:
-        """Unsubscribe; iteration ends once the buffered events are consumed."""
-        self._node._unsubscribe(self)
-        self._finish()
-
-    def __enter__(self) -> EventSubscription:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _push(self, event: Event) -> bool:
-        """Buffer `event`; False if the buffer was full (the subscription is cut off)."""
-        if self._dropped or len(self._buffer) >= self._max_buffer:
-            self._dropped += 1
-            self._wakeup.set()
-            return False
-        self._buffer.append(event)
-        self._wakeup.set()
-        return True
-
-    def _finish(self) -> None:
-        self._closed = True
-        self._wakeup.set()
 
 
 @attrs.frozen
@@ -343,7 +269,7 @@ class Node:
 
         Any number of subscribers may exist; each has its own bounded buffer.
         """
-        sub = EventSubscription(self, max_buffer)
+        sub = EventSubscription(max_buffer, self._unsubscribe)
         if self._stopped:
             sub._finish()
         else:

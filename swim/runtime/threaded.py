@@ -30,13 +30,8 @@ from typing import Final, TypeVar
 import trio
 
 from swim.core import Config, Event, MemberState
-from swim.runtime.node import (
-    EventOverflow,
-    EventSubscription,
-    Node,
-    NodeStats,
-    TransportFactory,
-)
+from swim.runtime.node import Node, NodeStats, TransportFactory
+from swim.runtime.subscriptions import EventOverflow, EventSubscription
 from transport.base import Address
 
 _log = logging.getLogger(__name__)
@@ -68,6 +63,8 @@ class ThreadedNode:
         seed: int | None = None,
         transport_factory: TransportFactory | None = None,
         leave_timeout_s: float = 5.0,
+        join_backoff_s: float = 1.0,
+        join_backoff_max_s: float = 30.0,
         event_queue_size: int = 10_000,
     ) -> None:
         # Built here so bad arguments raise in the caller's thread.
@@ -81,6 +78,8 @@ class ThreadedNode:
             seed=seed,
             transport_factory=transport_factory,
             leave_timeout_s=leave_timeout_s,
+            join_backoff_s=join_backoff_s,
+            join_backoff_max_s=join_backoff_max_s,
         )
         self.name: Final = name
         #: Every event, in order, for the application to read (bounded; see module docs).
