@@ -1,0 +1,741 @@
+"""The discrete-event engine: one seeded heap driving many `Core` objects in virtual time.
+
+Every action is an entry ``(time, sequence number, op, ...)`` in one heap; the sequence
+number breaks ties, so entries due at the same instant run in the order they were
+scheduled and nothing else is ever compared. Time jumps from one entry to the next.
+
+Randomness comes from the run seed only: the network draws from
+``Random(f"{seed}/net")``, the process of member ``i`` in its ``g``-th life from
+``Random(f"{seed}/{i}/{g}")`` (string seeds are hashed with SHA-512, so these do not
+depend on the Python process), so the same seed gives a bit-identical trace.
+
+Delivery modes
+    ``"wire"``: each `Datagram.data` goes through `Core.receive_datagram`, so the real
+    codec encodes and decodes every packet. ``"object"``: `Datagram.messages` are handed
+    to `Core.receive_messages` and ``len(data)`` is accounted with
+    `Core.count_datagram_in`; no decoding, same behaviour, same trace.
+
+Streams are a request and a response, one network delay each way. The responder
+handles the request when it arrives; the requester gets the response (or None, after
+``Config.tcp_timeout_s`` from the start, when the responder is down or cut off by a
+partition). A paused responder answers when it resumes, if that is before the timeout
+(the kernel holds the connection meanwhile).
+
+Node states: not started / down, up (running), paused (no input, no timers; datagrams
+to it are dropped), leaving (running until its departure has been gossiped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import math
+import random
+import struct
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal
+
+from simulations.metrics import DOWN, FAULTY, HEALTHY, Collector, LinkBytes, NetworkCounters
+from simulations.network import LinkClass, NetworkModel
+from swim.core import Config, Core
+from swim.core.codec import encode, encode_message, message_kind
+from swim.core.messages import Address, Alive, MemberState, Message, PushPull
+from swim.core.outputs import Datagram, StreamRequest
+
+Mode = Literal["wire", "object"]
+
+# Node states.
+DOWN_STATE: Final = 0
+UP: Final = 1
+PAUSED: Final = 2
+LEAVING: Final = 3
+
+# Heap operations.
+_TIMER: Final = 0
+_DELIVER: Final = 1
+_STREAM_REQUEST: Final = 2
+_STREAM_RESULT: Final = 3
+_CALL: Final = 4
+
+_INF: Final = math.inf
+_NAN: Final = math.nan
+_PACK: Final = struct.Struct("<dII").pack
+
+
+def addr_of(i: int) -> Address:
+    """The address of member `i`."""
+    return (f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 7946)
+
+
+def name_of(i: int) -> str:
+    """The name of member `i`."""
+    return f"node-{i}"
+
+
+def _array_header_size(count: int) -> int:
+    if count < 24:
+        return 1
+    if count < 256:
+        return 2
+    if count < 65_536:
+        return 3
+    return 5
+
+
+class _Partition:
+    __slots__ = ("one_way", "side")
+
+    def __init__(self, side: list[int], one_way: bool) -> None:
+        self.side = side
+        self.one_way = one_way
+
+
+class Engine:
+    """N members, a network model and one event heap. Drive it with `run_until`.
+
+    The engine knows nothing of scenarios: `simulations.scenario` schedules faults by
+    calling `at` with the fault methods (`start`, `crash`, `pause`, `partition`...).
+    """
+
+    def __init__(
+        self,
+        *,
+        nodes: int,
+        config: Config,
+        network: NetworkModel,
+        seed: int,
+        mode: Mode = "object",
+        seeds: Sequence[int] = (0,),
+        trace: bool = False,
+        link_stats: bool = False,
+        restart_grace_s: float | None = None,
+        leave_timeout_s: float = 5.0,
+    ) -> None:
+        if mode not in ("wire", "object"):
+            raise ValueError(f"mode must be 'wire' or 'object', got {mode!r}")
+        if nodes < 1:
+            raise ValueError("nodes must be >= 1")
+        self.n = nodes
+        self.config = config
+        self.network = network
+        self.seed = seed
+        self.mode: Mode = mode
+        self.wire = mode == "wire"
+        self.seeds = [s for s in seeds if 0 <= s < nodes]
+        self.leave_timeout_s = leave_timeout_s
+        self.names = [name_of(i) for i in range(nodes)]
+        self.addrs = [addr_of(i) for i in range(nodes)]
+        self.index_of: dict[Address, int] = {a: i for i, a in enumerate(self.addrs)}
+        self.now = 0.0
+        self.rng = random.Random(f"{seed}/net")
+        self.cores: list[Core | None] = [None] * nodes
+        self.state = bytearray(nodes)
+        self.generation = [0] * nodes
+        self.timer_at = [_NAN] * nodes
+        self.slow = [0.0] * nodes
+        #: Members the scenario makes anomalous (paused or slow) at some point: they
+        #: count as faulty for the whole run, as in Lifeguard's experiments.
+        self.anomalous = bytearray(nodes)
+        self.pause_end = [0.0] * nodes
+        self.up_since = [0.0] * nodes
+        self.up_total = [0.0] * nodes
+        # Per-member traffic, counted by the network.
+        self.dg_out = [0] * nodes
+        self.dg_in = [0] * nodes
+        self.msg_out = [0] * nodes
+        self.msg_in = [0] * nodes
+        self.bytes_out = [0] * nodes
+        self.bytes_in = [0] * nodes
+        self.st_out = [0] * nodes
+        self.st_bytes_out = [0] * nodes
+        self.st_bytes_in = [0] * nodes
+        self.link_stats = link_stats
+        self.links: dict[int, list[int]] = {}
+        # Network counters.
+        self.sent = 0
+        self.lost = 0
+        self.duplicated = 0
+        self.blocked = 0
+        self.clogged = 0
+        self.undeliverable = 0
+        self.streams = 0
+        self.streams_failed = 0
+        # Dynamic network state.
+        self._partitions: dict[int, _Partition] = {}
+        self._partition_ids = itertools.count(1)
+        self._clogs: dict[tuple[int, int], float] = {}
+        self._loss_windows: dict[tuple[int, int], list[float]] = {}
+        self._static_loss: dict[tuple[int, int], float] = {}
+        for ow in network.one_way:
+            self._static_loss[(ow.src, ow.dst)] = ow.loss
+        self._impaired = bool(self._static_loss)
+        self._uniform_link = network.cross_zone is None or network.zones == 1
+        self._zones = network.zones
+        self._link_params = {
+            (a, b): self._params(network.link_between(a, b))
+            for a in range(network.zones) for b in range(network.zones)
+        }
+        self._heap: list[tuple[Any, ...]] = []
+        self._seq = itertools.count()
+        self.processed = 0
+        self._frame_sizes: dict[MemberState, int] = {}
+        self._join_attempts = [0] * nodes
+        self._trace = hashlib.sha256() if trace else None
+        grace = restart_grace_s
+        if grace is None:
+            # Longest a failure about a member's previous process can still fire.
+            grace = (config.suspicion_mult * config.suspicion_max_timeout_mult
+                     * max(1.0, math.log10(max(nodes, 1))) * config.probe_interval_s
+                     * config.awareness_max_multiplier)
+        self.collector = Collector(self.names, seed=seed, restart_grace_s=grace)
+        self.progress: Callable[[float], None] | None = None
+
+    @staticmethod
+    def _params(link: LinkClass) -> tuple[float, float, int, float, float]:
+        kind = {"exponential": 1, "uniform": 2, "none": 0}[link.jitter]
+        if link.jitter_s == 0:
+            kind = 0
+        return (link.delay_min_s, link.jitter_s, kind, link.loss, link.duplicate)
+
+    # ================================================================== scheduling
+
+    def at(self, when: float, action: Callable[..., None], *args: Any) -> None:
+        """Run ``action(*args)`` at simulated time `when` (not before now)."""
+        heapq.heappush(self._heap, (max(when, self.now), next(self._seq), _CALL, action, args))
+
+    def _delay(self, i: int, j: int) -> tuple[float, float, float]:
+        """(one-way delay, loss, duplicate) from `i` to `j`, drawing the delay."""
+        if self._uniform_link:
+            dmin, jit, kind, loss, dup = self._link_params[(0, 0)]
+        else:
+            z = self._zones
+            dmin, jit, kind, loss, dup = self._link_params[(i % z, j % z)]
+        if kind == 1:
+            dmin += self.rng.expovariate(1.0 / jit)
+        elif kind == 2:
+            dmin += self.rng.random() * 2.0 * jit
+        return dmin, loss, dup
+
+    # ============================================================== node lifecycle
+
+    def core(self, i: int) -> Core | None:
+        """The running (or paused, or leaving) process of member `i`, if any."""
+        return self.cores[i]
+
+    def is_up(self, i: int) -> bool:
+        """Member `i` runs (up or leaving, not paused)."""
+        return self.state[i] in (UP, LEAVING)
+
+    def _new_core(self, i: int) -> Core:
+        self.generation[i] += 1
+        rng = random.Random(f"{self.seed}/{i}/{self.generation[i]}")
+        core = Core(self.config, name=self.names[i], addr=self.addrs[i], rng=rng, now=self.now)
+        self.cores[i] = core
+        self.state[i] = UP
+        self.timer_at[i] = _NAN
+        self.up_since[i] = self.now
+        return core
+
+    def _health(self, i: int) -> int:
+        return FAULTY if self.slow[i] > 0 or self.anomalous[i] else HEALTHY
+
+    def start(self, i: int, *, join: bool = True, restart: bool = False) -> None:
+        """Start a fresh process for member `i` (crashing any running one) and join."""
+        if self.cores[i] is not None:
+            self.crash(i)
+        core = self._new_core(i)
+        now = self.now
+        coll = self.collector
+        coll.reset_view(i)
+        coll.set_node(i, truth=True, observer=True, health=self._health(i), now=now)
+        if restart:
+            coll.restarted(i, now)
+        self._join_attempts[i] = 0
+        if join:
+            targets = self._join_targets(i)
+            if targets:
+                core.join(targets, now)
+        self._flush(i, core, now)
+
+    def bootstrap(self, members: Sequence[int]) -> None:
+        """Start `members` already knowing each other as alive (a converged cluster).
+
+        Fills each new core's membership table directly (one shared `MemberState` per
+        member), so a large cluster starts in steady state without a join storm.
+        """
+        now = self.now
+        states = {self.names[i]: MemberState(self.names[i], self.addrs[i], 0) for i in members}
+        for i in members:
+            core = self._new_core(i)
+            membership = core.membership
+            own = membership.members[self.names[i]]
+            table = states.copy()
+            table[self.names[i]] = own
+            membership.members = table
+            order = [self.names[j] for j in members if j != i]
+            core.rng.shuffle(order)
+            membership.probe_order = order
+        self.collector.bootstrap(list(members), now)
+        for i in members:
+            self.collector.health[i] = self._health(i)
+        for i in members:
+            started = self.cores[i]
+            assert started is not None
+            self._flush(i, started, now)
+
+    def _join_targets(self, i: int) -> list[Address]:
+        targets = [self.addrs[s] for s in self.seeds if s != i]
+        if not targets:
+            for j in range(self.n):
+                if j != i and self.state[j] == UP:
+                    targets = [self.addrs[j]]
+                    break
+        return targets
+
+    def _retry_join(self, i: int, core: Core) -> None:
+        if self.cores[i] is not core or self.state[i] != UP:
+            return
+        if core.membership.count() > 1 or self._join_attempts[i] >= 60:
+            return
+        self._join_attempts[i] += 1
+        targets = self._join_targets(i)
+        if targets:
+            core.join(targets, self.now)
+            self._flush(i, core, self.now)
+
+    def _stop(self, i: int) -> None:
+        self.up_total[i] += self.now - self.up_since[i]
+        self.cores[i] = None
+        self.state[i] = DOWN_STATE
+        self.timer_at[i] = _NAN
+
+    def crash(self, i: int) -> None:
+        """Member `i`'s process disappears (no-op if it is not running)."""
+        state = self.state[i]
+        if self.cores[i] is None:
+            return
+        self._stop(i)
+        coll = self.collector
+        coll.set_node(i, truth=False, observer=False, health=DOWN, now=self.now)
+        if state != LEAVING:
+            coll.departed(i, "crash", self.now)
+
+    def restart(self, i: int) -> None:
+        """A fresh process for member `i` (incarnation 0, same name and address)."""
+        self.start(i, restart=True)
+
+    def leave(self, i: int) -> None:
+        """Member `i` leaves gracefully and stops once its departure went out."""
+        core = self.cores[i]
+        if core is None or self.state[i] != UP:
+            return
+        now = self.now
+        core.leave(now)
+        self.state[i] = LEAVING
+        coll = self.collector
+        coll.set_node(i, truth=False, observer=False, health=DOWN, now=now)
+        coll.departed(i, "leave", now)
+        self._flush(i, core, now)
+        self.at(now + self.config.gossip_interval_s, self._leave_check, i, core,
+                now + self.leave_timeout_s)
+
+    def _leave_check(self, i: int, core: Core, deadline: float) -> None:
+        if self.cores[i] is not core or self.state[i] != LEAVING:
+            return
+        if core.leave_complete or self.now >= deadline:
+            self._stop(i)
+        else:
+            self.at(self.now + self.config.gossip_interval_s, self._leave_check, i, core,
+                    deadline)
+
+    def pause(self, i: int, until: float) -> None:
+        """Freeze member `i` until `until`: no input, no timers, datagrams dropped."""
+        if self.state[i] != UP:
+            return
+        self.state[i] = PAUSED
+        self.pause_end[i] = until
+        self.timer_at[i] = _NAN
+        self.collector.set_node(i, truth=True, observer=False, health=FAULTY, now=self.now)
+        core = self.cores[i]
+        self.at(until, self._resume, i, core)
+
+    def _resume(self, i: int, core: Core) -> None:
+        if self.cores[i] is not core or self.state[i] != PAUSED:
+            return
+        self.state[i] = UP
+        self.timer_at[i] = _NAN
+        self.collector.set_node(i, truth=True, observer=True, health=self._health(i),
+                                now=self.now)
+        self._flush(i, core, self.now)
+
+    def set_slow(self, i: int, delay_s: float) -> None:
+        """Member `i` handles every input `delay_s` late (0: back to normal)."""
+        self.slow[i] = delay_s
+        state = self.state[i]
+        if state in (UP, PAUSED):
+            self.collector.set_node(
+                i, truth=True, observer=state == UP,
+                health=FAULTY if state == PAUSED else self._health(i), now=self.now,
+            )
+
+    # ============================================================== network faults
+
+    def partition(self, groups: Sequence[Sequence[int]], *, one_way: bool = False) -> int:
+        """Split the members into `groups` (the unlisted form one more); returns its id."""
+        side = [len(groups)] * self.n
+        for g, group in enumerate(groups):
+            for i in group:
+                side[i] = g
+        pid = next(self._partition_ids)
+        self._partitions[pid] = _Partition(side, one_way)
+        self._impaired = True
+        return pid
+
+    def heal(self, pid: int) -> None:
+        """End partition `pid` and mark the moment for convergence."""
+        if self._partitions.pop(pid, None) is not None:
+            self._refresh_impaired()
+            self.collector.mark(f"heal-{pid}", self.now)
+
+    def clog(self, src: int, dst: int, until: float) -> None:
+        """Hold datagrams from `src` to `dst` until `until`."""
+        self._clogs[(src, dst)] = until
+        self.at(until, self._unclog, src, dst, until)
+
+    def _unclog(self, src: int, dst: int, until: float) -> None:
+        if self._clogs.get((src, dst)) == until:
+            del self._clogs[(src, dst)]
+
+    def set_loss(self, src: int, dst: int, loss: float) -> None:
+        """One-way loss from `src` to `dst` (0 removes it)."""
+        if loss > 0:
+            self._loss_windows[(src, dst)] = [loss]
+        else:
+            self._loss_windows.pop((src, dst), None)
+        self._refresh_impaired()
+
+    def _refresh_impaired(self) -> None:
+        self._impaired = bool(self._partitions or self._loss_windows or self._static_loss)
+
+    def _cut(self, i: int, j: int) -> bool:
+        for p in self._partitions.values():
+            si = p.side[i]
+            if si != p.side[j] and (not p.one_way or si == 0):
+                return True
+        return False
+
+    def _blocked(self, i: int, j: int) -> bool:
+        if self._partitions and self._cut(i, j):
+            return True
+        key = (i, j)
+        loss = self._static_loss.get(key, 0.0)
+        window = self._loss_windows.get(key)
+        if window is not None:
+            loss = max(loss, window[0])
+        return loss > 0 and (loss >= 1 or self.rng.random() < loss)
+
+    def _stream_blocked(self, i: int, j: int) -> bool:
+        if self._partitions and (self._cut(i, j) or self._cut(j, i)):
+            return True
+        for key in ((i, j), (j, i)):
+            window = self._loss_windows.get(key)
+            if self._static_loss.get(key, 0.0) >= 1 or (window is not None and window[0] >= 1):
+                return True
+        return False
+
+    # ================================================================== the loop
+
+    def _flush(self, i: int, core: Core, now: float) -> None:
+        """Collect a core's outputs after an input: datagrams, streams, events, timer."""
+        datagrams = core.datagrams_to_send()
+        if datagrams:
+            self._send(i, datagrams, now)
+        streams = core.streams_to_open()
+        if streams:
+            self._open_streams(i, core, streams, now)
+        events = core.drain_events()
+        if events:
+            coll = self.collector
+            coll.on_events(i, events, now)
+            if self._trace is not None:
+                self._trace.update(_PACK(now, i, 0))
+                self._trace.update(repr(events).encode())
+            if coll.failed_joins:
+                coll.failed_joins.clear()
+                self.at(now + 1.0, self._retry_join, i, core)
+        when = core.get_timer()
+        if when != self.timer_at[i]:
+            self.timer_at[i] = when
+            if when != _INF:
+                heapq.heappush(
+                    self._heap,
+                    (when if when > now else now, next(self._seq), _TIMER, i, core, when),
+                )
+
+    def _send(self, i: int, datagrams: list[Datagram], now: float) -> None:
+        index_of = self.index_of
+        heap = self._heap
+        seq = self._seq
+        rng = self.rng
+        push = heapq.heappush
+        uniform = self._uniform_link
+        if uniform:
+            dmin, jit, kind, loss, dup = self._link_params[(0, 0)]
+            rate = 1.0 / jit if kind == 1 else 0.0
+        out_bytes = 0
+        out_msgs = 0
+        for d in datagrams:
+            size = len(d.data)
+            out_bytes += size
+            out_msgs += len(d.messages)
+            j = index_of.get(d.addr)
+            if j is None:
+                self.undeliverable += 1
+                continue
+            if self.link_stats:
+                key = i * self.n + j
+                entry = self.links.get(key)
+                if entry is None:
+                    self.links[key] = [1, size]
+                else:
+                    entry[0] += 1
+                    entry[1] += size
+            if self._impaired and self._blocked(i, j):
+                self.blocked += 1
+                continue
+            if not uniform:
+                z = self._zones
+                dmin, jit, kind, loss, dup = self._link_params[(i % z, j % z)]
+                rate = 1.0 / jit if kind == 1 else 0.0
+            if loss and rng.random() < loss:
+                self.lost += 1
+                continue
+            copies = 2 if dup and rng.random() < dup else 1
+            if copies == 2:
+                self.duplicated += 1
+            for _ in range(copies):
+                if kind == 1:
+                    t = now + dmin + rng.expovariate(rate)
+                elif kind == 2:
+                    t = now + dmin + rng.random() * 2.0 * jit
+                else:
+                    t = now + dmin
+                if self._clogs:
+                    until = self._clogs.get((i, j))
+                    if until is not None and until > now:
+                        self.clogged += 1
+                        t += until - now
+                push(heap, (t, next(seq), _DELIVER, j, i, d, False))
+        self.sent += len(datagrams)
+        self.dg_out[i] += len(datagrams)
+        self.bytes_out[i] += out_bytes
+        self.msg_out[i] += out_msgs
+
+    def _open_streams(self, i: int, core: Core, streams: list[StreamRequest], now: float) -> None:
+        for r in streams:
+            self.streams += 1
+            self.st_out[i] += 1
+            self.st_bytes_out[i] += len(r.data)
+            j = self.index_of.get(r.addr)
+            if j is None:
+                self._stream_fail(i, core, r, now)
+                continue
+            delay = self._delay(i, j)[0]
+            heapq.heappush(
+                self._heap, (now + delay, next(self._seq), _STREAM_REQUEST, j, i, core, r, now,
+                             False),
+            )
+
+    def _stream_fail(self, i: int, core: Core, r: StreamRequest, started: float) -> None:
+        heapq.heappush(
+            self._heap,
+            (max(self.now, started + self.config.tcp_timeout_s), next(self._seq),
+             _STREAM_RESULT, i, core, r, None, 0),
+        )
+
+    def _frame_size(self, messages: list[Message]) -> int:
+        """``len(encode(messages))`` without encoding push-pull tables again."""
+        if len(messages) == 1 and type(messages[0]) is PushPull:
+            members = messages[0].members
+            sizes = self._frame_sizes
+            total = 5 + _array_header_size(len(members))
+            for m in members:
+                size = sizes.get(m)
+                if size is None:
+                    # A state encodes like an Alive: 6 items, one small int swapped.
+                    size = len(encode_message(Alive(m)))
+                    if len(sizes) > 1_000_000:
+                        sizes.clear()
+                    sizes[m] = size
+                total += size
+            return total
+        return len(encode(messages))
+
+    def _on_stream_request(  # noqa: PLR0917 (called with a heap entry's fields)
+        self, j: int, i: int, core_i: Core, r: StreamRequest, started: float, late: bool
+    ) -> None:
+        now = self.now
+        state = self.state[j]
+        timeout_at = started + self.config.tcp_timeout_s
+        if state == DOWN_STATE or (self._impaired and self._stream_blocked(i, j)):
+            self._stream_fail(i, core_i, r, started)
+            return
+        if state == PAUSED:
+            resume = self.pause_end[j]
+            if resume < timeout_at:
+                heapq.heappush(self._heap, (resume, next(self._seq), _STREAM_REQUEST, j, i,
+                                            core_i, r, started, late))
+            else:
+                self._stream_fail(i, core_i, r, started)
+            return
+        if self.slow[j] and not late:
+            heapq.heappush(self._heap, (now + self.slow[j], next(self._seq), _STREAM_REQUEST,
+                                        j, i, core_i, r, started, True))
+            return
+        core_j = self.cores[j]
+        assert core_j is not None
+        self.st_bytes_in[j] += len(r.data)
+        response: bytes | list[Message] | None
+        if self.wire:
+            response = core_j.handle_stream_request(r.data, self.addrs[i], now)
+            size = 0 if response is None else len(response)
+        else:
+            response = core_j.answer_stream_messages(r.messages, self.addrs[i], now)
+            size = 0 if response is None else self._frame_size(response)
+        self.st_bytes_out[j] += size
+        if self._trace is not None:
+            self._trace.update(_PACK(now, i, j))
+            self._trace.update(r.data)
+            self._trace.update(struct.pack("<q", size if response is not None else -1))
+        self._flush(j, core_j, now)
+        delay = self._delay(j, i)[0]
+        heapq.heappush(self._heap, (now + delay, next(self._seq), _STREAM_RESULT, i, core_i, r,
+                                    response, size))
+
+    def _on_stream_result(
+        self, i: int, core: Core, r: StreamRequest, response: bytes | list[Message] | None,
+        size: int,
+    ) -> None:
+        if self.cores[i] is not core:
+            return
+        state = self.state[i]
+        if state == PAUSED:
+            heapq.heappush(self._heap, (self.pause_end[i], next(self._seq), _STREAM_RESULT, i,
+                                        core, r, response, size))
+            return
+        now = self.now
+        if response is None:
+            self.streams_failed += 1
+        self.st_bytes_in[i] += size
+        if self.wire:
+            assert not isinstance(response, list)
+            core.receive_stream_response(r.id, response, now)
+        else:
+            assert not isinstance(response, bytes)
+            core.receive_stream_messages(r.id, response, now)
+        self._flush(i, core, now)
+
+    def run_until(self, end: float) -> None:
+        """Process every entry due at or before `end`; then the clock reads `end`."""
+        heap = self._heap
+        pop = heapq.heappop
+        cores = self.cores
+        state = self.state
+        timer_at = self.timer_at
+        addrs = self.addrs
+        slow = self.slow
+        flush = self._flush
+        wire = self.wire
+        trace = self._trace
+        dg_in = self.dg_in
+        msg_in = self.msg_in
+        bytes_in = self.bytes_in
+        progress = self.progress
+        processed = 0
+        next_report = time.perf_counter() + 0.2
+        while heap and heap[0][0] <= end:
+            entry = pop(heap)
+            now = entry[0]
+            self.now = now
+            op = entry[2]
+            processed += 1
+            if op == _DELIVER:
+                j = entry[3]
+                st = state[j]
+                if st not in (UP, LEAVING):
+                    self.undeliverable += 1
+                    continue
+                if slow[j] and not entry[6]:
+                    heapq.heappush(heap, (now + slow[j], next(self._seq), _DELIVER, j,
+                                          entry[4], entry[5], True))
+                    continue
+                core = cores[j]
+                assert core is not None
+                d = entry[5]
+                i = entry[4]
+                size = len(d.data)
+                dg_in[j] += 1
+                bytes_in[j] += size
+                msg_in[j] += len(d.messages)
+                if trace is not None:
+                    trace.update(_PACK(now, i, j))
+                    trace.update(d.data)
+                if wire:
+                    core.receive_datagram(d.data, addrs[i], now)
+                else:
+                    messages = d.messages
+                    core.receive_messages(messages, addrs[i], now)
+                    core.count_datagram_in(size, message_kind(messages[0]))
+                flush(j, core, now)
+            elif op == _TIMER:
+                i = entry[3]
+                core = entry[4]
+                if cores[i] is not core or timer_at[i] != entry[5]:
+                    continue
+                st = state[i]
+                if st not in (UP, LEAVING):
+                    continue
+                timer_at[i] = _NAN
+                core.handle_timer(now)
+                flush(i, core, now)
+            elif op == _STREAM_REQUEST:
+                self._on_stream_request(*entry[3:])
+            elif op == _STREAM_RESULT:
+                self._on_stream_result(*entry[3:])
+            else:
+                entry[3](*entry[4])
+            if progress is not None and processed & 0x3FFF == 0:
+                wall = time.perf_counter()
+                if wall >= next_report:
+                    next_report = wall + 0.2
+                    progress(now)
+        self.processed += processed
+        self.now = max(self.now, end)
+
+    # ================================================================= read-outs
+
+    def member_up_s(self, i: int) -> float:
+        """Seconds member `i`'s processes have been running (paused time included)."""
+        extra = self.now - self.up_since[i] if self.cores[i] is not None else 0.0
+        return self.up_total[i] + extra
+
+    def network_counters(self) -> NetworkCounters:
+        delivered = sum(self.dg_in)
+        return NetworkCounters(
+            sent=self.sent, delivered=delivered, lost=self.lost, duplicated=self.duplicated,
+            blocked=self.blocked, clogged=self.clogged, undeliverable=self.undeliverable,
+            streams=self.streams, streams_failed=self.streams_failed,
+        )
+
+    def link_rows(self) -> tuple[LinkBytes, ...] | None:
+        if not self.link_stats:
+            return None
+        return tuple(
+            LinkBytes(src=key // self.n, dst=key % self.n, datagrams=v[0], bytes=v[1])
+            for key, v in sorted(self.links.items())
+        )
+
+    def trace_digest(self) -> str | None:
+        return None if self._trace is None else self._trace.hexdigest()
