@@ -174,10 +174,22 @@ def run_agent_command(args: argparse.Namespace) -> int:
     return run_agent(options)
 
 
+def run_trio(fn: Callable[..., Awaitable[int]], *args: Any) -> int:
+    """`trio.run`, with a Ctrl-C that trio wrapped in an exception group re-raised as a
+    plain KeyboardInterrupt (the `swim` entry point turns it into exit code 130)."""
+    try:
+        return trio.run(fn, *args)
+    except BaseExceptionGroup as group:
+        interrupt, rest = group.split(KeyboardInterrupt)
+        if interrupt is not None and rest is None:
+            raise KeyboardInterrupt from None
+        raise
+
+
 def _client(command: str, fn: Callable[[], Awaitable[int]]) -> int:
     """Run an RPC client coroutine; RPC failures become a message and exit code 1."""
     try:
-        return trio.run(fn)
+        return run_trio(fn)
     except rpc.RpcError as exc:
         print(f"swim {command}: {exc}", file=sys.stderr, flush=True)
         return 1

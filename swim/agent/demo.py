@@ -230,6 +230,8 @@ class Demo:
 def run_demo(args: argparse.Namespace) -> int:
     """The `swim demo` command."""
 
+    from swim.agent.cli import run_trio
+
     async def main(workdir: pathlib.Path, display: Display) -> int:
         with trio.fail_after(DEMO_TIMEOUT_S):
             async with LocalCluster.open(workdir, profile=args.profile) as cluster:
@@ -248,7 +250,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="swim-demo-") as tmp, Display(args.plain) as display:
         try:
-            return trio.run(main, pathlib.Path(tmp), display)
+            return run_trio(main, pathlib.Path(tmp), display)
         except trio.TooSlowError:
             display.say(f"demo did not finish within {DEMO_TIMEOUT_S:g} s")
             return 1
+        except KeyboardInterrupt:
+            display.say("interrupted: every agent stopped")
+            raise
