@@ -62,6 +62,10 @@ _CALL: Final = 4
 _INF: Final = math.inf
 _NAN: Final = math.nan
 _PACK: Final = struct.Struct("<dII").pack
+#: Converged starts use `Core.bootstrap` up to this size...
+_EXACT_SHUFFLE_MAX: Final = 2048
+#: ...and above it rotate one of this many shared random orders (see `bootstrap`).
+_SHARED_ORDERS: Final = 16
 
 
 def addr_of(i: int) -> Address:
@@ -180,7 +184,7 @@ class Engine:
         self._heap: list[tuple[Any, ...]] = []
         self._seq = itertools.count()
         self.processed = 0
-        self._frame_sizes: dict[MemberState, int] = {}
+        self._frame_sizes: dict[int, tuple[MemberState, int]] = {}
         self._join_attempts = [0] * nodes
         self._trace = hashlib.sha256() if trace else None
         grace = restart_grace_s
@@ -266,17 +270,37 @@ class Engine:
         member), so a large cluster starts in steady state without a join storm.
         """
         now = self.now
-        states = {self.names[i]: MemberState(self.names[i], self.addrs[i], 0) for i in members}
-        for i in members:
-            core = self._new_core(i)
-            membership = core.membership
-            own = membership.members[self.names[i]]
-            table = states.copy()
-            table[self.names[i]] = own
-            membership.members = table
-            order = [self.names[j] for j in members if j != i]
-            core.rng.shuffle(order)
-            membership.probe_order = order
+        names = [self.names[i] for i in members]
+        shared = [MemberState(self.names[i], self.addrs[i], 0) for i in members]
+        if len(names) <= _EXACT_SHUFFLE_MAX:
+            for i in members:
+                self._new_core(i).bootstrap(shared, now)
+        else:
+            # `Core.bootstrap` inserts and shuffles n names per member: O(n^2) Python
+            # work, over a minute at n = 10,000. Large clusters get the same tables
+            # built at C speed (a dict copy), and as first probe order a random rotation
+            # of one of a few shared random permutations (the core reshuffles it with
+            # its own rng after each pass): every member still probes every other once
+            # per pass, at an independent uniform offset.
+            states = {m.name: m for m in shared}
+            base_rng = random.Random(f"{self.seed}/probe-order")
+            bases = []
+            for _ in range(_SHARED_ORDERS):
+                base = list(names)
+                base_rng.shuffle(base)
+                bases.append(base)
+            for i in members:
+                core = self._new_core(i)
+                membership = core.membership
+                name = self.names[i]
+                table = states.copy()
+                table[name] = membership.members[name]
+                membership.members = table
+                base = bases[core.rng.randrange(len(bases))]
+                k = core.rng.randrange(len(base))
+                order = base[k:] + base[:k]
+                order.remove(name)
+                membership.probe_order = order
         self.collector.bootstrap(list(members), now)
         for i in members:
             self.collector.health[i] = self._health(i)
@@ -559,17 +583,21 @@ class Engine:
         """``len(encode(messages))`` without encoding push-pull tables again."""
         if len(messages) == 1 and type(messages[0]) is PushPull:
             members = messages[0].members
+            # Keyed by identity (states are immutable and shared between the tables of
+            # object-mode members); the entry keeps the state alive, so its id is not
+            # reused while cached.
             sizes = self._frame_sizes
+            get = sizes.get
             total = 5 + _array_header_size(len(members))
             for m in members:
-                size = sizes.get(m)
-                if size is None:
+                entry = get(id(m))
+                if entry is None:
                     # A state encodes like an Alive: 6 items, one small int swapped.
-                    size = len(encode_message(Alive(m)))
+                    entry = (m, len(encode_message(Alive(m))))
                     if len(sizes) > 1_000_000:
                         sizes.clear()
-                    sizes[m] = size
-                total += size
+                    sizes[id(m)] = entry
+                total += entry[1]
             return total
         return len(encode(messages))
 

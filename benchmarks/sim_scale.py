@@ -1,0 +1,112 @@
+"""How fast the simulator runs large clusters: simulated member-seconds per wall second.
+
+    .venv/bin/python benchmarks/sim_scale.py            # N = 100 and 1,000
+    .venv/bin/python benchmarks/sim_scale.py --big      # and N = 10,000
+    .venv/bin/python benchmarks/sim_scale.py --json     # one JSON object
+
+Each size runs in a fresh child process (so its peak RSS is its own): LAN profile,
+object mode, a converged start, one crash at 30 s, 100 simulated seconds. Targets:
+1,000 members x 100 s in <= 20 s wall; 10,000 x 100 s in <= 10 min and <= 12 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+TARGET_WALL_S = {1_000: 20.0, 10_000: 600.0}
+TARGET_RSS_MIB = {10_000: 12 * 1024}
+
+
+def measure(nodes: int, duration_s: float, seed: int, mode: str, start: str) -> dict[str, Any]:
+    """Run one size in this process and return its figures."""
+    from simulations import Crash, Scenario, Simulation
+
+    scenario = Scenario(
+        nodes=nodes, duration_s=duration_s, seed=seed, mode=mode,  # type: ignore[arg-type]
+        start=start,  # type: ignore[arg-type]
+        faults=(Crash(member=nodes // 2, at=min(30.0, duration_s / 3)),),
+    )
+    began = time.perf_counter()
+    sim = Simulation(scenario)
+    setup_s = time.perf_counter() - began
+    sim.run_until(duration_s)
+    result = sim.result()
+    total_s = time.perf_counter() - began
+    (crash,) = [d for d in result.detections if d.kind == "crash"]
+    return {
+        "nodes": nodes,
+        "duration_s": duration_s,
+        "seed": seed,
+        "mode": mode,
+        "start": start,
+        "setup_s": round(setup_s, 3),
+        "run_s": round(result.wall_s, 3),
+        "wall_s": round(total_s, 3),
+        "member_s_per_wall_s": round(nodes * duration_s / total_s, 1),
+        "sim_events": result.sim_events,
+        "sim_events_per_s": round(result.sim_events_per_s, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "first_suspected_s": crash.first_suspected_s,
+        "first_failed_s": crash.first_failed_s,
+        "all_know_s": crash.all_know_s,
+        "false_positives": result.false_positives.total,
+        "datagrams_out_per_period": round(result.traffic.datagrams_out_per_period_mean, 3),
+        "bytes_out_per_period": round(result.traffic.bytes_out_per_period_mean, 1),
+        "target_wall_s": TARGET_WALL_S.get(nodes),
+        "target_rss_mib": TARGET_RSS_MIB.get(nodes),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--big", action="store_true", help="also run N = 10,000")
+    parser.add_argument("--nodes", type=int, action="append", help="sizes (overrides)")
+    parser.add_argument("--duration", type=float, default=100.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mode", choices=("object", "wire"), default="object")
+    parser.add_argument("--start", choices=("converged", "join"), default="converged")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        (n,) = args.nodes
+        print(json.dumps(measure(n, args.duration, args.seed, args.mode, args.start)))
+        return 0
+    sizes = args.nodes or ([100, 1_000, 10_000] if args.big else [100, 1_000])
+    rows = []
+    for n in sizes:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", "--nodes", str(n), "--duration",
+             str(args.duration), "--seed", str(args.seed), "--mode", args.mode,
+             "--start", args.start],
+            capture_output=True, text=True, check=True,
+        )
+        rows.append(json.loads(proc.stdout))
+        if not args.json:
+            print(f"N={n} done in {rows[-1]['wall_s']} s", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"benchmark": "sim_scale", "results": rows}, indent=2))
+        return 0
+    header = (f"{'N':>7} {'setup s':>8} {'run s':>8} {'wall s':>8} {'member-s/s':>11} "
+              f"{'events/s':>9} {'RSS MiB':>8} {'suspect s':>9} {'all know s':>10} target")
+    print(header)
+    for r in rows:
+        target = r["target_wall_s"]
+        verdict = "" if target is None else (
+            f"<= {target:g} s: {'met' if r['wall_s'] <= target else 'MISSED'}")
+        all_know = "-" if r["all_know_s"] is None else f"{r['all_know_s']:.1f}"
+        suspect = "-" if r["first_suspected_s"] is None else f"{r['first_suspected_s']:.1f}"
+        print(f"{r['nodes']:>7} {r['setup_s']:>8.1f} {r['run_s']:>8.1f} {r['wall_s']:>8.1f} "
+              f"{r['member_s_per_wall_s']:>11,.0f} {r['sim_events_per_s']:>9,.0f} "
+              f"{r['peak_rss_mib']:>8,.0f} {suspect:>9} {all_know:>10} {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
