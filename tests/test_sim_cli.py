@@ -70,3 +70,10 @@ def test_bad_flags_exit_2_with_a_clear_error(args: list[str], message: str) -> N
     assert proc.returncode == 2
     assert message in proc.stderr
     assert proc.stdout == ""
+
+
+def test_progress_bar_goes_to_stderr_only() -> None:
+    proc = swim("--nodes", "300", "--duration", "60", "--start", "converged", "--progress",
+                "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["nodes"] == 300

@@ -182,3 +182,29 @@ def test_link_stats() -> None:
     assert result.links is not None
     assert sum(link.bytes for link in result.links) == result.traffic.total_bytes
     assert all(link.src != link.dst for link in result.links)
+
+
+def test_stepping_equals_one_run() -> None:
+    sc = small(21)
+    sim = Simulation(sc)
+    for t in (0.5, 3.0, 10.0, 10.0, 25.5, 40.0):
+        sim.run_until(t)
+    assert sim.result().trace_digest == run(sc).trace_digest
+
+
+def test_join_retries_through_the_other_seed() -> None:
+    # Seed 0 is down from the start: members time out on it and still join through 1.
+    sc = Scenario(nodes=8, duration_s=40.0, seed=3, seeds=2,
+                  faults=(Crash(member=0, at=0.0),))
+    result = run(sc)
+    assert result.disagreement_final == 0
+    assert result.network.streams_failed >= 6
+
+
+def test_invalid_scenarios_are_refused() -> None:
+    with pytest.raises(ValueError, match="no member 9"):
+        Simulation(Scenario(nodes=4, faults=(Crash(member=9, at=1.0),)))
+    with pytest.raises(ValueError):
+        Scenario(nodes=4, mode="bytes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Engine(nodes=0, config=Config.lan(), network=NetworkModel.lan(), seed=0)
