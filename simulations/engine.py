@@ -189,10 +189,11 @@ class Engine:
         self._trace = hashlib.sha256() if trace else None
         grace = restart_grace_s
         if grace is None:
-            # Longest a failure about a member's previous process can still fire.
+            # Longest a failure about a member's previous process can still fire: the
+            # longest suspicion, started up to one slowest probe period late.
             grace = (config.suspicion_mult * config.suspicion_max_timeout_mult
                      * max(1.0, math.log10(max(nodes, 1))) * config.probe_interval_s
-                     * config.awareness_max_multiplier)
+                     + config.awareness_max_multiplier * config.probe_interval_s)
         self.collector = Collector(self.names, seed=seed, restart_grace_s=grace)
         self.progress: Callable[[float], None] | None = None
 

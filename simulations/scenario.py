@@ -191,7 +191,8 @@ class Simulation:
         coll = engine.collector
         sc = self.scenario
         now = engine.now
-        coll.sample(now)
+        if not coll.timeline or coll.timeline[-1].at != now:
+            coll.sample(now)
         period = sc.config.probe_interval_s
         members = []
         for i in range(sc.nodes):
