@@ -204,11 +204,14 @@ def about(events: Iterable[Event], kind: type[MembershipEvent], name: str) -> li
 
 async def test_five_members_converge(cluster: Cluster, clock: object) -> None:
     members = await start_all(cluster)
+    await trio.sleep(2 * cluster.config.probe_interval_s)  # everyone has probed by now
+    await cluster.converged(NAMES)
     for member in members:
         assert {m.name for m in member.node.members()} == set(NAMES)
         assert member.node.local_health() == 0
         stats = member.node.stats()
         assert stats.core.malformed == 0
+        assert stats.core.probes > 0
         assert stats.transport.datagrams_sent > 0
 
 
@@ -228,8 +231,9 @@ async def test_crashed_member_is_failed_everywhere_and_rejoins_after_restart(
     await eventually(failed_everywhere, cluster.bound_s)
     for survivor in survivors:
         state = survivor.node.member(victim.name)
-        assert state is not None
-        assert state.status == MemberStatus.DEAD
+        # Dead, or already reaped (gossip_to_the_dead_s after its death) where it failed
+        # first.
+        assert state is None or state.status == MemberStatus.DEAD
         assert not about(survivor.events, MemberLeft, victim.name)
 
     # Restarted under the same name and address, with a fresh incarnation: it learns of
@@ -243,6 +247,11 @@ async def test_crashed_member_is_failed_everywhere_and_rejoins_after_restart(
 
 
 async def test_leaving_member_is_seen_as_left(cluster: Cluster, clock: object) -> None:
+    # The departure is gossiped a bounded number of times, by the leaver and by each
+    # member that hears it: with Config.local()'s retransmit_mult=2 in a cluster of 5,
+    # about one run in seven leaves a member that never hears it and later declares the
+    # leaver failed (memberlist behaves alike). Twice the rounds make that vanishingly rare.
+    cluster.config = attrs.evolve(cluster.config, retransmit_mult=4)
     members = await start_all(cluster)
     leaver = members[2]
     assert await leaver.node.leave(timeout_s=5.0)
@@ -261,6 +270,7 @@ async def test_leaving_member_is_seen_as_left(cluster: Cluster, clock: object) -
 
 async def test_graceful_exit_leaves(cluster: Cluster, clock: object) -> None:
     """Exiting the context normally is a leave, not a failure."""
+    cluster.config = attrs.evolve(cluster.config, retransmit_mult=4)  # as above
     members = await start_all(cluster, NAMES[:3])
     await members[1].stop()
     await eventually(
