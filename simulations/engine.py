@@ -243,6 +243,13 @@ class Engine:
         self.up_since[i] = self.now
         return core
 
+    def poke(self, i: int) -> None:
+        """Collect member `i`'s outputs after calling one of its core's methods directly
+        (``engine.core(i).broadcast(b"x", engine.now); engine.poke(i)``)."""
+        core = self.cores[i]
+        if core is not None and self.state[i] in (UP, LEAVING):
+            self._flush(i, core, self.now)
+
     def _health(self, i: int) -> int:
         return FAULTY if self.slow[i] > 0 or self.anomalous[i] else HEALTHY
 

@@ -49,6 +49,8 @@ from swim.core.events import (
     MemberLeft,
     MemberSuspected,
     MemberUpdated,
+    UserBroadcastReceived,
+    UserMessageReceived,
 )
 
 # Beliefs: what an observer believes about a member.
@@ -70,6 +72,8 @@ _EVENT_NAMES: dict[type, str] = {
     MemberFailed: "failed",
     MemberLeft: "left",
     JoinCompleted: "join_completed",
+    UserMessageReceived: "user_message",
+    UserBroadcastReceived: "user_broadcast",
 }
 
 #: Node health as the false-positive accounting sees it.

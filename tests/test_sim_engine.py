@@ -208,3 +208,21 @@ def test_invalid_scenarios_are_refused() -> None:
         Scenario(nodes=4, mode="bytes")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         Engine(nodes=0, config=Config.lan(), network=NetworkModel.lan(), seed=0)
+
+
+@pytest.mark.parametrize("mode", ["wire", "object"])
+def test_application_traffic_through_poke(mode: str) -> None:
+    sim = Simulation(Scenario(nodes=6, duration_s=10.0, seed=1, start="converged",
+                              mode=mode))  # type: ignore[arg-type]
+    sim.run_until(2.0)
+    engine = sim.engine
+    sender = engine.core(1)
+    assert sender is not None
+    sender.send_user_message(engine.addrs[4], b"hello", engine.now, reliable=True)
+    sender.broadcast(b"to all", engine.now)
+    engine.poke(1)
+    sim.run_until(10.0)
+    result = sim.result()
+    assert result.event_counts["user_message"] == 1
+    assert result.event_counts["user_broadcast"] == 6
+    assert result.members[1].streams_out >= 1
