@@ -372,7 +372,11 @@ class Node:
                 core.handle_timer(now)
                 handled_at = now
             for datagram in core.datagrams_to_send():
-                if not await transport.send(datagram.data, datagram.addr):
+                try:
+                    sent = await transport.send(datagram.data, datagram.addr)
+                except OSError:  # transports should not raise it; count it if one does
+                    sent = False
+                if not sent:
                     core.note_send_error()
             nursery = self._nursery
             for request in core.streams_to_open():

@@ -67,6 +67,8 @@ class ThreadedNode:
         join_backoff_max_s: float = 30.0,
         event_queue_size: int = 10_000,
     ) -> None:
+        if event_queue_size < 1:
+            raise ValueError("event_queue_size must be at least 1")
         # Built here so bad arguments raise in the caller's thread.
         self._node = Node(
             config,
@@ -224,7 +226,7 @@ class ThreadedNode:
                 self._crash_scope = crash_scope
                 self._stop_event = trio.Event()
                 async with self._node as node:
-                    subscription = node.events(max_buffer=self._handoff.maxsize or 1 << 16)
+                    subscription = node.events(max_buffer=self._handoff.maxsize)
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._forward, subscription)
                         self._token = trio.lowlevel.current_trio_token()
@@ -261,7 +263,7 @@ class ThreadedNode:
                 return
             except EventOverflow as exc:  # cannot happen while put_nowait keeps up
                 self._count_dropped(exc.dropped)
-                sub = node.events(max_buffer=self._handoff.maxsize or 1 << 16)
+                sub = node.events(max_buffer=self._handoff.maxsize)
 
     def _put_handoff(self, item: object, *, force: bool = False) -> None:
         try:
