@@ -46,10 +46,18 @@ class Observers:
     def __init__(self) -> None:
         self.records: list[tuple[str, Record]] = []
 
-    async def watch(self, agent: AgentProcess) -> None:
+    async def watch(
+        self,
+        agent: AgentProcess,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Collect `agent`'s events; started once the agent acknowledged the monitor."""
         try:
             async with rpc.connect(agent.rpc) as conn:
-                async for record in conn.events():
+                await conn.monitor()
+                task_status.started()
+                async for record in conn.records():
                     self.records.append((agent.name, record))
         except rpc.RpcError:
             pass  # the agent went away
@@ -75,9 +83,7 @@ class Observers:
 
 async def _subscribe_all(observers: Observers, agents: list[AgentProcess], nursery: Any) -> None:
     for agent in agents:
-        nursery.start_soon(observers.watch, agent)
-    # A monitor is subscribed once the agent answered it; give the connections a moment.
-    await trio.sleep(1.0)
+        await nursery.start(observers.watch, agent)
 
 
 def _cpu_seconds(pid: int) -> float:

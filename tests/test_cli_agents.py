@@ -247,8 +247,8 @@ async def test_tags_too_big_for_the_metadata_are_refused() -> None:
 
 async def test_the_demo_runs_to_the_end() -> None:
     result = await swim("demo", "--plain", timeout_s=150.0)
-    out = result.stdout.decode()
-    assert result.returncode == 0, out + result.stderr.decode()
+    out = result.stdout.decode() + result.stderr.decode()
+    assert result.returncode == 0, out
     for phrase in ("see each other alive", "declares", "rejoined", "received 'hello'",
                    "every agent stopped"):
-        assert phrase in out
+        assert phrase in out, out

@@ -241,13 +241,11 @@ async def test_events_reach_monitors_as_json_lines(running: Running) -> None:
     sent = decode_user_event_untrusted(running.node.broadcasts[0])
     assert (sent.origin, sent.id, sent.name, sent.payload) == ("n1", answer["id"], "deploy", b"v2")
     async with rpc.connect(running.addr) as conn:
-        events = conn.events()
+        await conn.monitor()
+        events = conn.records()
         n2 = MemberState("n2", ("127.0.0.1", 7947), 4, MemberStatus.DEAD, encode_tags({"a": "b"}))
         received = []
         with trio.fail_after(5):
-            first = events.__anext__()
-            # The monitor is subscribed once its acknowledgement has been read, which
-            # happens inside the first __anext__; feed the events from another task.
             async with trio.open_nursery() as nursery:
 
                 async def feed() -> None:
@@ -265,10 +263,8 @@ async def test_events_reach_monitors_as_json_lines(running: Running) -> None:
                     )
 
                 nursery.start_soon(feed)
-                received.append(await first)
-                for _ in range(3):
+                for _ in range(4):
                     received.append(await events.__anext__())
-        await events.aclose()  # type: ignore[attr-defined]
     assert [r["event"] for r in received] == ["joined", "failed", "user", "user"]
     assert received[1]["accuser"] == "n3"
     assert received[1]["tags"] == {"a": "b"}

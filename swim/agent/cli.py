@@ -214,14 +214,15 @@ def monitor_command(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with rpc.connect(args.rpc) as conn:
             info = await conn.call({"cmd": "info"})
-            events = conn.events()
+            await conn.monitor()
+            # Printed once subscribed, so a script can wait for this line.
             print(
                 f"monitoring {info.get('name')} at {output.format_addr(args.rpc)}"
                 " (Ctrl-C to stop)",
                 file=sys.stderr,
                 flush=True,
             )
-            async for record in events:
+            async for record in conn.records():
                 line = output.json_line(record) if args.json else output.human_line(record)
                 print(line, flush=True)
         print("swim monitor: the agent closed the stream", file=sys.stderr, flush=True)

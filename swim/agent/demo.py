@@ -72,7 +72,7 @@ class Display:
 
     def say(self, message: str) -> None:
         elapsed = time.monotonic() - self.started
-        self.console.print(f"[{elapsed:5.1f}s] {message}", markup=False)
+        self.console.print(f"[{elapsed:5.1f}s] {message}", markup=False, soft_wrap=True)
 
     def table(self, members: list[Record], title: str, *, final: bool = False) -> None:
         """Show the table: replace the live one, or print it (plain mode, `final` only)."""
@@ -92,10 +92,18 @@ class Demo:
         self.records: list[tuple[str, Record]] = []
         self.observer: AgentProcess | None = None
 
-    async def _monitor(self, agent: AgentProcess) -> None:
+    async def _monitor(
+        self,
+        agent: AgentProcess,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Collect `agent`'s events; started once the agent acknowledged the monitor."""
         try:
             async with rpc.connect(agent.rpc) as conn:
-                async for record in conn.events():
+                await conn.monitor()
+                task_status.started()
+                async for record in conn.records():
                     self.records.append((agent.name, record))
         except rpc.RpcError:
             pass  # the agent went away; its monitor ends
@@ -168,8 +176,7 @@ class Demo:
 
             survivors = [a for a in agents if a is not victim]
             for agent in survivors:
-                nursery.start_soon(self._monitor, agent)
-            await trio.sleep(0.3)  # let the monitors subscribe
+                await nursery.start(self._monitor, agent)
 
             names = {a.name for a in survivors}
             say(f"crashing {victim.name} with SIGKILL (pid {victim.pid})")
@@ -200,7 +207,7 @@ class Demo:
             say(f"restarting {victim.name} on the same address, joining through {agents[0].name}")
             restarted_at = time.time()
             await cluster.start(victim, join=[agents[0].bind])
-            nursery.start_soon(self._monitor, victim)
+            await nursery.start(self._monitor, victim)
             for agent in survivors:
                 await cluster.wait_until(agent, {victim.name: "alive"}, timeout_s=30.0)
             say(
@@ -208,7 +215,6 @@ class Demo:
                 f"{time.time() - restarted_at:.2f} s after the restart"
             )
             await self._print_table(f"After {victim.name} rejoined")
-            await trio.sleep(0.3)  # the restarted agent's monitor subscribes
 
             sender = agents[-1]
             say(f"{sender.name} broadcasts user event 'hello' with payload 'from swim demo'")

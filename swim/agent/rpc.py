@@ -313,16 +313,32 @@ class RpcConnection:
             raise RpcError(str(answer.get("error", "request failed")))
         return answer
 
-    async def events(self) -> AsyncIterator[Record]:
-        """Start monitoring and yield event records until the agent closes the stream."""
+    async def monitor(self) -> None:
+        """Subscribe this connection to the agent's events (then read `records`)."""
         await self.call({"cmd": "monitor"})
-        while True:
-            record = await self.receive()
-            if record is None:
-                return
-            if record.get("ok") is False:
-                raise RpcError(str(record.get("error")))
-            yield record
+
+    def records(self) -> _Records:
+        """Event records after `monitor`, until the agent closes the stream.
+
+        A plain async iterator rather than an async generator, so abandoning it (on
+        cancellation, say) leaves nothing for the garbage collector to finalize."""
+        return _Records(self)
+
+
+class _Records:
+    def __init__(self, conn: RpcConnection) -> None:
+        self._conn = conn
+
+    def __aiter__(self) -> _Records:
+        return self
+
+    async def __anext__(self) -> Record:
+        record = await self._conn.receive()
+        if record is None:
+            raise StopAsyncIteration
+        if record.get("ok") is False:
+            raise RpcError(str(record.get("error")))
+        return record
 
 
 def _fmt(addr: Address) -> str:
