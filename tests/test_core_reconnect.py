@@ -7,8 +7,8 @@ import random
 import attrs
 import pytest
 
-from swim.core import Config, Core, MemberJoined, MemberStatus
-from swim.core.messages import Alive, Dead, MemberState, Suspect
+from swim.core import Config, Core, MemberFailed, MemberJoined, MemberStatus
+from swim.core.messages import Ack, Alive, Dead, MemberState, Suspect, UserBroadcast
 from swim.core.outputs import StreamKind
 from swim.core.timing import nack_delay_s
 from tests.router import Router, addr_of
@@ -172,3 +172,75 @@ def test_stats_carry_the_current_awareness_score() -> None:
     core.bootstrap([MemberState("b", addr_of(1), 0)], 0.0)
     core.receive_messages([Suspect("a", 0, "b")], addr_of(1), 0.5)  # we must refute: +1
     assert core.stats.awareness == core.local_health == 1
+
+
+def test_a_user_broadcast_rides_at_most_once_per_datagram() -> None:
+    """Regression: the share and the leftover were two takes, the second re-taking."""
+    core = Core(Config.local(), name="a", addr=addr_of(0), rng=random.Random(5), now=0.0)
+    core.bootstrap([MemberState("b", addr_of(1), 0), MemberState("c", addr_of(2), 0)], 0.0)
+    core.broadcast(b"hello", 0.0)
+    core.handle_timer(core.get_timer())
+    sent = core.datagrams_to_send()
+    assert sent
+    for datagram in sent:
+        kinds = [type(m).__name__ for m in datagram.messages]
+        assert kinds.count("UserBroadcast") <= 1
+
+
+def test_user_broadcast_share_is_held_back_from_membership_news() -> None:
+    config = attrs.evolve(LAN, user_broadcast_share=0.5)
+    core = Core(config, name="a", addr=addr_of(0), rng=random.Random(6), now=0.0)
+    core.receive_messages(
+        [Alive(MemberState(f"member-{i:04d}", addr_of(i + 1), 0)) for i in range(300)],
+        addr_of(1), 0.0,
+    )
+    payload = b"x" * 200
+    for _ in range(5):
+        core.broadcast(payload, 0.0)
+    core.send_user_message(addr_of(1), b"", 0.0)  # any datagram carries piggyback
+    (datagram,) = core.datagrams_to_send()
+    user_bytes = sum(len(m.payload) for m in datagram.messages if isinstance(m, UserBroadcast))
+    # Half the room is theirs even though membership news alone could fill the packet.
+    assert user_bytes >= 3 * len(payload)
+    assert sum(type(m).__name__ == "Alive" for m in datagram.messages) >= 20
+
+
+def test_pending_bytes_track_the_queue() -> None:
+    from swim.core.broadcasts import BroadcastQueue
+
+    queue = BroadcastQueue()
+    queue.queue("a", Ack(1), b"xxxx")
+    queue.queue("b", Ack(2), b"yyyyyy")
+    queue.queue("a", Ack(3), b"zz")  # replaces a
+    assert queue.pending_bytes == 8
+    encoded: list[bytes] = []
+    messages: list[object] = []
+    queue.take(100, 1, encoded, messages)  # limit 1: both leave after one transmit
+    assert queue.pending_bytes == 0 and len(queue) == 0
+
+
+def test_a_stale_suspicion_of_a_left_member_is_answered_with_the_leave() -> None:
+    core = Core(LAN, name="a", addr=addr_of(0), rng=random.Random(7), now=0.0)
+    core.bootstrap([MemberState("b", addr_of(1), 2), MemberState("c", addr_of(2), 0)], 0.0)
+    core.receive_messages([Dead("b", 2, "b")], addr_of(1), 1.0)  # b left
+    core._news.discard("b")  # its broadcast has been sent its full count
+    core.receive_messages([Suspect("b", 2, "c")], addr_of(2), 2.0)  # c missed it
+    assert core.member("b").status == MemberStatus.LEFT  # type: ignore[union-attr]
+    assert core._news._by_key["b"].message == Dead("b", 2, "b")
+
+
+def test_leaves_are_not_lost_with_the_local_profile() -> None:
+    """Regression: with retransmit limit 2, transmits spent on the leaver itself made a
+    member miss the leave and later declare the leaver failed."""
+    for seed in range(100, 112):
+        router, cores = joined(5, seed=seed, config=Config.local())
+        leaver = cores[4]
+        leaver.leave(router.now)
+        router.run_until_true(lambda: leaver.leave_complete, limit_s=10.0)  # noqa: B023
+        router.crash(leaver)
+        router.run_until(router.now + 20.0)
+        for core in cores[:4]:
+            state = core.member(leaver.name)
+            assert state is None or state.status == MemberStatus.LEFT
+            failed = [e for e in router.events[core.name] if isinstance(e, MemberFailed)]
+            assert failed == [], f"seed {seed}: {core.name} declared the leaver failed"

@@ -41,6 +41,8 @@ class BroadcastQueue:
 
     _tiers: list[dict[Hashable, Broadcast]] = attrs.field(factory=lambda: [{}])
     _by_key: dict[Hashable, Broadcast] = attrs.field(factory=dict)
+    #: Total encoded size of everything queued.
+    pending_bytes: int = 0
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -53,15 +55,18 @@ class BroadcastQueue:
         old = self._by_key.get(key)
         if old is not None:
             del self._tiers[old.transmits][key]
+            self.pending_bytes -= len(old.encoded)
         item = Broadcast(key, message, encoded)
         self._by_key[key] = item
         self._tiers[0][key] = item
+        self.pending_bytes += len(encoded)
 
     def discard(self, key: Hashable) -> None:
         """Forget the item under `key`, if any."""
         old = self._by_key.pop(key, None)
         if old is not None:
             del self._tiers[old.transmits][key]
+            self.pending_bytes -= len(old.encoded)
 
     def drop_most_sent(self) -> None:
         """Forget the item sent most often (the oldest among those), if any."""
@@ -69,7 +74,7 @@ class BroadcastQueue:
             if tier:
                 key = next(iter(tier))
                 del tier[key]
-                del self._by_key[key]
+                self.pending_bytes -= len(self._by_key.pop(key).encoded)
                 return
 
     def take(
@@ -123,6 +128,7 @@ class BroadcastQueue:
             item.transmits += 1
             if item.transmits >= limit:
                 del self._by_key[item.key]
+                self.pending_bytes -= len(item.encoded)
             else:
                 upper[item.key] = item
 
@@ -130,7 +136,7 @@ class BroadcastQueue:
         # The limit shrinks when the cluster does; items already sent that often go.
         while len(self._tiers) > max(limit, 1):
             for key in self._tiers.pop():
-                del self._by_key[key]
+                self.pending_bytes -= len(self._by_key.pop(key).encoded)
 
 
 @attrs.define(eq=False)

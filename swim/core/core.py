@@ -503,15 +503,20 @@ class Core:
         self._emit(addr, messages, encoded)
 
     def _piggyback(self, room: int, encoded: list[bytes], messages: list[Message]) -> int:
-        """Fill `room` bytes with news; user broadcasts get a guaranteed share first."""
+        """Fill `room` bytes with news; user broadcasts are guaranteed a share.
+
+        The share (``user_broadcast_share`` of the room, or less if fewer user bytes are
+        queued) is held back from membership news, which fills the rest; user broadcasts
+        then take the share plus whatever membership news left. One take per queue, so
+        no item can ride twice in one packet.
+        """
         limit = self._retransmit_limit()
-        used = 0
         user = self._user_news
-        if len(user):
-            used = user.take(int(room * self.config.user_broadcast_share), limit, encoded, messages)
+        reserved = min(int(room * self.config.user_broadcast_share), user.pending_bytes)
+        used = 0
         if len(self._news):
-            used += self._news.take(room - used, limit, encoded, messages)
-        if len(user) and room - used > 0:
+            used = self._news.take(room - reserved, limit, encoded, messages)
+        if len(user):
             used += user.take(room - used, limit, encoded, messages)
         return used
 
@@ -769,7 +774,13 @@ class Core:
         return picked
 
     def _gossip(self, now: float) -> None:
-        """The gossip timer: send queued news to a few random (recently dead too) members."""
+        """The gossip timer: send queued news to a few random members.
+
+        Recently failed members are included, so a member wrongly declared dead learns
+        it and refutes (memberlist's gossip to the dead); members that left are not, as
+        nothing they hear matters any more and every transmit spent on them is one the
+        live members miss.
+        """
         if not (len(self._news) or len(self._user_news)):
             return
         cfg = self.config
@@ -778,6 +789,7 @@ class Core:
             exclude="",
             live_only=False,
             gone_after=now - cfg.gossip_to_the_dead_s,
+            left_too=False,
         )
         members = self.membership.members
         room = cfg.packet_budget - DATAGRAM_OVERHEAD

@@ -18,6 +18,8 @@ reading of it (l = member, i/j incarnations):
   at any j; memberlist does not, and neither do we, so an old death rumour cannot kill
   a member that has since refuted). ``Dead(l, i)`` sent by l itself means l *left*.
 * Dead and left are final for an incarnation; only ``Alive`` at a higher one revives.
+  A ``Suspect`` about a member held dead or left shows its sender missed that news, so
+  the news is gossiped again (a left member must not end up *failed* somewhere).
 * News about unknown members is ignored unless it is ``Alive``.
 
 Only a member raises its own incarnation: hearing itself suspected or declared dead at
@@ -197,15 +199,12 @@ class Membership:
     def apply_suspect(self, news: Suspect, now: float) -> None:
         """Apply ``Suspect(name, incarnation, accuser)``."""
         name = news.name
-        cur = self.members.get(name)
-        if cur is None or news.incarnation < cur.incarnation or cur.status in _GONE:
+        stale = self.members.get(name)
+        if stale is not None and stale.status in _GONE and news.incarnation <= stale.incarnation:
+            self._correct_stale(stale)
             return
-        if news.incarnation > cur.incarnation + self.config.incarnation_window:
-            self.stats.implausible_incarnation += 1
-            return
-        if name == self.local_name:
-            if not self.leaving:
-                self.refute(news.incarnation)
+        cur = self._accusable(name, news.incarnation)
+        if cur is None:
             return
         if cur.status == SUSPECT:
             # Already suspected: a distinct accuser is an independent confirmation.
@@ -224,15 +223,8 @@ class Membership:
     def apply_dead(self, news: Dead, now: float) -> None:
         """Apply ``Dead(name, incarnation, accuser)``; accuser == name means it left."""
         name = news.name
-        cur = self.members.get(name)
-        if cur is None or news.incarnation < cur.incarnation or cur.status in _GONE:
-            return
-        if news.incarnation > cur.incarnation + self.config.incarnation_window:
-            self.stats.implausible_incarnation += 1
-            return
-        if name == self.local_name:
-            if not self.leaving:
-                self.refute(news.incarnation)
+        cur = self._accusable(name, news.incarnation)
+        if cur is None:
             return
         left = news.accuser == name
         state = attrs.evolve(cur, incarnation=news.incarnation, status=LEFT if left else DEAD)
@@ -258,7 +250,9 @@ class Membership:
                 self.apply_alive(state, now)
             elif status == LEFT:
                 self.apply_dead(Dead(state.name, state.incarnation, state.name), now)
-            else:
+            elif status == SUSPECT or self.members.get(state.name, state).status <= SUSPECT:
+                # (A remote dead we also hold dead or left is agreement, not staleness:
+                # it must not re-queue the news.)
                 self.apply_suspect(Suspect(state.name, state.incarnation, local), now)
 
     # ---------------------------------------------------------------- local transitions
@@ -403,6 +397,35 @@ class Membership:
         order[slot], order[-1] = order[-1], order[slot]
         self.events.append(MemberJoined(member=news, at=now))
         self._gossip_alive(news)
+
+    def _accusable(self, name: str, incarnation: int) -> MemberState | None:
+        """The state a Suspect or Dead about `name` at `incarnation` would change.
+
+        None when it changes nothing here: unknown member, older incarnation, already
+        dead or left, an implausible incarnation jump (counted), or news about
+        ourselves, which we refute on the spot (unless we are leaving).
+        """
+        cur = self.members.get(name)
+        if cur is None or incarnation < cur.incarnation or cur.status in _GONE:
+            return None
+        if incarnation > cur.incarnation + self.config.incarnation_window:
+            self.stats.implausible_incarnation += 1
+            return None
+        if name == self.local_name:
+            if not self.leaving:
+                self.refute(incarnation)
+            return None
+        return cur
+
+    def _correct_stale(self, cur: MemberState) -> None:
+        # Someone still suspects a member we hold dead or left: they missed the news
+        # (with a small retransmit budget a leave can miss a member). Gossip it again,
+        # unless it is still queued, so they learn "left" before their own suspicion
+        # times out into a false "failed".
+        name = cur.name
+        if name not in self.broadcasts:
+            accuser = name if cur.status == LEFT else self.local_name
+            self._gossip(name, Dead(name, cur.incarnation, accuser))
 
     def _notify_rumour(self, cur: MemberState, now: float) -> None:
         # `cur` is dead or left here while it announces itself alive from the same
