@@ -299,3 +299,54 @@ async def test_leave_answers_then_the_agent_exits(running: Running) -> None:
             await trio.sleep(0.01)
     assert running.exit_code == [0]
     assert running.node.left
+
+
+async def test_connections_beyond_the_limit_are_refused(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rpc, "MAX_CONNECTIONS", 2)
+    streams = [await trio.open_tcp_stream(*running.addr) for _ in range(2)]
+    try:
+        await trio.sleep(0.1)  # both are being served
+        async with await trio.open_tcp_stream(*running.addr) as third:
+            with trio.fail_after(5):
+                reader = rpc.LineReader(third, 1 << 16)
+                line = await reader.read_line()
+                assert line is not None
+                assert json.loads(line) == {
+                    "ok": False, "error": "too many connections; try again later"
+                }
+                assert await reader.read_line() is None
+    finally:
+        for stream in streams:
+            await stream.aclose()
+    with trio.fail_after(5):
+        while True:  # the slots free up once the server sees the closes
+            answers = await raw_exchange(running.addr, b'{"cmd": "info"}\n')
+            if answers[0]["ok"]:
+                break
+            await trio.sleep(0.01)
+
+
+async def test_an_idle_connection_is_closed(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rpc, "IDLE_TIMEOUT_S", 0.2)
+    stream = await trio.open_tcp_stream(*running.addr)
+    async with stream:
+        with trio.fail_after(5):
+            reader = rpc.LineReader(stream, 1 << 16)
+            line = await reader.read_line()
+            assert line is not None and b"idle for 0.2 s" in line
+            assert await reader.read_line() is None
+
+
+async def test_a_monitor_that_falls_behind_is_cut_off(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rpc, "MONITOR_BUFFER", 2)
+    channel = running.agent.subscribe()
+    for i in range(3):
+        running.agent._fan_out({"event": "user", "n": i})
+    assert [r["n"] async for r in channel] == [0, 1]  # then the channel ended
+    running.agent.unsubscribe(channel)
