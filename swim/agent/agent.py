@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import attrs
 import trio
@@ -39,8 +39,8 @@ from swim.agent.tags import (
 )
 from swim.core.config import Config
 from swim.core.core import ProtocolError
-from swim.core.events import JoinCompleted, UserBroadcastReceived
-from swim.core.messages import Address, MemberStatus
+from swim.core.events import Event, JoinCompleted, UserBroadcastReceived
+from swim.core.messages import Address, MemberState, MemberStatus
 from swim.runtime import EventOverflow, Node
 
 #: Upper bound on how long a graceful leave waits for its news to be gossiped.
@@ -72,6 +72,30 @@ class AgentOptions:
     log_json: bool = False
 
 
+class AgentNode(Protocol):
+    """What the agent uses of `swim.Node` (tests pass a fake)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def addr(self) -> Address: ...
+
+    def members(self) -> list[MemberState]: ...
+
+    def events(self) -> AsyncIterator[Event]: ...
+
+    async def leave(self, timeout_s: float) -> object: ...
+
+    def update_metadata(self, meta: bytes) -> None: ...
+
+    def broadcast(self, payload: bytes) -> int: ...
+
+    def stats(self) -> object: ...
+
+    def local_health(self) -> int: ...
+
+
 class StartupError(Exception):
     """The agent cannot start (address in use, tags too big, ...); the message says why."""
 
@@ -96,7 +120,7 @@ class Agent:
     """The running agent: pumps node events to the console and monitors, answers RPC."""
 
     def __init__(
-        self, options: AgentOptions, node: Any, *, out: TextIO, err: TextIO
+        self, options: AgentOptions, node: AgentNode, *, out: TextIO, err: TextIO
     ) -> None:
         self.options = options
         self._node = node
@@ -115,6 +139,7 @@ class Agent:
         self._rng = random.Random(os.urandom(16))
         # Subscribe at once, before any checkpoint, so no early event (a join) is missed.
         self._events = node.events()
+        self._quiet = False
 
     # ------------------------------------------------------------------ console
 
@@ -124,11 +149,21 @@ class Agent:
             line = output.json_line({"ts": time.time(), "log": message})
         else:
             line = f"{time.strftime('%H:%M:%S')} [{self.options.name}] {message}"
-        print(line, file=self._err, flush=True)
+        self._write(self._err, line)
 
     def _print(self, record: Record) -> None:
         line = output.json_line(record) if self.options.log_json else output.human_line(record)
-        print(line, file=self._out, flush=True)
+        self._write(self._out, line)
+
+    def _write(self, stream: TextIO, line: str) -> None:
+        # A closed pipe (``swim agent | head``) must not take the member down: the
+        # agent keeps running, silently.
+        if self._quiet:
+            return
+        try:
+            print(line, file=stream, flush=True)
+        except (BrokenPipeError, ValueError, OSError):
+            self._quiet = True
 
     # ------------------------------------------------------------------ running
 
