@@ -51,6 +51,8 @@ MAX_STREAM_BYTES: Final = 32 * 1024 * 1024
 MAX_MESSAGES: Final = 4096
 #: Most member entries in one push-pull exchange.
 MAX_PUSH_PULL_MEMBERS: Final = 500_000
+#: Most recent user broadcasts one push-pull exchange may carry.
+MAX_PUSH_PULL_BROADCASTS: Final = 256
 #: Largest user payload (broadcast or message).
 MAX_USER_PAYLOAD_BYTES: Final = 64 * 1024
 #: Incarnations and user-broadcast ids are unsigned 63-bit integers.
@@ -133,8 +135,11 @@ def _message_items(msg: Message) -> list[Any]:
             return [KIND_USER_BROADCAST, origin, id_, payload]
         case UserMessage(source, payload):
             return [KIND_USER_MESSAGE, source, payload]
-        case PushPull(join, members):
-            return [KIND_PUSH_PULL, join, [_state_fields(m) for m in members]]
+        case PushPull(join, members, broadcasts):
+            items = [KIND_PUSH_PULL, join, [_state_fields(m) for m in members]]
+            if broadcasts:  # omitted when empty, so plain exchanges stay as small
+                items.append([_message_items(b) for b in broadcasts])
+            return items
     raise TypeError(f"not a message: {msg!r}")
 
 
@@ -280,12 +285,29 @@ def _message(items: Any, stream: bool) -> Message:
         return UserMessage(
             _name(items[1], "source"), _bytes(items[2], MAX_USER_PAYLOAD_BYTES, "payload")
         )
-    if kind == KIND_PUSH_PULL and n == 3 and stream:
+    if kind == KIND_PUSH_PULL and n in (3, 4) and stream:
         members = items[2]
         if type(members) is not list or len(members) > MAX_PUSH_PULL_MEMBERS:
             _bad("push-pull members must be an array of bounded length")
-        return PushPull(_bool(items[1], "join"), tuple(_state(m) for m in members))
+        broadcasts: tuple[UserBroadcast, ...] = ()
+        if n == 4:
+            raw = items[3]
+            if type(raw) is not list or len(raw) > MAX_PUSH_PULL_BROADCASTS:
+                _bad("push-pull broadcasts must be an array of bounded length")
+            broadcasts = tuple(_replayed_broadcast(b) for b in raw)
+        return PushPull(
+            _bool(items[1], "join"), tuple(_state(m) for m in members), broadcasts
+        )
     _bad(f"unknown message kind or wrong arity: kind={kind!r} items={n}")
+
+
+def _replayed_broadcast(items: Any) -> UserBroadcast:
+    if type(items) is not list or not items or items[0] != KIND_USER_BROADCAST:
+        _bad("push-pull broadcasts must be user broadcasts")
+    msg = _message(items, stream=False)
+    if not isinstance(msg, UserBroadcast):
+        _bad("push-pull broadcasts must be user broadcasts")
+    return msg
 
 
 def decode_untrusted(data: bytes, *, stream: bool = False) -> tuple[Message, ...]:

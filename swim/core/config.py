@@ -65,6 +65,12 @@ class Config:
     incarnation_window: int = attrs.field(default=1 << 20, validator=attrs.validators.gt(0))
     #: How many user-broadcast ids to remember for deduplication.
     user_broadcast_memory: int = attrs.field(default=4096, validator=attrs.validators.gt(0))
+    #: How many recent user broadcasts each push-pull carries, so members that missed one
+    #: by gossip get it at the next exchange (joiners take them as already seen, not
+    #: delivered). 0 disables.
+    user_broadcast_replay: int = attrs.field(
+        default=32, validator=[attrs.validators.ge(0), attrs.validators.le(256)]
+    )
     #: Most membership news queued at once; past it the most-sent news is dropped
     #: (push-pull repairs what is lost). Bounds memory when thousands join at once.
     broadcast_queue_depth: int = attrs.field(default=4096, validator=attrs.validators.gt(0))

@@ -148,6 +148,10 @@ class Core:
         self._news = BroadcastQueue()
         self._user_news = BroadcastQueue()
         self._seen_user = SeenIds(config.user_broadcast_memory)
+        #: The latest user broadcasts, replayed in push-pull exchanges.
+        self._recent_user: collections.deque[UserBroadcast] = collections.deque(
+            maxlen=config.user_broadcast_replay
+        )
         self.membership: Final = Membership.create(
             config,
             MemberState(name, addr, incarnation, _ALIVE, meta),
@@ -330,11 +334,10 @@ class Core:
         msg = messages[0]
         self.stats.messages_in[message_kind(msg)] += 1
         match msg:
-            case PushPull(_join, members):
+            case PushPull():
                 # Answer with our state first, then merge theirs (memberlist order).
                 response: list[Message] = [self._local_state()]
-                self.membership.merge_remote(members, now)
-                self._send_notices()
+                self._merge_state(msg, now, deliver=True)
                 return response
             case Ping(seq, target) if target == self.name:
                 return [Ack(seq)]
@@ -374,8 +377,7 @@ class Core:
                     state = msg
             if state is not None:
                 self.stats.messages_in["push_pull"] += 1
-                self.membership.merge_remote(state.members, now)
-                self._send_notices()
+                self._merge_state(state, now, deliver=kind is StreamKind.PUSH_PULL)
             else:
                 self.stats.push_pulls_failed += 1
             if kind is StreamKind.JOIN:
@@ -547,14 +549,26 @@ class Core:
         self._streams.append(StreamRequest(self._stream_id, kind, addr, data, tuple(messages)))
         return self._stream_id
 
-    def _local_state(self) -> PushPull:
-        return PushPull(False, tuple(self.membership.members.values()))
+    def _local_state(self, *, join: bool = False) -> PushPull:
+        members = tuple(self.membership.members.values())
+        return PushPull(join, members, tuple(self._recent_user))
 
     def _push_pull(self, addr: Address, *, join: bool) -> int:
         self.stats.push_pulls += 1
-        state = PushPull(join, tuple(self.membership.members.values()))
         kind = StreamKind.JOIN if join else StreamKind.PUSH_PULL
-        return self._open_stream(kind, addr, [state])
+        return self._open_stream(kind, addr, [self._local_state(join=join)])
+
+    def _merge_state(self, state: PushPull, now: float, *, deliver: bool) -> None:
+        """Merge a peer's push-pull state: its members, then its recent broadcasts.
+
+        With ``deliver=False`` (the answer to our own join) the broadcasts are only
+        remembered as seen: a joiner does not replay the cluster's history.
+        """
+        self.membership.merge_remote(state.members, now)
+        self._send_notices()
+        for msg in state.broadcasts:
+            if msg.origin != self.name:
+                self._accept_user_broadcast(msg, encode_message(msg), now, deliver=deliver)
 
     def _periodic_push_pull(self, now: float) -> None:
         # An alive member, as memberlist, or one that failed within gossip_to_the_dead_s:
@@ -621,9 +635,14 @@ class Core:
             self._send_one(addr, msg)
         notices.clear()
 
-    def _accept_user_broadcast(self, msg: UserBroadcast, encoded: bytes, now: float) -> None:
+    def _accept_user_broadcast(
+        self, msg: UserBroadcast, encoded: bytes, now: float, *, deliver: bool = True
+    ) -> None:
         key = (msg.origin, msg.id)
         if not self._seen_user.add(key):
+            return
+        self._recent_user.append(msg)
+        if not deliver:
             return
         self._user_news.queue(key, msg, encoded)
         self._events.append(

@@ -121,10 +121,15 @@ class UserMessage:
 
 @attrs.frozen(slots=True)
 class PushPull:
-    """Full-state exchange: the request (or response) carries the sender's table."""
+    """Full-state exchange: the request (or response) carries the sender's table.
+
+    It also carries the sender's most recent user broadcasts, so that one a member
+    missed (gossip is best-effort) reaches it at the next exchange.
+    """
 
     join: bool
     members: tuple[MemberState, ...]
+    broadcasts: tuple[UserBroadcast, ...] = ()
 
 
 #: News about a member, queued and piggybacked.
