@@ -247,11 +247,6 @@ async def test_crashed_member_is_failed_everywhere_and_rejoins_after_restart(
 
 
 async def test_leaving_member_is_seen_as_left(cluster: Cluster, clock: object) -> None:
-    # The departure is gossiped a bounded number of times, by the leaver and by each
-    # member that hears it: with Config.local()'s retransmit_mult=2 in a cluster of 5,
-    # about one run in seven leaves a member that never hears it and later declares the
-    # leaver failed (memberlist behaves alike). Twice the rounds make that vanishingly rare.
-    cluster.config = attrs.evolve(cluster.config, retransmit_mult=4)
     members = await start_all(cluster)
     leaver = members[2]
     assert await leaver.node.leave(timeout_s=5.0)
@@ -270,7 +265,6 @@ async def test_leaving_member_is_seen_as_left(cluster: Cluster, clock: object) -
 
 async def test_graceful_exit_leaves(cluster: Cluster, clock: object) -> None:
     """Exiting the context normally is a leave, not a failure."""
-    cluster.config = attrs.evolve(cluster.config, retransmit_mult=4)  # as above
     members = await start_all(cluster, NAMES[:3])
     await members[1].stop()
     await eventually(
@@ -280,11 +274,6 @@ async def test_graceful_exit_leaves(cluster: Cluster, clock: object) -> None:
 
 
 async def test_metadata_and_broadcasts_reach_everyone(cluster: Cluster, clock: object) -> None:
-    # User broadcasts spread by gossip alone (no anti-entropy carries them), each member
-    # sending one retransmit_mult * ceil(log10(n + 1)) times. With Config.local()'s 2,
-    # and the core currently packing a user broadcast twice into one datagram (counting
-    # two transmits), a broadcast often misses a member of 5; give gossip more rounds.
-    cluster.config = attrs.evolve(cluster.config, retransmit_mult=8)
     members = await start_all(cluster)
     members[0].node.update_metadata(b"role=db")
     ids = [members[1].node.broadcast(b"hello"), members[3].node.broadcast(b"world")]

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-import attrs
 import pytest
 
 from swim import (
@@ -120,9 +119,7 @@ def test_a_blocked_application_does_not_fail_its_thread_hosted_node(
 
 
 def test_threaded_api(cluster: Callable[..., list[ThreadedNode]]) -> None:
-    # More gossip rounds for the user broadcast (see test_runtime_scenarios: the core
-    # currently counts two transmits per datagram for a user broadcast).
-    a, b, c = cluster(3, attrs.evolve(Config.local(), retransmit_mult=8))
+    a, b, c = cluster(3, Config.local())
     recorder = Recorder()
     remove = b.add_callback(recorder)
 
