@@ -173,7 +173,7 @@ async def test_graceful_exit_leaves_and_ends_subscriptions(
         async with b:
             await eventually(lambda: alive_names(b) == {"n1", "n2"})
             b_events = b.events()
-        assert b.core.membership.leaving and b.core.leave_complete
+        assert b.core.leaving and b.core.leave_complete
         assert [e async for e in b_events] == []  # ended, not hung
         await eventually(lambda: a.member("n2").status == MemberStatus.LEFT)  # type: ignore[union-attr]
         with pytest.raises(RuntimeError, match="started once"):

@@ -217,6 +217,11 @@ class Core:
             self._probe = None
 
     @property
+    def leaving(self) -> bool:
+        """True once `leave` was called."""
+        return self.membership.leaving
+
+    @property
     def leave_complete(self) -> bool:
         """True once our departure was sent its full count, or no one is left to tell."""
         if not self.membership.leaving:

@@ -215,7 +215,7 @@ class Node:
                     except BaseException as exc:
                         body_error = exc
                         raise
-                    if not core.membership.leaving:
+                    if not core.leaving:
                         await self.leave(self._leave_timeout_s)
                     nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
@@ -384,7 +384,7 @@ class Node:
                 nursery.start_soon(self._run_stream, core, transport, request)
             for event in core.drain_events():
                 self._publish(event)
-            if core.membership.leaving and core.leave_complete:
+            if core.leaving and core.leave_complete:
                 self._left.set()
 
     async def _receive_loop(self, core: Core, transport: Transport) -> None:
