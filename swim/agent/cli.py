@@ -67,13 +67,15 @@ def _key(text: str) -> str:
     return text
 
 
-def _add_rpc(p: argparse.ArgumentParser) -> None:
+def _add_rpc(
+    p: argparse.ArgumentParser, text: str = "the agent's RPC address"
+) -> None:
     p.add_argument(
         "--rpc",
         type=parse_rpc_address,
         default=rpc.DEFAULT_RPC,
         metavar="HOST:PORT",
-        help="the agent's RPC address (default 127.0.0.1:7373)",
+        help=f"{text} (loopback; default 127.0.0.1:7373)",
     )
 
 
@@ -97,12 +99,15 @@ def register(sub: Any) -> None:
         "--join", type=parse_address, action="append", default=[], metavar="HOST:PORT",
         help="a member to join through (repeatable)",
     )
-    p.add_argument("--profile", choices=PROFILES, default="lan", help="timing profile")
+    p.add_argument(
+        "--profile", choices=PROFILES, default="lan",
+        help="timing profile, as memberlist's configs (default lan)",
+    )
     p.add_argument(
         "--tag", type=_tag, action="append", default=[], metavar="KEY=VALUE",
         help="a tag carried in this member's metadata (repeatable)",
     )
-    _add_rpc(p)
+    _add_rpc(p, "where to listen for control commands")
     p.add_argument(
         "--metrics", type=parse_address, metavar="HOST:PORT",
         help="serve Prometheus metrics over HTTP at this address",

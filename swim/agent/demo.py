@@ -36,7 +36,8 @@ def register(sub: Any) -> None:
         help="how many agents to start (3..20, default 5)",
     )
     p.add_argument(
-        "--profile", choices=("local", "lan"), default="local", help="timing profile"
+        "--profile", choices=("local", "lan"), default="local",
+        help="timing profile (default local)",
     )
     p.add_argument(
         "--plain", action="store_true", help="plain progress lines even on a terminal"
