@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import pathlib
 import signal
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
@@ -169,10 +168,13 @@ async def test_user_events_reach_every_monitor_and_leave_is_graceful(
                               for r in monitors[0].records):
                     await trio.sleep(0.05)
 
-            # SIGTERM also leaves gracefully and exits 0.
+            # SIGTERM also leaves gracefully and exits 0, and so does SIGINT.
             cluster.kill(agents[1], signal.SIGTERM)
             assert await cluster.wait_exit(agents[1], 15.0) == 0
             await cluster.wait_until(agents[0], {"n2": "left"}, timeout_s=20.0)
+            cluster.kill(agents[0], signal.SIGINT)
+            assert await cluster.wait_exit(agents[0], 15.0) == 0
+            assert "SIGINT: leaving the cluster" in agents[0].log_path.read_text()
             nursery.cancel_scope.cancel()
     finally:
         for monitor in monitors:
@@ -234,13 +236,25 @@ async def test_an_address_in_use_is_a_clear_error(cluster: LocalCluster) -> None
     assert (await rpc.call(n1.rpc, {"cmd": "info"}))["name"] == "n1"
 
 
+async def test_metrics_are_served_over_http(cluster: LocalCluster) -> None:
+    port = free_port()
+    agent = cluster.define("n1", extra_args=["--metrics", f"127.0.0.1:{port}"])
+    await cluster.start(agent)
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+            response = b""
+            while chunk := await stream.receive_some():
+                response += chunk
+    assert response.startswith(b"HTTP/1.0 200 OK")
+    assert b'swim_members{node="n1",status="alive"} 1.0' in response
+
+
 async def test_tags_too_big_for_the_metadata_are_refused() -> None:
     tags = [f"--tag=k{i}={'v' * 60}" for i in range(10)]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     result = await swim("agent", "--name", "x", "--bind", f"127.0.0.1:{free_port()}",
-                        "--rpc", f"127.0.0.1:{port}", *tags)
+                        "--rpc", f"127.0.0.1:{free_port()}", *tags)
     assert result.returncode == 1
     assert b"member metadata holds at most 512" in result.stderr
 

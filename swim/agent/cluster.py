@@ -125,8 +125,11 @@ class LocalCluster:
         self._ports.add(port)
         return port
 
-    def define(self, name: str, *, tags: dict[str, str] | None = None) -> AgentProcess:
-        """Reserve ports for an agent named `name` (not started yet)."""
+    def define(
+        self, name: str, *, tags: dict[str, str] | None = None, extra_args: Sequence[str] = ()
+    ) -> AgentProcess:
+        """Reserve ports for an agent named `name` (not started yet); `extra_args` are
+        added to its `swim agent` command line."""
         bind = (self.host, self._port())
         rpc_addr = (self.host, self._port())
         args = [
@@ -137,6 +140,7 @@ class LocalCluster:
             args += ["--tag", f"{key}={value}"]
         if self.log_json:
             args.append("--log-json")
+        args += extra_args
         agent = AgentProcess(name, bind, rpc_addr, self.workdir / f"{name}.log", args)
         self.agents[name] = agent
         return agent
