@@ -45,10 +45,12 @@ from swim.runtime import EventOverflow, Node
 
 #: Upper bound on how long a graceful leave waits for its news to be gossiped.
 LEAVE_TIMEOUT_S = 10.0
-#: About this many members relay each user event once (each with probability
-#: RELAY_TARGET / live members): a broadcast alone misses a member now and then in small
-#: clusters with a low retransmit limit (e.g. 13-36 % with the local profile at 3-10
-#: members), and every relay is a fresh epidemic with its own retransmit budget.
+#: A single user broadcast can still miss a member of a small cluster (the local profile
+#: sends each one only twice below 10 members), most visibly right after membership
+#: churn; the core then repairs it at the next push-pull, up to 15 s later. So about this
+#: many members relay each user event once (each with probability RELAY_TARGET / live
+#: members), every relay a fresh epidemic with its own retransmit budget, and the origin
+#: resends it; (origin, id) in the payload lets every agent deliver it once.
 RELAY_TARGET = 8
 #: The origin sends each user event again after these delays (same origin and id, so
 #: members that already have it drop the copy): more independent chances to spread.
