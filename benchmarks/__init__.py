@@ -1,5 +1,7 @@
-"""Benchmarks: every ``benchmarks/*_bench.py`` module with a ``main(argv)`` function.
+"""Benchmarks: every module in this folder not starting with an underscore is a script
+that runs with no arguments and prints its figures.
 
-Run them all with ``python -m benchmarks`` (or ``make bench``), one with
-``python -m benchmarks cluster`` or ``python -m benchmarks.cluster_bench --help``.
+Run them all with ``python -m benchmarks`` (or ``make bench``), some by name with
+``python -m benchmarks cluster sim_scale``, one with its options with e.g.
+``python -m benchmarks.cluster_bench --agents 10``.
 """

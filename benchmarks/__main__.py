@@ -1,50 +1,65 @@
-"""Run the benchmarks: ``python -m benchmarks [NAME ...]``.
+"""Run the benchmarks: ``python -m benchmarks [NAME ...]`` (``make bench`` runs them all).
 
-Every module ``benchmarks/<name>_bench.py`` that defines ``main(argv: list[str] | None)
--> int`` is a benchmark; this runs each (all, or those named) with its defaults, in name
-order, printing its figures. Adding a benchmark is adding such a file.
+Every module in this folder whose name does not start with an underscore is a benchmark:
+a script that runs with no arguments, prints its figures and exits 0. This runs each
+(all of them, or those named) as ``python -m benchmarks.<module>`` from the repository
+root, in name order, one after another; the output goes straight to the terminal. Adding
+a benchmark is adding such a file. A name may be given with or without its ``_bench``
+suffix (``cluster`` or ``cluster_bench``).
 """
 
 from __future__ import annotations
 
-import importlib
 import pathlib
+import subprocess
 import sys
 import time
 
+HERE = pathlib.Path(__file__).parent
 
-def discover() -> dict[str, str]:
-    """{short name: module name} of every benchmark module."""
-    here = pathlib.Path(__file__).parent
-    return {
-        path.stem.removesuffix("_bench"): f"benchmarks.{path.stem}"
-        for path in sorted(here.glob("*_bench.py"))
-    }
+
+def discover() -> list[str]:
+    """Module names of every benchmark, sorted."""
+    return sorted(p.stem for p in HERE.glob("*.py") if not p.stem.startswith("_"))
+
+
+def resolve(name: str, modules: list[str]) -> str | None:
+    """The module a command-line name means, if any."""
+    for module in modules:
+        if name in (module, module.removesuffix("_bench")):
+            return module
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     names = sys.argv[1:] if argv is None else argv
-    found = discover()
+    modules = discover()
     if any(name in ("-h", "--help") for name in names):
         print(__doc__)
-        print("benchmarks:", ", ".join(found) or "(none)")
+        print("benchmarks:", ", ".join(modules) or "(none)")
         return 0
-    unknown = [name for name in names if name not in found]
+    chosen = [resolve(name, modules) for name in names]
+    unknown = [name for name, module in zip(names, chosen, strict=True) if module is None]
     if unknown:
         print(
-            f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(found)}",
+            f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(modules)}",
             file=sys.stderr,
         )
         return 2
-    failures = 0
-    for name in names or list(found):
-        print(f"=== {name} ({found[name]})", flush=True)
+    failed = []
+    for module in [m for m in chosen if m is not None] or modules:
+        print(f"=== {module}", flush=True)
         started = time.monotonic()
-        module = importlib.import_module(found[name])
-        code = int(module.main([]) or 0)
-        print(f"=== {name}: exit {code} in {time.monotonic() - started:.1f} s\n", flush=True)
-        failures += code != 0
-    return 1 if failures else 0
+        code = subprocess.run(
+            [sys.executable, "-m", f"benchmarks.{module}"], cwd=HERE.parent, check=False
+        ).returncode
+        print(f"=== {module}: exit {code} in {time.monotonic() - started:.1f} s\n", flush=True)
+        if code != 0:
+            failed.append(module)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
