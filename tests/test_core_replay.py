@@ -86,3 +86,21 @@ def test_replay_can_be_disabled() -> None:
     (request,) = core.streams_to_open()
     (state,) = request.messages
     assert isinstance(state, PushPull) and state.broadcasts == ()
+
+
+@pytest.mark.parametrize("profile", ["lan", "local"])
+def test_user_broadcasts_get_their_own_retransmit_budget(profile: str) -> None:
+    from swim.core.timing import retransmit_limit
+
+    config = Config.profile(profile)
+    core = Core(config, name="a", addr=addr_of(0), rng=random.Random(2), now=0.0)
+    core.bootstrap([MemberState(f"m{i}", addr_of(i + 1), 0) for i in range(9)], 0.0)
+    core._news.discard("a")  # only the broadcast is queued
+    core.broadcast(b"hello", 0.0)
+    sent = 0
+    for i in range(100):
+        core.send_user_message(addr_of(1), b"", float(i))
+        (datagram,) = core.datagrams_to_send()
+        sent += sum(isinstance(m, UserBroadcast) for m in datagram.messages)
+    assert sent == retransmit_limit(config.user_retransmit_mult, 10)
+    assert sent == 2 * retransmit_limit(config.retransmit_mult, 10)

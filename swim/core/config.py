@@ -38,6 +38,11 @@ class Config:
     suspicion_max_timeout_mult: int = attrs.field(default=6, validator=attrs.validators.gt(0))
     #: Each update is sent retransmit_mult * ceil(log10(n + 1)) times.
     retransmit_mult: int = attrs.field(default=4, validator=attrs.validators.gt(0))
+    #: The same for user broadcasts. Membership news is repaired by probing and
+    #: push-pull; a user broadcast has only its own epidemic (and the next push-pull's
+    #: replay), so it gets twice memberlist's budget: at retransmit_mult = 2 one in
+    #: three broadcasts missed a member of a 5-member cluster, at 4 none in 200 runs.
+    user_retransmit_mult: int = attrs.field(default=8, validator=attrs.validators.gt(0))
     #: Period of the gossip timer that pushes queued news to random members.
     gossip_interval_s: float = attrs.field(default=0.2, validator=attrs.validators.gt(0))
     #: Members each gossip round sends to.
@@ -136,6 +141,7 @@ class Config:
             indirect_probes=1,
             suspicion_mult=3,
             retransmit_mult=2,
+            user_retransmit_mult=4,
             gossip_interval_s=0.1,
             push_pull_interval_s=15.0,
             gossip_to_the_dead_s=15.0,

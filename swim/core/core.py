@@ -175,6 +175,7 @@ class Core:
         self._tiebreak = 0
         self._limit_n = -1
         self._limit = 0
+        self._user_limit = 0
         # Staggered starts, so members started together do not probe in lock step.
         self._next_probe_at = now + rng.uniform(0.0, config.probe_interval_s)
         self._gossip_at = now + rng.uniform(0.0, config.gossip_interval_s)
@@ -501,6 +502,7 @@ class Core:
         if n != self._limit_n:
             self._limit_n = n
             self._limit = retransmit_limit(self.config.retransmit_mult, n)
+            self._user_limit = retransmit_limit(self.config.user_retransmit_mult, n)
         return self._limit
 
     def _send(self, addr: Address, messages: list[Message], encoded: list[bytes]) -> None:
@@ -524,7 +526,7 @@ class Core:
         if len(self._news):
             used = self._news.take(room - reserved, limit, encoded, messages)
         if len(user):
-            used += user.take(room - used, limit, encoded, messages)
+            used += user.take(room - used, self._user_limit, encoded, messages)
         return used
 
     def _emit(self, addr: Address, messages: list[Message], encoded: list[bytes]) -> None:
