@@ -228,8 +228,14 @@ class Agent:
             return
         self._leaving = True
         try:
-            await self._node.leave(LEAVE_TIMEOUT_S)
-            self.log("left the cluster")
+            complete = await self._node.leave(LEAVE_TIMEOUT_S)
+            if complete is False:
+                self.log(
+                    f"left the cluster (the news was not sent its full count within "
+                    f"{LEAVE_TIMEOUT_S:g} s)"
+                )
+            else:
+                self.log("left the cluster")
         finally:
             self._left.set()
 
