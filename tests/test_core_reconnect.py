@@ -244,3 +244,37 @@ def test_leaves_are_not_lost_with_the_local_profile() -> None:
             assert state is None or state.status == MemberStatus.LEFT
             failed = [e for e in router.events[core.name] if isinstance(e, MemberFailed)]
             assert failed == [], f"seed {seed}: {core.name} declared the leaver failed"
+
+
+def test_a_restarted_member_is_alive_at_its_seed_at_once() -> None:
+    """Regression: with the local profile's small budget, the refutation's gossip could
+    miss the very seed that told the joiner it was dead; the seed then held it dead
+    until its next push-pull. The joiner now refutes straight to whoever accused it.
+    (Other members still learn by gossip, or at worst by the next push-pull.)"""
+    for seed in range(200, 220):
+        restart_through_seed(seed, Config.local())
+
+
+def restart_through_seed(seed: int, config: Config) -> None:
+    router, cores = joined(5, seed=seed, config=config)
+    old = cores[3]
+    router.crash(old)
+
+    def gone_everywhere() -> bool:
+        return all(v in (DEAD, None) for v in router.status_everywhere(old.name).values())
+
+    router.run_until_true(gone_everywhere, limit_s=60.0)
+    restarted = router.add(old.name, old.addr, config)
+    restarted.join([cores[0].addr], router.now)
+
+    def alive_at_seed() -> bool:
+        state = cores[0].member(old.name)
+        return state is not None and state.status == MemberStatus.ALIVE
+
+    def alive_everywhere() -> bool:
+        return all(
+            v == MemberStatus.ALIVE for v in router.status_everywhere(old.name).values()
+        )
+
+    router.run_until_true(alive_at_seed, limit_s=0.1)
+    router.run_until_true(alive_everywhere, limit_s=config.push_pull_interval_s)

@@ -341,10 +341,10 @@ class Core:
         self.stats.messages_in[message_kind(msg)] += 1
         match msg:
             case PushPull():
-                # Answer with our state first, then merge theirs (memberlist order).
-                response: list[Message] = [self._local_state()]
+                # Merge theirs first (memberlist answers first): if their table makes us
+                # refute, the refutation rides back in our answer.
                 self._merge_state(msg, now, deliver=True)
-                return response
+                return [self._local_state()]
             case Ping(seq, target) if target == self.name:
                 return [Ack(seq)]
             case UserMessage(source, payload):
@@ -383,7 +383,9 @@ class Core:
                     state = msg
             if state is not None:
                 self.stats.messages_in["push_pull"] += 1
+                refutes, sent = self.stats.refutes, len(self._datagrams)
                 self._merge_state(state, now, deliver=kind is StreamKind.PUSH_PULL)
+                self._refute_to(pending.addr, refutes, sent)
             else:
                 self.stats.push_pulls_failed += 1
             if kind is StreamKind.JOIN:
@@ -595,9 +597,26 @@ class Core:
 
     # ------------------------------------------------------------------ dispatch
 
+    def _refute_to(self, addr: Address, refutes_before: int, sent_before: int) -> None:
+        """If news from `addr` made us refute, tell `addr` directly as well.
+
+        Gossip alone may miss the very member that holds the rumour (with a small
+        retransmit budget it often does), leaving us dead in its view until the next
+        push-pull. Skipped when a datagram to `addr` since `sent_before` (an ack, say)
+        already carried the refutation.
+        """
+        if self.stats.refutes == refutes_before:
+            return
+        alive = Alive(self.membership.local)
+        for datagram in self._datagrams[sent_before:]:
+            if datagram.addr == addr and alive in datagram.messages:
+                return
+        self._send_one(addr, alive)
+
     def _handle_messages(self, messages: Sequence[Message], addr: Address, now: float) -> None:
         membership = self.membership
         counter = self.stats.messages_in
+        refutes, sent = self.stats.refutes, len(self._datagrams)
         for msg in messages:
             counter[message_kind(msg)] += 1
             match msg:
@@ -634,6 +653,7 @@ class Core:
                     self.stats.unexpected += 1
         if membership.notices:
             self._send_notices()
+        self._refute_to(addr, refutes, sent)
 
     def _send_notices(self) -> None:
         """Send the rumour notices the membership table asked for."""
