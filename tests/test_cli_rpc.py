@@ -79,14 +79,21 @@ def test_tags_round_trip(tags: dict[str, str]) -> None:
     assert decode_tags_untrusted(encode_tags(tags)) == tags
 
 
-def test_user_events_carry_origin_id_and_name() -> None:
-    event = UserEvent("n1", (1 << 63) + 5, "deploy", b"v1.2")
-    assert decode_user_event_untrusted(encode_user_event(event)) == event
-    for data in (b"raw broadcast", b"\xff\x02\x09ab", b"\xff\x02\x02n1\x01\x00x"):
+def test_user_events_carry_a_name_and_a_payload() -> None:
+    event = UserEvent("deploy", b"v1.2")
+    data = encode_user_event(event)
+    assert data == b"\xff\x02\x06deploy" + b"v1.2"
+    assert decode_user_event_untrusted(data) == event
+    assert decode_user_event_untrusted(encode_user_event(UserEvent("x", b""))) == UserEvent(
+        "x", b""
+    )
+    for data in (b"raw broadcast", b"\xff\x02", b"\xff\x02\x09ab", b"\xff\x02\x00x",
+                 b"\xff\x02\x02\xff\xfe", b"\xff\x02\xff\xff\xff\xff\xff\x01"):
         with pytest.raises(MalformedTags):
             decode_user_event_untrusted(data)
-    with pytest.raises(TagError):
-        encode_user_event(UserEvent("n1", 1, "", b""))
+    for name in ("", "x" * 256):
+        with pytest.raises(TagError):
+            encode_user_event(UserEvent(name, b""))
 
 
 @given(st.binary(max_size=300))
@@ -236,10 +243,22 @@ async def test_tags_update_the_metadata(running: Running) -> None:
     assert tags_of(running.node.meta) == {"role": "db"}
 
 
-async def test_events_reach_monitors_as_json_lines(running: Running) -> None:
+async def test_an_event_is_broadcast_once_and_answered_with_the_cores_id(
+    running: Running,
+) -> None:
     answer = await rpc.call(running.addr, {"cmd": "event", "name": "deploy", "payload": "v2"})
-    sent = decode_user_event_untrusted(running.node.broadcasts[0])
-    assert (sent.origin, sent.id, sent.name, sent.payload) == ("n1", answer["id"], "deploy", b"v2")
+    assert running.node.broadcasts == [encode_user_event(UserEvent("deploy", b"v2"))]
+    assert answer == {"ok": True, "id": 1}  # FakeNode.broadcast's id
+    answer = await rpc.call(running.addr, {"cmd": "event", "name": "x", "payload": ""})
+    assert answer["id"] == 2
+    await trio.sleep(2.0)  # longer than any resend the agent once made
+    assert len(running.node.broadcasts) == 2
+    with pytest.raises(rpc.RpcError, match="cannot send event"):
+        await rpc.call(running.addr, {"cmd": "event", "name": "", "payload": "p"})
+    assert len(running.node.broadcasts) == 2
+
+
+async def test_events_reach_monitors_as_json_lines(running: Running) -> None:
     async with rpc.connect(running.addr) as conn:
         await conn.monitor()
         events = conn.records()
@@ -252,14 +271,12 @@ async def test_events_reach_monitors_as_json_lines(running: Running) -> None:
                     await trio.sleep(0.1)
                     await running.node.send.send(MemberJoined(member=n2, at=1.0))
                     await running.node.send.send(MemberFailed(member=n2, accuser="n3", at=2.0))
-                    # n2 relays n3's event; the copy n3 sends itself is dropped.
-                    data = encode_user_event(UserEvent("n3", 77, "deploy", b"v2"))
-                    for origin in ("n2", "n3"):
-                        await running.node.send.send(
-                            UserBroadcastReceived(origin=origin, id=9, payload=data, at=3.0)
-                        )
+                    data = encode_user_event(UserEvent("deploy", b"v2"))
                     await running.node.send.send(
-                        UserBroadcastReceived(origin="n2", id=10, payload=b"raw", at=4.0)
+                        UserBroadcastReceived(origin="n2", id=77, payload=data, at=3.0)
+                    )
+                    await running.node.send.send(
+                        UserBroadcastReceived(origin="n2", id=78, payload=b"raw", at=4.0)
                     )
 
                 nursery.start_soon(feed)
@@ -268,13 +285,14 @@ async def test_events_reach_monitors_as_json_lines(running: Running) -> None:
     assert [r["event"] for r in received] == ["joined", "failed", "user", "user"]
     assert received[1]["accuser"] == "n3"
     assert received[1]["tags"] == {"a": "b"}
-    assert received[2] == {**received[2], "member": "n3", "name": "deploy", "payload": "v2",
-                           "id": 77}
+    # The core's origin and id, the name and payload from the agent's encoding.
+    assert received[2] == {**received[2], "member": "n2", "name": "deploy", "payload": "v2",
+                           "id": 77, "incarnation": 3}
+    # A broadcast from another application: unnamed, its bytes as the payload.
     assert received[3] == {**received[3], "member": "n2", "name": None, "payload": "raw",
-                           "id": 10}
-    # Two members known (FakeNode), so the agent relayed n3's event: one copy, same bytes.
-    relayed = encode_user_event(UserEvent("n3", 77, "deploy", b"v2"))
-    assert running.node.broadcasts.count(relayed) == 1
+                           "id": 78}
+    # Receiving an event never makes the agent broadcast (the core spreads it).
+    assert running.node.broadcasts == []
     printed = [json.loads(line) for line in running.out.getvalue().splitlines()]
     assert [p["event"] for p in printed] == ["joined", "failed", "user", "user"]
     assert all(isinstance(p["ts"], float) for p in printed)

@@ -11,12 +11,8 @@ to stderr, as JSON too with ``--log-json``.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import ipaddress
 import math
-import os
-import random
 import signal
 import sys
 import time
@@ -28,35 +24,15 @@ import trio
 
 from swim.agent import output, rpc
 from swim.agent.output import Record
-from swim.agent.tags import (
-    MalformedTags,
-    TagError,
-    UserEvent,
-    check_key,
-    decode_user_event_untrusted,
-    encode_tags,
-    encode_user_event,
-)
+from swim.agent.tags import TagError, UserEvent, check_key, encode_tags, encode_user_event
 from swim.core.config import Config
 from swim.core.core import ProtocolError
-from swim.core.events import Event, JoinCompleted, UserBroadcastReceived
-from swim.core.messages import Address, MemberState, MemberStatus
+from swim.core.events import Event, JoinCompleted
+from swim.core.messages import Address, MemberState
 from swim.runtime import EventOverflow, Node
 
 #: Upper bound on how long a graceful leave waits for its news to be gossiped.
 LEAVE_TIMEOUT_S = 10.0
-#: A single user broadcast can still miss a member of a small cluster (the local profile
-#: sends each one only twice below 10 members), most visibly right after membership
-#: churn; the core then repairs it at the next push-pull, up to 15 s later. So about this
-#: many members relay each user event once (each with probability RELAY_TARGET / live
-#: members), every relay a fresh epidemic with its own retransmit budget, and the origin
-#: resends it; (origin, id) in the payload lets every agent deliver it once.
-RELAY_TARGET = 8
-#: The origin sends each user event again after these delays (same origin and id, so
-#: members that already have it drop the copy): more independent chances to spread.
-EVENT_RESEND_AFTER_S = (0.5, 1.5)
-#: (origin, id) of user events already delivered, to drop relayed copies.
-EVENT_MEMORY = 4096
 
 
 @attrs.frozen(kw_only=True)
@@ -134,11 +110,6 @@ class Agent:
         self._leaving = False
         self._left = trio.Event()
         self._exit = trio.Event()
-        self._nursery: trio.Nursery | None = None
-        self._seen_events: collections.OrderedDict[tuple[str, int], None] = (
-            collections.OrderedDict()
-        )
-        self._rng = random.Random(os.urandom(16))
         # Subscribe at once, before any checkpoint, so no early event (a join) is missed.
         self._events = node.events()
         self._quiet = False
@@ -177,7 +148,6 @@ class Agent:
         """Serve until asked to exit (leave by RPC, or a signal). Returns the exit code."""
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
                 await nursery.start(rpc.RpcServer(self).serve, listeners)
                 if metrics_listeners:
                     from swim.agent.metrics_http import metrics_registry, serve_metrics
@@ -256,33 +226,11 @@ class Agent:
         if isinstance(event, JoinCompleted):
             self.log(output.join_line(event))
             return
-        if isinstance(event, UserBroadcastReceived) and not self._first_delivery(event):
-            return
         record = output.event_record(event, incarnation_of=self._incarnation_of)
         if record is None:
             return
         self._print(record)
         self._fan_out(record)
-
-    def _first_delivery(self, event: UserBroadcastReceived) -> bool:
-        """False for a copy of a named user event already delivered; relays the first
-        delivery of someone else's event (with probability RELAY_TARGET / live members)."""
-        try:
-            named = decode_user_event_untrusted(event.payload)
-        except MalformedTags:
-            return True  # not an agent's event: the core already delivers it once
-        key = (named.origin, named.id)
-        if key in self._seen_events:
-            return False
-        self._seen_events[key] = None
-        if len(self._seen_events) > EVENT_MEMORY:
-            self._seen_events.popitem(last=False)
-        if named.origin != self._node.name and not self._leaving:
-            live = sum(m.status <= MemberStatus.SUSPECT for m in self._node.members())
-            if self._rng.random() * max(live, 1) < RELAY_TARGET:
-                with contextlib.suppress(ProtocolError, RuntimeError):
-                    self._node.broadcast(event.payload)
-        return True
 
     def _incarnation_of(self, name: str) -> int | None:
         if name == self._node.name:
@@ -370,24 +318,11 @@ class Agent:
             raise rpc.RequestError('"event" needs "name" and "payload" strings')
         if self._leaving:
             raise rpc.RequestError("the agent is leaving; no more events")
-        event = UserEvent(self._node.name, self._rng.getrandbits(63), name, payload.encode())
         try:
-            data = encode_user_event(event)
-            self._node.broadcast(data)
+            event_id = self._node.broadcast(encode_user_event(UserEvent(name, payload.encode())))
         except (TagError, ProtocolError) as exc:
             raise rpc.RequestError(f"cannot send event: {exc}") from None
-        if self._nursery is not None:
-            self._nursery.start_soon(self._resend, data)
-        return {"id": event.id}
-
-    async def _resend(self, data: bytes) -> None:
-        sent_at = trio.current_time()
-        for delay in EVENT_RESEND_AFTER_S:
-            await trio.sleep_until(sent_at + delay)
-            if self._leaving:
-                return
-            with contextlib.suppress(ProtocolError, RuntimeError):
-                self._node.broadcast(data)
+        return {"id": event_id}
 
     def _update_tags(self, request: Mapping[str, Any]) -> Record:
         updates = request.get("set", {})

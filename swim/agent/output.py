@@ -106,21 +106,22 @@ def event_record(
             record["accuser"] = event.accuser
         return record
     if isinstance(event, UserBroadcastReceived):
-        # A named event sent by an agent carries its origin and id (it may have been
-        # relayed by another member); any other broadcast is reported as unnamed.
-        origin, event_id, name, payload = event.origin, event.id, None, event.payload
+        # The core identifies a broadcast by (origin, id). A named event sent by an agent
+        # carries its name in the payload; any other broadcast is reported as unnamed.
+        name: str | None = None
+        payload = event.payload
         try:
             named = decode_user_event_untrusted(event.payload)
-            origin, event_id, name, payload = named.origin, named.id, named.name, named.payload
+            name, payload = named.name, named.payload
         except MalformedTags:
             pass
         return {
             "ts": now,
             "event": "user",
-            "member": origin,
-            "incarnation": incarnation_of(origin),
+            "member": event.origin,
+            "incarnation": incarnation_of(event.origin),
             "name": name,
-            "id": event_id,
+            "id": event.id,
             **_payload_fields(payload),
         }
     if isinstance(event, UserMessageReceived):

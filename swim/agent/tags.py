@@ -8,9 +8,10 @@ there in a compact length-prefixed form::
 The leading 0xFF can never start UTF-8 text, so metadata written by another application
 (plain text, JSON, anything without the prefix) is never mistaken for tags: decoding it
 gives no tags rather than an error. User events (`swim event NAME PAYLOAD`) ride in a user
-broadcast as ``0xFF 0x02 | uvarint len(origin), origin, uvarint id, uvarint len(name),
-name, payload``; (origin, id) lets agents that relay an event keep its identity and drop
-copies. Broadcasts sent by other applications are reported as unnamed.
+broadcast as ``0xFF 0x02 | uvarint len(name), name, payload``. The payload carries no
+origin or id: the protocol core identifies each broadcast by (origin, id), delivers it
+once and reports both in `UserBroadcastReceived`. Broadcasts sent by other applications
+are reported as unnamed.
 
 Everything read from the network goes through a function with an ``_untrusted`` suffix
 that returns a value or raises `MalformedTags`, bounded before anything is allocated.
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from swim.core.config import META_MAX_BYTES, NAME_MAX_BYTES
+from swim.core.config import META_MAX_BYTES
 
 TAGS_MAGIC = b"\xff\x01"
 EVENT_MAGIC = b"\xff\x02"
@@ -50,10 +51,8 @@ def _uvarint(n: int) -> bytes:
             return bytes(out)
 
 
-def _read_uvarint_untrusted(
-    data: bytes, pos: int, limit: int, *, max_bytes: int = 5
-) -> tuple[int, int]:
-    """Read a uvarint of at most `max_bytes` bytes at `pos`; it must be at most `limit`.
+def _read_uvarint_untrusted(data: bytes, pos: int, limit: int) -> tuple[int, int]:
+    """Read a uvarint of at most 5 bytes at `pos`; it must be at most `limit`.
     Returns (value, new pos)."""
     value = 0
     shift = 0
@@ -68,7 +67,7 @@ def _read_uvarint_untrusted(
         if not byte & 0x80:
             return value, pos
         shift += 7
-        if shift >= 7 * max_bytes:
+        if shift >= 35:
             raise MalformedTags("varint too long")
 
 
@@ -148,37 +147,25 @@ def parse_tag_assignment(text: str) -> tuple[str, str]:
 
 @attrs.frozen
 class UserEvent:
-    """A named user event as the agent sends it: (origin, id) identifies it."""
+    """A named user event as the agent sends it (origin and id come from the core)."""
 
-    origin: str
-    id: int
     name: str
     payload: bytes
 
 
 def encode_user_event(event: UserEvent) -> bytes:
     """The broadcast payload of a named user event."""
-    origin = event.origin.encode("utf-8")
     name = event.name.encode("utf-8")
     if not name or len(name) > EVENT_NAME_MAX_BYTES:
         raise TagError(f"an event name must be 1..{EVENT_NAME_MAX_BYTES} bytes of UTF-8")
-    if not origin or len(origin) > NAME_MAX_BYTES:
-        raise TagError(f"an origin must be 1..{NAME_MAX_BYTES} bytes of UTF-8")
-    if not 0 <= event.id < 1 << 64:
-        raise TagError("an event id must fit in 64 bits")
-    return b"".join(
-        [EVENT_MAGIC, _uvarint(len(origin)), origin, _uvarint(event.id),
-         _uvarint(len(name)), name, event.payload]
-    )
+    return b"".join([EVENT_MAGIC, _uvarint(len(name)), name, event.payload])
 
 
 def decode_user_event_untrusted(data: bytes) -> UserEvent:
     """The named user event in a broadcast; raises `MalformedTags` if it is not one."""
     if not data.startswith(EVENT_MAGIC):
         raise MalformedTags("not a named user event")
-    origin, pos = _read_text_untrusted(data, len(EVENT_MAGIC), "origin", NAME_MAX_BYTES)
-    event_id, pos = _read_uvarint_untrusted(data, pos, (1 << 64) - 1, max_bytes=10)
-    name, pos = _read_text_untrusted(data, pos, "name", EVENT_NAME_MAX_BYTES)
-    if not origin or not name:
-        raise MalformedTags("empty origin or event name")
-    return UserEvent(origin, event_id, name, data[pos:])
+    name, pos = _read_text_untrusted(data, len(EVENT_MAGIC), "name", EVENT_NAME_MAX_BYTES)
+    if not name:
+        raise MalformedTags("empty event name")
+    return UserEvent(name, data[pos:])
