@@ -40,8 +40,8 @@ from typing import Any, Final, Literal
 from simulations.metrics import DOWN, FAULTY, HEALTHY, Collector, LinkBytes, NetworkCounters
 from simulations.network import LinkClass, NetworkModel
 from swim.core import Config, Core
-from swim.core.codec import encode, encode_message, message_kind
-from swim.core.messages import Address, Alive, MemberState, Message, PushPull
+from swim.core.codec import encode, message_kind
+from swim.core.messages import Address, MemberState, Message
 from swim.core.outputs import Datagram, StreamRequest
 
 Mode = Literal["wire", "object"]
@@ -76,16 +76,6 @@ def addr_of(i: int) -> Address:
 def name_of(i: int) -> str:
     """The name of member `i`."""
     return f"node-{i}"
-
-
-def _array_header_size(count: int) -> int:
-    if count < 24:
-        return 1
-    if count < 256:
-        return 2
-    if count < 65_536:
-        return 3
-    return 5
 
 
 class _Partition:
@@ -184,7 +174,6 @@ class Engine:
         self._heap: list[tuple[Any, ...]] = []
         self._seq = itertools.count()
         self.processed = 0
-        self._frame_sizes: dict[int, tuple[MemberState, int]] = {}
         self._join_attempts = [0] * nodes
         self._trace = hashlib.sha256() if trace else None
         grace = restart_grace_s
@@ -588,25 +577,8 @@ class Engine:
         )
 
     def _frame_size(self, messages: list[Message]) -> int:
-        """``len(encode(messages))`` without encoding push-pull tables again."""
-        if len(messages) == 1 and type(messages[0]) is PushPull:
-            members = messages[0].members
-            # Keyed by identity (states are immutable and shared between the tables of
-            # object-mode members); the entry keeps the state alive, so its id is not
-            # reused while cached.
-            sizes = self._frame_sizes
-            get = sizes.get
-            total = 5 + _array_header_size(len(members))
-            for m in members:
-                entry = get(id(m))
-                if entry is None:
-                    # A state encodes like an Alive: 6 items, one small int swapped.
-                    entry = (m, len(encode_message(Alive(m))))
-                    if len(sizes) > 1_000_000:
-                        sizes.clear()
-                    sizes[id(m)] = entry
-                total += entry[1]
-            return total
+        """``len(encode(messages))``: the codec caches each member state's encoding, so a
+        push-pull table costs a join, not an encode."""
         return len(encode(messages))
 
     def _on_stream_request(  # noqa: PLR0917 (called with a heap entry's fields)

@@ -295,3 +295,22 @@ def test_fuzz_mutated_valid_frames(
     if result is not None:
         # Whatever decodes is a valid value that encodes back to a decodable frame.
         assert decode_untrusted(encode(result), stream=True) == result
+
+
+@pytest.mark.parametrize("n", [0, 1, 23, 24, 255, 256, 65_535, 65_536])
+@pytest.mark.parametrize("join", [True, False])
+@pytest.mark.parametrize("replay", [0, 1, 30])
+def test_push_pull_fast_path_is_byte_identical_to_cbor2(n: int, join: bool, replay: int) -> None:
+    import cbor2
+
+    from swim.core.codec import _message_items
+
+    states = tuple(
+        MemberState(f"m{i}", ("10.0.0.1", 7946), i, MemberStatus(i % 4), b"x" * (i % 3))
+        for i in range(n)
+    )
+    broadcasts = tuple(UserBroadcast("o", i, b"p" * i) for i in range(replay))
+    msg = PushPull(join, states, broadcasts)
+    assert encode_message(msg) == cbor2.dumps(_message_items(msg))
+    # Twice: the second time comes from the per-state cache.
+    assert encode_message(msg) == cbor2.dumps(_message_items(msg))

@@ -162,9 +162,26 @@ def test_stream_kind_of_reconnect_is_push_pull() -> None:
     router.run_until_true(lambda: cores[0].member(cores[2].name) is None, limit_s=200.0)
     core = cores[0]
     core.streams_to_open()
-    core.handle_timer(core._reconnect_at)
-    kinds = [(r.kind, r.addr) for r in core.streams_to_open()]
+    kinds: list[tuple[StreamKind, tuple[str, int]]] = []
+    for _ in range(40):  # 1 failed of 2 alive: each interval tries with probability 1/2
+        core.handle_timer(core._reconnect_at)
+        kinds += [(r.kind, r.addr) for r in core.streams_to_open()]
     assert (StreamKind.PUSH_PULL, cores[2].addr) in kinds
+
+
+def test_reconnect_attempts_scale_with_failed_over_alive() -> None:
+    """Serf's rule: about one attempt per failed member per interval, cluster-wide."""
+    core = Core(LAN, name="a", addr=addr_of(0), rng=random.Random(9), now=0.0)
+    core.bootstrap([MemberState(f"m{i}", addr_of(i + 1), 0) for i in range(99)], 0.0)
+    core.membership.tombstones["gone"] = (
+        MemberState("gone", addr_of(200), 0, MemberStatus.DEAD), 0.0
+    )
+    attempts = 0
+    for _ in range(1000):
+        core.handle_timer(core._reconnect_at)
+        core.datagrams_to_send()
+        attempts += sum(r.addr == addr_of(200) for r in core.streams_to_open())
+    assert 3 <= attempts <= 25  # expected 1000 / 100 = 10
 
 
 def test_stats_carry_the_current_awareness_score() -> None:

@@ -145,17 +145,56 @@ def _message_items(msg: Message) -> list[Any]:
 
 def encode_message(msg: Message) -> bytes:
     """One message as a CBOR item, ready to be placed in a datagram."""
+    if type(msg) is PushPull:
+        return _encode_push_pull(msg)
     return cbor2.dumps(_message_items(msg))
 
 
 def _array_header(count: int) -> bytes:
+    """A definite-length CBOR array header, in its shortest form (as cbor2 writes it)."""
     if count < 24:
         return bytes((0x80 + count,))
     if count < 256:
         return bytes((0x98, count))
     if count < 65_536:
         return bytes((0x99, count >> 8, count & 0xFF))
-    raise ValueError("too many messages for one datagram")
+    if count < 1 << 32:
+        return b"\x9a" + count.to_bytes(4, "big")
+    raise ValueError("array too long")
+
+
+# Encoded member states by identity: states are immutable and shared between tables,
+# and a push-pull sends the whole table, mostly unchanged since the last one. Each entry
+# keeps its state alive, so an id is never reused while cached.
+_STATE_BYTES: dict[int, tuple[MemberState, bytes]] = {}
+_STATE_BYTES_MAX: Final = 1 << 20
+
+
+def _encoded_state(m: MemberState) -> bytes:
+    entry = _STATE_BYTES.get(id(m))
+    if entry is not None and entry[0] is m:
+        return entry[1]
+    data = cbor2.dumps(_state_fields(m))
+    if len(_STATE_BYTES) >= _STATE_BYTES_MAX:
+        _STATE_BYTES.clear()
+    _STATE_BYTES[id(m)] = (m, data)
+    return data
+
+
+def _encode_push_pull(msg: PushPull) -> bytes:
+    """``[9, join, [state...], [broadcast...]?]`` from cached state encodings."""
+    broadcasts = msg.broadcasts
+    parts = [
+        b"\x84" if broadcasts else b"\x83",
+        b"\x09",
+        b"\xf5" if msg.join else b"\xf4",
+        _array_header(len(msg.members)),
+        *map(_encoded_state, msg.members),
+    ]
+    if broadcasts:
+        parts.append(_array_header(len(broadcasts)))
+        parts.extend(cbor2.dumps(_message_items(b)) for b in broadcasts)
+    return b"".join(parts)
 
 
 #: Bytes a datagram adds around its messages, at most (array header + version).

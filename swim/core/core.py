@@ -455,9 +455,7 @@ class Core:
             interval = push_pull_scale(cfg.push_pull_interval_s, self.membership.count())
             self._push_pull_at = _advance(self._push_pull_at, interval, now)
         if not leaving and cfg.reconnect_interval_s > 0 and now >= self._reconnect_at:
-            tombstone = self.membership.next_reconnect(now)
-            if tombstone is not None:
-                self._push_pull(tombstone.addr, join=False)
+            self._maybe_reconnect(now)
             self._reconnect_at = _advance(self._reconnect_at, cfg.reconnect_interval_s, now)
 
     # =================================================================== outputs
@@ -578,6 +576,24 @@ class Core:
         for msg in state.broadcasts:
             if msg.origin != self.name:
                 self._accept_user_broadcast(msg, encode_message(msg), now, deliver=deliver)
+
+    def _maybe_reconnect(self, now: float) -> None:
+        """Try a push-pull with one reaped failed member, with Serf's probability.
+
+        Each member tries with probability failed / alive per interval, so the cluster
+        as a whole makes about one attempt per failed member per interval, whatever
+        its size (every member trying every time would be n attempts).
+        """
+        membership = self.membership
+        failed = len(membership.tombstones)
+        if not failed:
+            return
+        alive = max(1, membership.count() - len(membership.gone_since))
+        if self.rng.random() * alive >= failed:
+            return
+        tombstone = membership.next_reconnect(now)
+        if tombstone is not None:
+            self._push_pull(tombstone.addr, join=False)
 
     def _periodic_push_pull(self, now: float) -> None:
         # An alive member, as memberlist, or one that failed within gossip_to_the_dead_s:

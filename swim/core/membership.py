@@ -244,7 +244,10 @@ class Membership:
         that only one peer believes dead gets a chance to refute instead of dying here.
         """
         local = self.local_name
+        members = self.members
         for state in states:
+            if members.get(state.name) is state:
+                continue  # the very state we hold (simulated members share them)
             status = state.status
             if status == ALIVE:
                 self.apply_alive(state, now)
