@@ -34,51 +34,10 @@ import psutil  # type: ignore[import-untyped]
 import trio
 
 from swim.agent import rpc
-from swim.agent.cluster import AgentProcess, ClusterError, LocalCluster
+from swim.agent.cluster import AgentProcess, ClusterError, LocalCluster, Observers
 from swim.agent.output import Record
 from swim.core.config import Config
 from swim.core.timing import suspicion_timeout_min_s
-
-
-class Observers:
-    """Monitor streams on several agents, collecting (observer, record) pairs."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, Record]] = []
-
-    async def watch(
-        self,
-        agent: AgentProcess,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Collect `agent`'s events; started once the agent acknowledged the monitor."""
-        try:
-            async with rpc.connect(agent.rpc) as conn:
-                await conn.monitor()
-                task_status.started()
-                async for record in conn.records():
-                    self.records.append((agent.name, record))
-        except rpc.RpcError:
-            pass  # the agent went away
-
-    def first(self, kind: str, member: str, after: float) -> dict[str, float]:
-        """{observer: ts of its first `kind` record about `member` at or after `after`}."""
-        out: dict[str, float] = {}
-        for observer, record in self.records:
-            if record.get("event") == kind and record.get("member") == member:
-                ts = float(record["ts"])
-                if ts >= after and observer not in out:
-                    out[observer] = ts
-        return out
-
-    async def wait_all(
-        self, kind: str, member: str, after: float, observers: set[str], timeout_s: float
-    ) -> dict[str, float]:
-        with trio.move_on_after(timeout_s):
-            while not observers <= self.first(kind, member, after).keys():
-                await trio.sleep(0.05)
-        return self.first(kind, member, after)
 
 
 async def _subscribe_all(observers: Observers, agents: list[AgentProcess], nursery: Any) -> None:
@@ -171,7 +130,9 @@ async def bench(
             for victim in victims:
                 names = {a.name for a in watched}
                 killed_at = cluster.kill(victim, signal.SIGKILL)
-                failed = await observers.wait_all("failed", victim.name, killed_at, names, 180.0)
+                failed = await observers.wait_for(
+                    "failed", victim.name, killed_at, names, 180.0, strict=False
+                )
                 suspected = observers.first("suspect", victim.name, killed_at)
                 if suspected:
                     detection["first_suspect_s"].append(min(suspected.values()) - killed_at)
@@ -187,7 +148,9 @@ async def bench(
                 left_at = time.time()
                 await rpc.call(leaver.rpc, {"cmd": "leave"}, timeout_s=30.0)
                 leave["leave_call_s"].append(time.time() - left_at)
-                left = await observers.wait_all("left", leaver.name, left_at, others, 60.0)
+                left = await observers.wait_for(
+                    "left", leaver.name, left_at, others, 60.0, strict=False
+                )
                 if left:
                     leave["first_left_s"].append(min(left.values()) - left_at)
                 if others <= left.keys():

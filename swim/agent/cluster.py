@@ -308,3 +308,62 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
     return ordered[index]
+
+
+class Observers:
+    """Monitor streams on several agents, collecting (observer, record) pairs."""
+
+    def __init__(self) -> None:
+        #: (observer name, record) for every event any watched agent reported.
+        self.records: list[tuple[str, Record]] = []
+
+    async def watch(
+        self,
+        agent: AgentProcess,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Collect `agent`'s events; started once the agent acknowledged the monitor."""
+        try:
+            async with rpc.connect(agent.rpc) as conn:
+                await conn.monitor()
+                task_status.started()
+                async for record in conn.records():
+                    self.records.append((agent.name, record))
+        except rpc.RpcError:
+            pass  # the agent went away; its monitor ends
+
+    def first(self, kind: str, member: str, after: float, **fields: object) -> dict[str, float]:
+        """{observer: ts of its first `kind` record about `member` at or after `after`},
+        counting only records whose other `fields` match."""
+        first: dict[str, float] = {}
+        for observer, record in self.records:
+            if record.get("event") != kind or record.get("member") != member:
+                continue
+            if any(record.get(k) != v for k, v in fields.items()):
+                continue
+            ts = float(record["ts"])
+            if ts >= after and observer not in first:
+                first[observer] = ts
+        return first
+
+    async def wait_for(
+        self, kind: str, member: str, after: float, observers: set[str], timeout_s: float,
+        *, strict: bool = True, **fields: object,
+    ) -> dict[str, float]:
+        """`first(...)` once every one of `observers` has reported, or at the timeout.
+
+        At the timeout, raises `ClusterError` naming the missing observers if `strict`,
+        else returns what was seen.
+        """
+        with trio.move_on_after(timeout_s):
+            while True:
+                seen = self.first(kind, member, after, **fields)
+                if observers <= seen.keys():
+                    return seen
+                await trio.sleep(0.05)
+        seen = self.first(kind, member, after, **fields)
+        if strict:
+            missing = ", ".join(sorted(observers - seen.keys()))
+            raise ClusterError(f"no {kind!r} about {member} from {missing} within {timeout_s:g} s")
+        return seen

@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from swim.agent import output, rpc
-from swim.agent.cluster import AgentProcess, ClusterError, LocalCluster
+from swim.agent.cluster import AgentProcess, ClusterError, LocalCluster, Observers
 from swim.agent.output import Record
 
 #: The whole demo must finish within this long (it normally takes 15-25 s).
@@ -89,25 +89,8 @@ class Demo:
         self.cluster = cluster
         self.display = display
         self.count = count
-        #: (observer name, record) for every event any monitored agent reported.
-        self.records: list[tuple[str, Record]] = []
+        self.observers = Observers()
         self.observer: AgentProcess | None = None
-
-    async def _monitor(
-        self,
-        agent: AgentProcess,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Collect `agent`'s events; started once the agent acknowledged the monitor."""
-        try:
-            async with rpc.connect(agent.rpc) as conn:
-                await conn.monitor()
-                task_status.started()
-                async for record in conn.records():
-                    self.records.append((agent.name, record))
-        except rpc.RpcError:
-            pass  # the agent went away; its monitor ends
 
     async def _watch_table(self, title: str) -> None:
         while True:
@@ -123,33 +106,6 @@ class Demo:
         assert self.observer is not None
         members = await self.cluster.members(self.observer)
         self.display.table(members, f"{title} (as {self.observer.name} sees it)", final=True)
-
-    def _first(self, kind: str, *, member: str, after: float, **fields: Any) -> dict[str, float]:
-        """{observer: ts of its first `kind` record about `member` after `after`}."""
-        first: dict[str, float] = {}
-        for observer, record in self.records:
-            if record.get("event") != kind or record.get("member") != member:
-                continue
-            if any(record.get(k) != v for k, v in fields.items()):
-                continue
-            ts = float(record["ts"])
-            if ts >= after and observer not in first:
-                first[observer] = ts
-        return first
-
-    async def _wait_for(
-        self, kind: str, *, member: str, after: float, observers: set[str], timeout_s: float,
-        **fields: Any,
-    ) -> dict[str, float]:
-        with trio.move_on_after(timeout_s):
-            while True:
-                seen = self._first(kind, member=member, after=after, **fields)
-                if observers <= seen.keys():
-                    return seen
-                await trio.sleep(0.05)
-        seen = self._first(kind, member=member, after=after, **fields)
-        missing = ", ".join(sorted(observers - seen.keys()))
-        raise ClusterError(f"no {kind!r} about {member} from {missing} within {timeout_s:g} s")
 
     async def run(self) -> None:
         say = self.display.say
@@ -177,7 +133,7 @@ class Demo:
 
             survivors = [a for a in agents if a is not victim]
             for agent in survivors:
-                await nursery.start(self._monitor, agent)
+                await nursery.start(self.observers.watch, agent)
 
             names = {a.name for a in survivors}
             say(f"crashing {victim.name} with SIGKILL (pid {victim.pid})")
@@ -185,16 +141,16 @@ class Demo:
             await cluster.wait_exit(victim, 5.0)
             with trio.move_on_after(60.0):
                 while not (
-                    self._first("suspect", member=victim.name, after=killed_at)
-                    or self._first("failed", member=victim.name, after=killed_at)
+                    self.observers.first("suspect", victim.name, killed_at)
+                    or self.observers.first("failed", victim.name, killed_at)
                 ):
                     await trio.sleep(0.05)
-            suspected = self._first("suspect", member=victim.name, after=killed_at)
+            suspected = self.observers.first("suspect", victim.name, killed_at)
             if suspected:
                 who, ts = min(suspected.items(), key=lambda kv: kv[1])
                 say(f"{who} suspects {victim.name}: {ts - killed_at:.2f} s after the kill")
-            failed = await self._wait_for(
-                "failed", member=victim.name, after=killed_at, observers=names, timeout_s=60.0
+            failed = await self.observers.wait_for(
+                "failed", victim.name, killed_at, observers=names, timeout_s=60.0
             )
             who, first = min(failed.items(), key=lambda kv: kv[1])
             last = max(failed.values())
@@ -208,7 +164,7 @@ class Demo:
             say(f"restarting {victim.name} on the same address, joining through {agents[0].name}")
             restarted_at = time.time()
             await cluster.start(victim, join=[agents[0].bind])
-            await nursery.start(self._monitor, victim)
+            await nursery.start(self.observers.watch, victim)
             for agent in survivors:
                 await cluster.wait_until(agent, {victim.name: "alive"}, timeout_s=30.0)
             say(
@@ -223,8 +179,8 @@ class Demo:
             await rpc.call(
                 sender.rpc, {"cmd": "event", "name": "hello", "payload": "from swim demo"}
             )
-            arrived = await self._wait_for(
-                "user", member=sender.name, after=sent_at - 1.0,
+            arrived = await self.observers.wait_for(
+                "user", sender.name, sent_at - 1.0,
                 observers={a.name for a in agents}, timeout_s=30.0, name="hello",
             )
             say(
