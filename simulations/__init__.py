@@ -14,6 +14,11 @@ Public API:
 * Results: `RunResult` and its parts (`Detection`, `FalsePositives`, `Convergence`,
   `ViewSample`, `MemberTraffic`, `TrafficSummary`, `NetworkCounters`, `LinkBytes`).
 * `Engine`, the heap itself, for drivers that need more than scenarios.
+* Sweeps: `grid` (variants x seeds) and `sweep` (run them on any
+  `concurrent.futures.Executor`: a local process pool by default, or a Dask cluster's
+  executor), giving a `SweepResult` table.
+* Trio mode: `run_trio` runs real `swim.Node` objects over the in-memory transport under
+  trio's MockClock, to check the runtime against the engine at small N.
 """
 
 from simulations.engine import Engine, addr_of, name_of
@@ -44,6 +49,16 @@ from simulations.metrics import (
 )
 from simulations.network import LinkClass, NetworkModel, OneWayLoss
 from simulations.scenario import Scenario, Simulation, run
+from simulations.sweep import (
+    InlineExecutor,
+    SweepError,
+    SweepFailure,
+    SweepPoint,
+    SweepResult,
+    grid,
+    sweep,
+)
+from simulations.trio_mode import TrioResult, run_nodes, run_trio
 
 __all__ = [
     "Churn",
@@ -55,6 +70,7 @@ __all__ = [
     "FalsePositive",
     "FalsePositives",
     "Fault",
+    "InlineExecutor",
     "Join",
     "Leave",
     "LinkBytes",
@@ -71,9 +87,18 @@ __all__ = [
     "Scenario",
     "Simulation",
     "Slow",
+    "SweepError",
+    "SweepFailure",
+    "SweepPoint",
+    "SweepResult",
     "TrafficSummary",
+    "TrioResult",
     "ViewSample",
     "addr_of",
+    "grid",
     "name_of",
     "run",
+    "run_nodes",
+    "run_trio",
+    "sweep",
 ]
