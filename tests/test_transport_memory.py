@@ -38,7 +38,7 @@ async def echo(data: bytes, addr: Address) -> bytes | None:
 
 def drain(transport: MemoryTransport) -> list[tuple[bytes, Address]]:
     """Everything queued for `transport` right now, without waiting."""
-    channel = transport._receive_channel
+    channel = transport._received.receiver
     out = []
     while True:
         try:

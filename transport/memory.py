@@ -44,8 +44,9 @@ from transport._common import (
     FRAME_LENGTH_LIMIT,
     MAX_DATAGRAM_BYTES,
     MAX_FRAME_BYTES,
+    Inbox,
+    Limits,
     background_nursery,
-    check_limits,
 )
 from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
 
@@ -231,7 +232,7 @@ class MemoryNetwork:
         the address is released, queued and in-flight datagrams to it are lost and its
         running stream handlers are cancelled.
         """
-        check_limits(
+        limits = Limits(
             max_datagram_bytes=max_datagram_bytes,
             receive_queue=receive_queue,
             max_frame_bytes=max_frame_bytes,
@@ -250,11 +251,7 @@ class MemoryNetwork:
                 addr,
                 stream_handler,
                 nursery,
-                max_datagram_bytes=max_datagram_bytes,
-                receive_queue=receive_queue,
-                max_frame_bytes=max_frame_bytes,
-                stream_timeout_s=stream_timeout_s,
-                max_concurrent_streams=max_concurrent_streams,
+                limits=limits,
             )
             self._transports[addr] = transport
             nursery.start_soon(transport._delivery_loop)
@@ -340,24 +337,15 @@ class MemoryTransport(Transport):
         stream_handler: StreamHandler,
         nursery: trio.Nursery,
         *,
-        max_datagram_bytes: int,
-        receive_queue: int,
-        max_frame_bytes: int,
-        stream_timeout_s: float,
-        max_concurrent_streams: int,
+        limits: Limits,
     ) -> None:
         self.stats = TransportStats()
+        self.limits = limits
+        self._received = Inbox(limits, self.stats)
         self.network = network
-        self.max_datagram_bytes = max_datagram_bytes
-        self.max_frame_bytes = max_frame_bytes
-        self.stream_timeout_s = stream_timeout_s
-        self.max_concurrent_streams = max_concurrent_streams
         self._addr = addr
         self._handler = stream_handler
         self._nursery = nursery
-        self._send_channel, self._receive_channel = trio.open_memory_channel[tuple[bytes, Address]](
-            receive_queue
-        )
         # Datagrams in flight to this transport: (arrival time, sequence, data, source).
         self._inbox: list[tuple[float, int, bytes, Address]] = []
         self._wake = trio.Event()
@@ -379,21 +367,21 @@ class MemoryTransport(Transport):
         return True
 
     def receive(self) -> AsyncIterator[tuple[bytes, Address]]:
-        return self._receive_channel
+        return self._received.receiver
 
     async def request(self, addr: Address, data: bytes, *, timeout_s: float) -> bytes:
         self.stats.streams_opened += 1
         try:
             if self._closed:
                 raise TransportError("transport is closed")
-            if len(data) > min(self.max_frame_bytes, FRAME_LENGTH_LIMIT):
+            if len(data) > min(self.limits.max_frame_bytes, FRAME_LENGTH_LIMIT):
                 raise TransportError(f"request of {len(data)} bytes exceeds the frame limit")
             try:
                 with trio.fail_after(timeout_s):
                     response = await self.network._exchange(self, addr, data)
             except trio.TooSlowError:
                 raise TransportError(f"request to {addr} timed out") from None
-            if len(response) > self.max_frame_bytes:
+            if len(response) > self.limits.max_frame_bytes:
                 raise TransportError(f"response of {len(response)} bytes exceeds the limit")
         except TransportError:
             self.stats.requests_failed += 1
@@ -421,24 +409,16 @@ class MemoryTransport(Transport):
                 self._deliver(data, src)
 
     def _deliver(self, data: bytes, src: Address) -> None:
-        if len(data) > self.max_datagram_bytes:
-            self.stats.oversized += 1
-            return
-        try:
-            self._send_channel.send_nowait((data, src))
-        except trio.WouldBlock:
-            self.stats.receive_overflows += 1
-        else:
-            self.stats.datagrams_received += 1
+        self._received.offer(data, src)
 
     def _accept_stream(self, data: bytes, src: Address) -> _Exchange:
         exchange = _Exchange()
         self.stats.streams_accepted += 1
-        if self._closed or self._active_streams >= self.max_concurrent_streams:
+        if self._closed or self._active_streams >= self.limits.max_concurrent_streams:
             self.stats.streams_rejected += 1
             exchange.error = "connection reset (too many streams)"
             exchange.done.set()
-        elif len(data) > self.max_frame_bytes:
+        elif len(data) > self.limits.max_frame_bytes:
             self.stats.streams_rejected += 1
             exchange.error = "connection reset (request too large)"
             exchange.done.set()
@@ -449,14 +429,14 @@ class MemoryTransport(Transport):
 
     async def _serve_stream(self, data: bytes, src: Address, exchange: _Exchange) -> None:
         try:
-            with trio.move_on_after(self.stream_timeout_s) as scope:
+            with trio.move_on_after(self.limits.stream_timeout_s) as scope:
                 response = await self._handler(data, src)
             if scope.cancelled_caught:
                 self.stats.streams_rejected += 1
                 exchange.error = "connection reset (handler timed out)"
             elif response is None:
                 exchange.error = "connection closed without a response"
-            elif len(response) > min(self.max_frame_bytes, FRAME_LENGTH_LIMIT):
+            elif len(response) > min(self.limits.max_frame_bytes, FRAME_LENGTH_LIMIT):
                 self.stats.streams_rejected += 1
                 exchange.error = "connection reset (response too large)"
             else:
@@ -474,4 +454,4 @@ class MemoryTransport(Transport):
     def _close(self) -> None:
         self._closed = True
         self._inbox.clear()
-        self._send_channel.close()
+        self._received.close()

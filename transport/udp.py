@@ -35,8 +35,9 @@ from transport._common import (
     FRAME_LENGTH_LIMIT,
     MAX_DATAGRAM_BYTES,
     MAX_FRAME_BYTES,
+    Inbox,
+    Limits,
     background_nursery,
-    check_limits,
 )
 from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
 
@@ -139,25 +140,16 @@ class UdpTcpTransport(Transport):
         tcp: trio.socket.SocketType,
         stream_handler: StreamHandler,
         *,
-        max_datagram_bytes: int,
-        receive_queue: int,
-        max_frame_bytes: int,
-        stream_timeout_s: float,
-        max_concurrent_streams: int,
+        limits: Limits,
     ) -> None:
         self.stats = TransportStats()
-        self.max_datagram_bytes = max_datagram_bytes
-        self.max_frame_bytes = max_frame_bytes
-        self.stream_timeout_s = stream_timeout_s
-        self.max_concurrent_streams = max_concurrent_streams
+        self.limits = limits
+        self._received = Inbox(limits, self.stats)
         self._udp = udp
         self._tcp = tcp
         self._family = udp.family
         self._local_addr = _normalize(udp.getsockname())
         self._handler = stream_handler
-        self._send_channel, self._receive_channel = trio.open_memory_channel[tuple[bytes, Address]](
-            receive_queue
-        )
         self._active_streams = 0
 
     @property
@@ -174,12 +166,12 @@ class UdpTcpTransport(Transport):
         return True
 
     def receive(self) -> AsyncIterator[tuple[bytes, Address]]:
-        return self._receive_channel
+        return self._received.receiver
 
     async def request(self, addr: Address, data: bytes, *, timeout_s: float) -> bytes:
         self.stats.streams_opened += 1
         try:
-            if len(data) > min(self.max_frame_bytes, FRAME_LENGTH_LIMIT):
+            if len(data) > min(self.limits.max_frame_bytes, FRAME_LENGTH_LIMIT):
                 raise TransportError(f"request of {len(data)} bytes exceeds the frame limit")
             try:
                 with trio.fail_after(timeout_s):
@@ -205,14 +197,14 @@ class UdpTcpTransport(Transport):
         stream = await trio.open_tcp_stream(host, port)
         try:
             await stream.send_all(_frame(data))
-            return await _receive_frame_untrusted(stream, self.max_frame_bytes)
+            return await _receive_frame_untrusted(stream, self.limits.max_frame_bytes)
         finally:
             await trio.aclose_forcefully(stream)
 
     async def _udp_loop(self) -> None:
         # One byte more than the limit, so an oversized datagram is seen as such (the
         # kernel truncates to the buffer) rather than silently cut.
-        buffer = bytearray(self.max_datagram_bytes + 1)
+        buffer = bytearray(self.limits.max_datagram_bytes + 1)
         view = memoryview(buffer)
         while True:
             try:
@@ -224,15 +216,7 @@ class UdpTcpTransport(Transport):
                 self.stats.receive_errors += 1
                 await trio.lowlevel.checkpoint()
                 continue
-            if size > self.max_datagram_bytes:
-                self.stats.oversized += 1
-                continue
-            try:
-                self._send_channel.send_nowait((bytes(view[:size]), _normalize(sockaddr)))
-            except trio.WouldBlock:
-                self.stats.receive_overflows += 1
-            else:
-                self.stats.datagrams_received += 1
+            self._received.offer(bytes(view[:size]), _normalize(sockaddr))
 
     async def _tcp_loop(self, nursery: trio.Nursery) -> None:
         listener = trio.SocketListener(self._tcp)
@@ -248,7 +232,7 @@ class UdpTcpTransport(Transport):
                     await trio.lowlevel.checkpoint()
                 continue
             self.stats.streams_accepted += 1
-            if self._active_streams >= self.max_concurrent_streams:
+            if self._active_streams >= self.limits.max_concurrent_streams:
                 self.stats.streams_rejected += 1
                 await trio.aclose_forcefully(stream)
                 continue
@@ -257,7 +241,7 @@ class UdpTcpTransport(Transport):
 
     async def _serve_stream(self, stream: trio.SocketStream) -> None:
         try:
-            with trio.move_on_after(self.stream_timeout_s) as scope:
+            with trio.move_on_after(self.limits.stream_timeout_s) as scope:
                 await self._answer(stream)
             if scope.cancelled_caught:
                 self.stats.streams_rejected += 1
@@ -271,7 +255,7 @@ class UdpTcpTransport(Transport):
 
     async def _answer(self, stream: trio.SocketStream) -> None:
         peer = _normalize(stream.socket.getpeername())
-        request = await _receive_frame_untrusted(stream, self.max_frame_bytes)
+        request = await _receive_frame_untrusted(stream, self.limits.max_frame_bytes)
         try:
             response = await self._handler(request, peer)
         except Exception:
@@ -281,7 +265,7 @@ class UdpTcpTransport(Transport):
             return
         if response is None:
             return
-        if len(response) > min(self.max_frame_bytes, FRAME_LENGTH_LIMIT):
+        if len(response) > min(self.limits.max_frame_bytes, FRAME_LENGTH_LIMIT):
             raise _FrameError(f"response of {len(response)} bytes is too large")
         await stream.send_all(_frame(response))
 
@@ -304,7 +288,7 @@ async def open_udp_tcp_transport(
     `OSError` if the address cannot be bound and `ValueError` if the host is not an IP
     literal.
     """
-    check_limits(
+    limits = Limits(
         max_datagram_bytes=max_datagram_bytes,
         receive_queue=receive_queue,
         max_frame_bytes=max_frame_bytes,
@@ -317,11 +301,7 @@ async def open_udp_tcp_transport(
             udp,
             tcp,
             stream_handler,
-            max_datagram_bytes=max_datagram_bytes,
-            receive_queue=receive_queue,
-            max_frame_bytes=max_frame_bytes,
-            stream_timeout_s=stream_timeout_s,
-            max_concurrent_streams=max_concurrent_streams,
+            limits=limits,
         )
         try:
             async with background_nursery() as nursery:
@@ -329,4 +309,4 @@ async def open_udp_tcp_transport(
                 nursery.start_soon(transport._tcp_loop, nursery)
                 yield transport
         finally:
-            transport._send_channel.close()
+            transport._received.close()
