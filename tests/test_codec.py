@@ -314,3 +314,11 @@ def test_push_pull_fast_path_is_byte_identical_to_cbor2(n: int, join: bool, repl
     assert encode_message(msg) == cbor2.dumps(_message_items(msg))
     # Twice: the second time comes from the per-state cache.
     assert encode_message(msg) == cbor2.dumps(_message_items(msg))
+
+
+def test_ping_names_its_source_when_known() -> None:
+    named = Ping(5, "b", "a")
+    assert decode_untrusted(encode([named])) == (named,)
+    anonymous = Ping(5, "b")
+    assert decode_untrusted(encode([anonymous])) == (anonymous,)
+    assert len(encode([named])) == len(encode([anonymous])) + 2  # "a": 1 header + 1 byte

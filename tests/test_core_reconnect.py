@@ -8,7 +8,7 @@ import attrs
 import pytest
 
 from swim.core import Config, Core, MemberFailed, MemberJoined, MemberStatus
-from swim.core.messages import Ack, Alive, Dead, MemberState, Suspect, UserBroadcast
+from swim.core.messages import Ack, Alive, Dead, MemberState, Ping, Suspect, UserBroadcast
 from swim.core.outputs import StreamKind
 from swim.core.timing import nack_delay_s
 from tests.router import Router, addr_of
@@ -266,8 +266,8 @@ def test_leaves_are_not_lost_with_the_local_profile() -> None:
 def test_a_restarted_member_is_alive_at_its_seed_at_once() -> None:
     """Regression: with the local profile's small budget, the refutation's gossip could
     miss the very seed that told the joiner it was dead; the seed then held it dead
-    until its next push-pull. The joiner now refutes straight to whoever accused it.
-    (Other members still learn by gossip, or at worst by the next push-pull.)"""
+    until its next push-pull. The joiner now refutes straight to whoever accused it, and
+    any member still holding it dead is told when it pings them."""
     for seed in range(200, 220):
         restart_through_seed(seed, Config.local())
 
@@ -294,4 +294,37 @@ def restart_through_seed(seed: int, config: Config) -> None:
         )
 
     router.run_until_true(alive_at_seed, limit_s=0.1)
-    router.run_until_true(alive_everywhere, limit_s=config.push_pull_interval_s)
+    # Members that gossip missed learn when the restarted member first pings them (its
+    # ping names it; they answer with a rumour notice; it answers with its Alive): within
+    # one round of its probes, (2n - 1) periods at worst, not a push-pull period.
+    n = len(cores)
+    router.run_until_true(alive_everywhere, limit_s=(2 * n - 1) * config.probe_interval_s + 1)
+
+
+def test_a_ping_from_a_member_held_dead_is_answered_with_a_rumour_notice() -> None:
+    core = Core(LAN, name="a", addr=addr_of(0), rng=random.Random(11), now=0.0)
+    core.bootstrap([MemberState("b", addr_of(1), 0), MemberState("c", addr_of(2), 0)], 0.0)
+    core.receive_messages([Dead("b", 0, "c")], addr_of(2), 1.0)
+    core.datagrams_to_send()
+    core.receive_messages([Ping(7, "a", "b")], addr_of(1), 2.0)
+    sent = [(d.addr, d.messages) for d in core.datagrams_to_send()]
+    assert sent[0][1][0] == Ack(7)
+    assert (addr_of(1), Dead("b", 0, "a")) in [(a, m[0]) for a, m in sent]
+    # From another address it is not b (or not b as we knew it): no notice.
+    core.receive_messages([Ping(8, "a", "b")], addr_of(5), 4.0)
+    assert all(isinstance(d.messages[0], Ack) for d in core.datagrams_to_send())
+
+
+def test_a_stale_accusation_about_us_is_answered_with_our_alive() -> None:
+    core = Core(LAN, name="a", addr=addr_of(0), rng=random.Random(12), now=0.0)
+    core.bootstrap([MemberState("b", addr_of(1), 0)], 0.0)
+    core.receive_messages([Suspect("a", 0, "b")], addr_of(1), 1.0)  # refute: a is now 1
+    first = core.datagrams_to_send()
+    me = core.member("a")
+    assert me is not None and me.incarnation == 1
+    assert [d.addr for d in first if Alive(me) in d.messages] == [addr_of(1)]
+    # Later someone still holds (and sends) the accusation we already refuted.
+    core.receive_messages([Dead("a", 0, "b")], addr_of(1), 5.0)
+    (answer,) = core.datagrams_to_send()
+    assert answer.addr == addr_of(1) and Alive(me) in answer.messages
+    assert core.stats.refutes == 1  # answered, not refuted again

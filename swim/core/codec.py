@@ -117,8 +117,8 @@ def _state_fields(m: MemberState) -> list[Any]:
 
 def _message_items(msg: Message) -> list[Any]:
     match msg:
-        case Ping(seq, target):
-            return [KIND_PING, seq, target]
+        case Ping(seq, target, source):
+            return [KIND_PING, seq, target, source] if source else [KIND_PING, seq, target]
         case PingReq(seq, target, (host, port), nack):
             return [KIND_PING_REQ, seq, target, _pack_host(host), port, nack]
         case Ack(seq):
@@ -284,8 +284,9 @@ def _message(items: Any, stream: bool) -> Message:
     if type(kind) is not int:  # 0.0 == 0 and True == 1 in Python: refuse both
         _bad("message kind must be an integer")
     n = len(items)
-    if kind == KIND_PING and n == 3:
-        return Ping(_int(items[1], MAX_SEQ, "seq"), _name(items[2], "target"))
+    if kind == KIND_PING and n in (3, 4):
+        source = _name(items[3], "source") if n == 4 else ""
+        return Ping(_int(items[1], MAX_SEQ, "seq"), _name(items[2], "target"), source)
     if kind == KIND_ACK and n == 2:
         return Ack(_int(items[1], MAX_SEQ, "seq"))
     if kind == KIND_ALIVE and n == 6:

@@ -345,7 +345,7 @@ class Core:
                 # refute, the refutation rides back in our answer.
                 self._merge_state(msg, now, deliver=True)
                 return [self._local_state()]
-            case Ping(seq, target) if target == self.name:
+            case Ping(seq, target, _source) if target == self.name:
                 return [Ack(seq)]
             case UserMessage(source, payload):
                 self._events.append(
@@ -383,9 +383,10 @@ class Core:
                     state = msg
             if state is not None:
                 self.stats.messages_in["push_pull"] += 1
-                refutes, sent = self.stats.refutes, len(self._datagrams)
+                self.membership.owe_alive = False
+                sent = len(self._datagrams)
                 self._merge_state(state, now, deliver=kind is StreamKind.PUSH_PULL)
-                self._refute_to(pending.addr, refutes, sent)
+                self._answer_outdated(pending.addr, sent)
             else:
                 self.stats.push_pulls_failed += 1
             if kind is StreamKind.JOIN:
@@ -613,16 +614,18 @@ class Core:
 
     # ------------------------------------------------------------------ dispatch
 
-    def _refute_to(self, addr: Address, refutes_before: int, sent_before: int) -> None:
-        """If news from `addr` made us refute, tell `addr` directly as well.
+    def _answer_outdated(self, addr: Address, sent_before: int) -> None:
+        """If input from `addr` showed it an outdated view of us, send it our Alive.
 
-        Gossip alone may miss the very member that holds the rumour (with a small
-        retransmit budget it often does), leaving us dead in its view until the next
-        push-pull. Skipped when a datagram to `addr` since `sent_before` (an ack, say)
-        already carried the refutation.
+        That is: it made us refute (refuting to the accuser's face), or it accused an
+        incarnation we had already refuted. Gossip alone may miss the very member that
+        holds the rumour (with a small retransmit budget it often does), leaving us dead
+        in its view until the next push-pull. Skipped when a datagram to `addr` since
+        `sent_before` (an ack, say) already carried our current Alive.
         """
-        if self.stats.refutes == refutes_before:
+        if not self.membership.owe_alive:
             return
+        self.membership.owe_alive = False
         alive = Alive(self.membership.local)
         for datagram in self._datagrams[sent_before:]:
             if datagram.addr == addr and alive in datagram.messages:
@@ -632,15 +635,18 @@ class Core:
     def _handle_messages(self, messages: Sequence[Message], addr: Address, now: float) -> None:
         membership = self.membership
         counter = self.stats.messages_in
-        refutes, sent = self.stats.refutes, len(self._datagrams)
+        membership.owe_alive = False
+        sent = len(self._datagrams)
         for msg in messages:
             counter[message_kind(msg)] += 1
             match msg:
                 case Alive(member):
                     membership.apply_alive(member, now)
-                case Ping(seq, target):
+                case Ping(seq, target, source):
                     if target == self.name:
                         self._send_one(addr, Ack(seq))
+                        if source:
+                            membership.prober_seen(source, addr, now)
                     else:
                         self.stats.unexpected += 1
                 case Ack(seq):
@@ -669,7 +675,7 @@ class Core:
                     self.stats.unexpected += 1
         if membership.notices:
             self._send_notices()
-        self._refute_to(addr, refutes, sent)
+        self._answer_outdated(addr, sent)
 
     def _send_notices(self) -> None:
         """Send the rumour notices the membership table asked for."""
@@ -725,7 +731,7 @@ class Core:
         self._probe = _Probe(
             seq, target.name, target.addr, now + cfg.probe_timeout_s, self._next_probe_at
         )
-        ping = Ping(seq, target.name)
+        ping = Ping(seq, target.name, self.name)
         if cfg.buddy_system and target.status == _SUSPECT:
             # Lifeguard buddy system: tell the suspect it is suspected, first thing.
             buddy = Suspect(target.name, target.incarnation, self.name)
@@ -747,7 +753,8 @@ class Core:
         probe.expected_nacks = len(helpers) if cfg.nacks else 0
         if cfg.tcp_fallback_ping:
             self._open_stream(
-                StreamKind.PING, probe.addr, [Ping(probe.seq, probe.target)], probe.seq
+                StreamKind.PING, probe.addr, [Ping(probe.seq, probe.target, self.name)],
+                probe.seq,
             )
 
     def _on_ack(self, seq: int, now: float) -> None:
@@ -784,7 +791,7 @@ class Core:
             nack_at = now + nack_delay_s(cfg.probe_timeout_s, cfg.probe_interval_s)
             self._push_relay_timer(nack_at, seq, expiry=False)
         self._push_relay_timer(now + cfg.probe_timeout_s, seq, expiry=True)
-        self._send_one(req.target_addr, Ping(seq, req.target))
+        self._send_one(req.target_addr, Ping(seq, req.target, self.name))
 
     def _push_relay_timer(self, when: float, seq: int, *, expiry: bool) -> None:
         self._tiebreak += 1

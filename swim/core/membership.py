@@ -113,6 +113,10 @@ class Membership:
     tombstones: dict[str, tuple[MemberState, float]] = attrs.field(factory=dict)
     #: Datagrams to send directly (rumour notices), drained by the core.
     notices: list[tuple[Address, Message]] = attrs.field(factory=list)
+    #: Set when the input being handled showed its sender an outdated view of us (it
+    #: made us refute, or it accused an incarnation we already left behind): the core
+    #: then answers the sender with our current Alive directly, and clears it.
+    owe_alive: bool = False
     _noticed_at: dict[str, float] = attrs.field(factory=dict)
     #: Suspicion deadlines as (deadline, tiebreak, name); stale entries are skipped.
     _deadlines: list[tuple[float, int, str]] = attrs.field(factory=list)
@@ -276,6 +280,7 @@ class Membership:
         me = attrs.evolve(me, incarnation=max(me.incarnation, accused_incarnation) + 1)
         self.members[self.local_name] = me
         self.stats.refutes += 1
+        self.owe_alive = True
         if self.config.awareness:
             self.stats.awareness = self.awareness.apply_delta(1)
         self._gossip_alive(me)
@@ -409,7 +414,15 @@ class Membership:
         ourselves, which we refute on the spot (unless we are leaving).
         """
         cur = self.members.get(name)
-        if cur is None or incarnation < cur.incarnation or cur.status in _GONE:
+        if cur is None:
+            return None
+        if incarnation < cur.incarnation:
+            if name == self.local_name and not self.leaving:
+                # An accusation we already refuted: its sender missed the refutation
+                # (else its queue would have replaced the accusation with our Alive).
+                self.owe_alive = True
+            return None
+        if cur.status in _GONE:
             return None
         if incarnation > cur.incarnation + self.config.incarnation_window:
             self.stats.implausible_incarnation += 1
@@ -430,9 +443,16 @@ class Membership:
             accuser = name if cur.status == LEFT else self.local_name
             self._gossip(name, Dead(name, cur.incarnation, accuser))
 
+    def prober_seen(self, name: str, addr: Address, now: float) -> None:
+        """`name` pinged us from `addr`: if we hold it dead or left there, tell it."""
+        cur = self.members.get(name)
+        if cur is not None and cur.status in _GONE and cur.addr == addr:
+            self._notify_rumour(cur, now)
+
     def _notify_rumour(self, cur: MemberState, now: float) -> None:
-        # `cur` is dead or left here while it announces itself alive from the same
-        # address at an incarnation the rumour beats: tell it, so it refutes.
+        # `cur` is dead or left here while it shows itself alive at the same address
+        # (an Alive at an incarnation the rumour beats, or a ping): tell it, so it
+        # refutes (or, if it already did, answers with its newer Alive).
         name = cur.name
         last = self._noticed_at.get(name)
         if last is not None and now - last < self.config.probe_interval_s:

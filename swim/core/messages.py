@@ -46,10 +46,13 @@ class MemberState:
 
 @attrs.frozen(slots=True)
 class Ping:
-    """Direct probe. `target` names the member meant, so a stale address is caught."""
+    """Direct probe. `target` names the member meant, so a stale address is caught;
+    `source` names the prober (empty if unknown), so a member that holds the prober dead
+    can tell it (see `Membership.notify_rumour`)."""
 
     seq: int
     target: str
+    source: str = ""
 
 
 @attrs.frozen(slots=True)
