@@ -36,6 +36,7 @@ paused or slow) and of the subject and accuser.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -281,22 +282,12 @@ class RunResult:
 
     def summary_row(self) -> dict[str, Any]:
         """One flat dict of the headline numbers (for sweeps)."""
-        def mean(values: list[float]) -> float | None:
-            return sum(values) / len(values) if values else None
-
-        crashes = [d for d in self.detections if d.kind == "crash"]
         return {
             "seed": self.seed,
             "nodes": self.nodes,
             "duration_s": self.duration_s,
             "mode": self.mode,
-            "crashes": len(crashes),
-            "first_suspected_s_mean": mean(
-                [d.first_suspected_s for d in crashes if d.first_suspected_s is not None]),
-            "first_failed_s_mean": mean(
-                [d.first_failed_s for d in crashes if d.first_failed_s is not None]),
-            "all_know_s_mean": mean([d.all_know_s for d in crashes if d.all_know_s is not None]),
-            "undetected": sum(1 for d in crashes if d.all_know_s is None and not d.restarted),
+            **crash_summary(self.detections),
             "false_positives": self.false_positives.total,
             "fp_by_healthy": self.false_positives.by_healthy,
             "fp_about_healthy": self.false_positives.about_healthy,
@@ -305,6 +296,24 @@ class RunResult:
             "disagreement_final": self.disagreement_final,
             "wall_s": self.wall_s,
         }
+
+
+def crash_summary(detections: Iterable[Detection]) -> dict[str, Any]:
+    """Crashes, mean delays to first suspicion / first failure / known to all, and how
+    many crashes never became known to all (restarted members excepted)."""
+    crashes = [d for d in detections if d.kind == "crash"]
+
+    def mean(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return sum(known) / len(known) if known else None
+
+    return {
+        "crashes": len(crashes),
+        "first_suspected_s_mean": mean([d.first_suspected_s for d in crashes]),
+        "first_failed_s_mean": mean([d.first_failed_s for d in crashes]),
+        "all_know_s_mean": mean([d.all_know_s for d in crashes]),
+        "undetected": sum(1 for d in crashes if d.all_know_s is None and not d.restarted),
+    }
 
 
 # ========================================================================= collector

@@ -50,6 +50,7 @@ from simulations.metrics import (
     Convergence,
     Detection,
     FalsePositives,
+    crash_summary,
 )
 from simulations.network import NetworkModel
 from simulations.scenario import Scenario
@@ -109,23 +110,12 @@ class TrioResult:
 
     def summary_row(self) -> dict[str, Any]:
         """One flat dict of the headline numbers, as `RunResult.summary_row` names them."""
-        crashes = [d for d in self.detections if d.kind == "crash"]
-
-        def mean(values: list[float]) -> float | None:
-            return sum(values) / len(values) if values else None
-
         return {
             "seed": self.seed,
             "nodes": self.nodes,
             "duration_s": self.duration_s,
             "mode": "trio",
-            "crashes": len(crashes),
-            "first_suspected_s_mean": mean(
-                [d.first_suspected_s for d in crashes if d.first_suspected_s is not None]),
-            "first_failed_s_mean": mean(
-                [d.first_failed_s for d in crashes if d.first_failed_s is not None]),
-            "all_know_s_mean": mean([d.all_know_s for d in crashes if d.all_know_s is not None]),
-            "undetected": sum(1 for d in crashes if d.all_know_s is None),
+            **crash_summary(self.detections),
             "false_positives": self.false_positives.total,
             "datagrams_out_per_period": self.datagrams_out_per_period,
             "disagreement_final": self.disagreement_final,
