@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import attrs
 
+from swim.core.timing import awareness_scaled_s
+
 
 @attrs.define(eq=False)
 class Awareness:
@@ -25,4 +27,4 @@ class Awareness:
 
     def scale(self, base_s: float) -> float:
         """`base_s` scaled by the current health: ``base * (score + 1)``."""
-        return base_s * (self.score + 1)
+        return awareness_scaled_s(base_s, self.score)

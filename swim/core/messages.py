@@ -135,8 +135,6 @@ class PushPull:
     broadcasts: tuple[UserBroadcast, ...] = ()
 
 
-#: News about a member, queued and piggybacked.
-MembershipNews = Alive | Suspect | Dead
 #: Every message kind the codec knows.
 Message = (
     Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | UserBroadcast | UserMessage | PushPull
