@@ -437,7 +437,11 @@ async def test_stalled_peer_is_cut_off_by_the_timeout(host: str, sent: bytes) ->
 
 async def test_concurrent_incoming_streams_are_bounded(host: str) -> None:
     async with open_udp_tcp_transport(
-        (host, 0), echo, stream_timeout_s=WAIT_S * 2, max_concurrent_streams=2
+        (host, 0),
+        echo,
+        stream_timeout_s=WAIT_S * 2,
+        header_timeout_s=WAIT_S * 2,
+        max_concurrent_streams=2,
     ) as t:
         held = [await raw_tcp(t.local_addr) for _ in range(2)]
         await wait_until(lambda: t.stats.streams_accepted == 2)
@@ -447,7 +451,7 @@ async def test_concurrent_incoming_streams_are_bounded(host: str) -> None:
         assert t.stats.streams_rejected == 1
         for stream in held:
             await stream.aclose()
-        await wait_until(lambda: t._active_streams == 0)
+        await wait_until(lambda: t.active_streams == 0)
         assert await t.request(t.local_addr, b"ok", timeout_s=WAIT_S) == b"echo:ok"
 
 

@@ -39,8 +39,18 @@ class TransportStats:
     oversized: int = 0
     streams_opened: int = 0
     streams_accepted: int = 0
-    #: Incoming streams cut off (stalled, oversized, malformed framing, handler error).
+    #: Incoming streams refused or cut off for any reason (too many, stalled, oversized,
+    #: malformed framing, handler error); the counters below break some reasons out.
     streams_rejected: int = 0
+    #: Incoming streams closed at once because their source IP already held
+    #: ``max_streams_per_source`` streams.
+    streams_over_source_limit: int = 0
+    #: Incoming streams cut off because the frame header did not arrive within
+    #: ``header_timeout_s``.
+    stream_header_timeouts: int = 0
+    #: Incoming frames refused because they did not fit what was left of the
+    #: ``max_buffered_bytes`` budget shared by all incoming streams.
+    streams_over_buffer_budget: int = 0
     #: Outgoing requests that failed (`TransportError`).
     requests_failed: int = 0
     #: OS errors survived by the receive loop or the stream listener.

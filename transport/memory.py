@@ -15,8 +15,11 @@ Streams (`request`) model a TCP exchange: both directions must be reachable when
 starts (a handshake needs both) or the request hangs until its timeout, as a connect
 into a black hole would. An unknown or closed address refuses the request after one
 latency. The handler runs in the destination's own tasks, bounded by its
-``stream_timeout_s`` and ``max_concurrent_streams``; the response travels back with the
-latency and is lost (the requester times out) if the way back is cut by then.
+``stream_timeout_s``, ``max_concurrent_streams``, ``max_streams_per_source`` and
+``max_buffered_bytes`` (a request holds its length of the budget until its handler is
+done), counted as over TCP; frames arrive whole, so there is no header deadline. The
+response travels back with the latency and is lost (the requester times out) if the way
+back is cut by then.
 
 Time is read only through `trio.current_time`, so under `trio.testing.MockClock` with
 ``autojump_threshold=0`` a test of many nodes runs in no wall time. Randomness comes only
@@ -42,10 +45,13 @@ import trio
 
 from transport._common import (
     FRAME_LENGTH_LIMIT,
+    MAX_BUFFERED_BYTES,
     MAX_DATAGRAM_BYTES,
     MAX_FRAME_BYTES,
     Inbox,
     Limits,
+    StreamBuffer,
+    StreamSlots,
     background_nursery,
 )
 from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
@@ -225,6 +231,9 @@ class MemoryNetwork:
         max_frame_bytes: int = MAX_FRAME_BYTES,
         stream_timeout_s: float = 10.0,
         max_concurrent_streams: int = 64,
+        header_timeout_s: float = 1.0,
+        max_streams_per_source: int = 8,
+        max_buffered_bytes: int = MAX_BUFFERED_BYTES,
     ) -> AsyncIterator[MemoryTransport]:
         """Attach a transport at `addr` (port 0: a free port is chosen) for the block.
 
@@ -238,6 +247,9 @@ class MemoryNetwork:
             max_frame_bytes=max_frame_bytes,
             stream_timeout_s=stream_timeout_s,
             max_concurrent_streams=max_concurrent_streams,
+            header_timeout_s=header_timeout_s,
+            max_streams_per_source=max_streams_per_source,
+            max_buffered_bytes=max_buffered_bytes,
         )
         host, port = addr
         if port == 0:
@@ -349,12 +361,20 @@ class MemoryTransport(Transport):
         # Datagrams in flight to this transport: (arrival time, sequence, data, source).
         self._inbox: list[tuple[float, int, bytes, Address]] = []
         self._wake = trio.Event()
-        self._active_streams = 0
+        self._slots = StreamSlots(limits, self.stats)
+        #: Bytes of requests being handled (``in_use``, ``peak``) against
+        #: ``limits.max_buffered_bytes``.
+        self.stream_buffer = StreamBuffer(limits.max_buffered_bytes)
         self._closed = False
 
     @property
     def local_addr(self) -> Address:
         return self._addr
+
+    @property
+    def active_streams(self) -> int:
+        """Incoming streams being served now."""
+        return self._slots.active
 
     async def send(self, data: bytes, addr: Address) -> bool:
         await trio.lowlevel.checkpoint()
@@ -414,23 +434,32 @@ class MemoryTransport(Transport):
     def _accept_stream(self, data: bytes, src: Address) -> _Exchange:
         exchange = _Exchange()
         self.stats.streams_accepted += 1
-        if self._closed or self._active_streams >= self.limits.max_concurrent_streams:
+        if self._closed:
             self.stats.streams_rejected += 1
+            exchange.error = "connection reset (transport closed)"
+            exchange.done.set()
+        elif not self._slots.admit(src[0]):
             exchange.error = "connection reset (too many streams)"
             exchange.done.set()
         elif len(data) > self.limits.max_frame_bytes:
+            self._slots.release(src[0])
             self.stats.streams_rejected += 1
             exchange.error = "connection reset (request too large)"
             exchange.done.set()
         else:
-            self._active_streams += 1
             self._nursery.start_soon(self._serve_stream, data, src, exchange)
         return exchange
 
     async def _serve_stream(self, data: bytes, src: Address, exchange: _Exchange) -> None:
         try:
-            with trio.move_on_after(self.limits.stream_timeout_s) as scope:
-                response = await self._handler(data, src)
+            with self.stream_buffer.lease() as lease:
+                if not lease.reserve(len(data)):
+                    self.stats.streams_rejected += 1
+                    self.stats.streams_over_buffer_budget += 1
+                    exchange.error = "connection reset (stream buffer budget exhausted)"
+                    return
+                with trio.move_on_after(self.limits.stream_timeout_s) as scope:
+                    response = await self._handler(data, src)
             if scope.cancelled_caught:
                 self.stats.streams_rejected += 1
                 exchange.error = "connection reset (handler timed out)"
@@ -448,7 +477,7 @@ class MemoryTransport(Transport):
         finally:
             # Also reached on cancellation (this transport closing): the requester
             # then sees the default error, a reset.
-            self._active_streams -= 1
+            self._slots.release(src[0])
             exchange.done.set()
 
     def _close(self) -> None:

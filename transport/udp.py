@@ -7,11 +7,16 @@ drop on the output path makes ``sendto`` raise `PermissionError`) and counts it.
 
 Streams carry one request frame and one response frame, each a 4-byte big-endian length
 followed by that many bytes. An incoming stream is served in its own task under
-``stream_timeout_s`` for the whole exchange (read, handler, write): a peer that stalls,
-declares more than ``max_frame_bytes``, or closes mid-frame is cut off and counted in
+``stream_timeout_s`` for the whole exchange (read, handler, write), and its header must
+arrive within the much shorter ``header_timeout_s``: a peer that stalls, declares more
+than ``max_frame_bytes``, or closes mid-frame is cut off and counted in
 ``streams_rejected``, as is a handler that raises. At most ``max_concurrent_streams``
-are served at once; further connections are closed at once and counted. Frame bytes are
-buffered as they arrive, so a peer's declared length allocates nothing by itself.
+are served at once, and at most ``max_streams_per_source`` from one source IP (so a
+slowloris from one host cannot hold every slot); further connections are closed at once
+and counted. Frame bytes are buffered as they arrive, reserved against one
+``max_buffered_bytes`` budget shared by all incoming streams and released when the
+stream ends: a declared length that does not fit what is left is refused before any of
+it is read, so neither a declared length nor many streams can pin memory past the cap.
 
 Addresses are ``(ip literal, port)``: IPv6 without flow info and scope id (so link-local
 IPv6 peers, which need a scope, are not supported). A socket bound to ``::`` also reaches
@@ -33,10 +38,14 @@ import trio
 
 from transport._common import (
     FRAME_LENGTH_LIMIT,
+    MAX_BUFFERED_BYTES,
     MAX_DATAGRAM_BYTES,
     MAX_FRAME_BYTES,
+    BufferLease,
     Inbox,
     Limits,
+    StreamBuffer,
+    StreamSlots,
     background_nursery,
 )
 from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
@@ -57,6 +66,14 @@ _V4_MAPPED_PREFIX: Final = "::ffff:"
 
 class _FrameError(Exception):
     """A peer's framing was invalid: early EOF or a length over the limit."""
+
+
+class _HeaderTimeout(_FrameError):
+    """The frame header did not arrive within ``header_timeout_s``."""
+
+
+class _OverBudget(_FrameError):
+    """The frame did not fit the bytes left of the shared ``max_buffered_bytes``."""
 
 
 def _normalize(sockaddr: tuple[object, ...]) -> Address:
@@ -111,18 +128,32 @@ async def _bind_pair(bind: Address) -> tuple[trio.socket.SocketType, trio.socket
 async def _receive_frame_untrusted(stream: trio.SocketStream, max_bytes: int) -> bytes:
     """One length-prefixed frame from a peer; raises `_FrameError` if it is invalid."""
     header = await _receive_exactly_untrusted(stream, _HEADER.size)
+    return await _receive_body_untrusted(stream, header, max_bytes)
+
+
+async def _receive_body_untrusted(
+    stream: trio.SocketStream, header: bytes, max_bytes: int, lease: BufferLease | None = None
+) -> bytes:
+    """The frame `header` announces; with a `lease`, its bytes are reserved as they come."""
     (length,) = _HEADER.unpack(header)
     if length > max_bytes:
         raise _FrameError(f"frame of {length} bytes exceeds the limit of {max_bytes}")
-    return await _receive_exactly_untrusted(stream, length)
+    if lease is not None and not lease.fits(length):
+        raise _OverBudget(f"frame of {length} bytes does not fit the stream buffer budget")
+    return await _receive_exactly_untrusted(stream, length, lease)
 
 
-async def _receive_exactly_untrusted(stream: trio.SocketStream, count: int) -> bytes:
+async def _receive_exactly_untrusted(
+    stream: trio.SocketStream, count: int, lease: BufferLease | None = None
+) -> bytes:
     buffer = bytearray()
     while len(buffer) < count:
         chunk = await stream.receive_some(min(count - len(buffer), _READ_CHUNK))
         if not chunk:
             raise _FrameError(f"connection closed after {len(buffer)} of {count} bytes")
+        # Other streams may have filled the budget since the length was checked.
+        if lease is not None and not lease.reserve(len(chunk)):
+            raise _OverBudget(f"stream buffer budget exhausted after {len(buffer)} bytes")
         buffer += chunk
     return bytes(buffer)
 
@@ -150,11 +181,19 @@ class UdpTcpTransport(Transport):
         self._family = udp.family
         self._local_addr = _normalize(udp.getsockname())
         self._handler = stream_handler
-        self._active_streams = 0
+        self._slots = StreamSlots(limits, self.stats)
+        #: Bytes buffered across incoming streams (``in_use``, ``peak``) against
+        #: ``limits.max_buffered_bytes``.
+        self.stream_buffer = StreamBuffer(limits.max_buffered_bytes)
 
     @property
     def local_addr(self) -> Address:
         return self._local_addr
+
+    @property
+    def active_streams(self) -> int:
+        """Incoming streams being served now."""
+        return self._slots.active
 
     async def send(self, data: bytes, addr: Address) -> bool:
         try:
@@ -232,30 +271,42 @@ class UdpTcpTransport(Transport):
                     await trio.lowlevel.checkpoint()
                 continue
             self.stats.streams_accepted += 1
-            if self._active_streams >= self.limits.max_concurrent_streams:
+            try:
+                peer = _normalize(stream.socket.getpeername())
+            except OSError:  # already gone (ENOTCONN)
                 self.stats.streams_rejected += 1
                 await trio.aclose_forcefully(stream)
                 continue
-            self._active_streams += 1
-            nursery.start_soon(self._serve_stream, stream)
+            if not self._slots.admit(peer[0]):
+                await trio.aclose_forcefully(stream)
+                continue
+            nursery.start_soon(self._serve_stream, stream, peer)
 
-    async def _serve_stream(self, stream: trio.SocketStream) -> None:
+    async def _serve_stream(self, stream: trio.SocketStream, peer: Address) -> None:
         try:
-            with trio.move_on_after(self.limits.stream_timeout_s) as scope:
-                await self._answer(stream)
-            if scope.cancelled_caught:
-                self.stats.streams_rejected += 1
-                logger.debug("incoming stream cut off: timed out")
+            with self.stream_buffer.lease() as lease:
+                with trio.move_on_after(self.limits.stream_timeout_s) as scope:
+                    await self._answer(stream, peer, lease)
+                if scope.cancelled_caught:
+                    self.stats.streams_rejected += 1
+                    logger.debug("incoming stream from %s cut off: timed out", peer)
         except (OSError, trio.BrokenResourceError, _FrameError) as exc:
             self.stats.streams_rejected += 1
-            logger.debug("incoming stream cut off: %s", exc)
+            if isinstance(exc, _HeaderTimeout):
+                self.stats.stream_header_timeouts += 1
+            elif isinstance(exc, _OverBudget):
+                self.stats.streams_over_buffer_budget += 1
+            logger.debug("incoming stream from %s cut off: %s", peer, exc)
         finally:
-            self._active_streams -= 1
+            self._slots.release(peer[0])
             await trio.aclose_forcefully(stream)
 
-    async def _answer(self, stream: trio.SocketStream) -> None:
-        peer = _normalize(stream.socket.getpeername())
-        request = await _receive_frame_untrusted(stream, self.limits.max_frame_bytes)
+    async def _answer(self, stream: trio.SocketStream, peer: Address, lease: BufferLease) -> None:
+        with trio.move_on_after(self.limits.header_timeout_s) as header_scope:
+            header = await _receive_exactly_untrusted(stream, _HEADER.size)
+        if header_scope.cancelled_caught:
+            raise _HeaderTimeout(f"no frame header within {self.limits.header_timeout_s} s")
+        request = await _receive_body_untrusted(stream, header, self.limits.max_frame_bytes, lease)
         try:
             response = await self._handler(request, peer)
         except Exception:
@@ -280,6 +331,9 @@ async def open_udp_tcp_transport(
     max_frame_bytes: int = MAX_FRAME_BYTES,
     stream_timeout_s: float = 10.0,
     max_concurrent_streams: int = 64,
+    header_timeout_s: float = 1.0,
+    max_streams_per_source: int = 8,
+    max_buffered_bytes: int = MAX_BUFFERED_BYTES,
 ) -> AsyncIterator[UdpTcpTransport]:
     """Bind UDP and TCP to `bind` (port 0: one free port for both) and serve them.
 
@@ -294,6 +348,9 @@ async def open_udp_tcp_transport(
         max_frame_bytes=max_frame_bytes,
         stream_timeout_s=stream_timeout_s,
         max_concurrent_streams=max_concurrent_streams,
+        header_timeout_s=header_timeout_s,
+        max_streams_per_source=max_streams_per_source,
+        max_buffered_bytes=max_buffered_bytes,
     )
     tcp, udp = await _bind_pair(bind)
     with tcp, udp:
