@@ -6,6 +6,7 @@ any bytes at all; and every bound (sizes, counts, depth, ranges, types) is enfor
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import struct
 
@@ -46,7 +47,7 @@ from swim.core.messages import (
 # --------------------------------------------------------------------------- strategies
 
 names = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40
+    st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40
 ) | st.sampled_from(["node-0042", "x" * 255, "ünïcödé-名前"])
 hosts = st.ip_addresses(v=4).map(str) | st.ip_addresses(v=6).map(str)
 addrs = st.tuples(hosts, st.integers(1, 65535))
@@ -239,7 +240,10 @@ def test_size_limits() -> None:
     assert len(decode_untrusted(big)) == 1
     with pytest.raises(MalformedMessage):
         decode_untrusted("not bytes")  # type: ignore[arg-type]
-    assert decode_untrusted(memoryview(encode([Ack(1)]))) == (Ack(1),)
+    # Any bytes-like input is accepted at run time, though the signature says bytes (and
+    # mypy 2 no longer promotes memoryview to bytes).
+    view = memoryview(encode([Ack(1)]))
+    assert decode_untrusted(view) == (Ack(1),)  # type: ignore[arg-type]
 
 
 def test_maximum_message_count_is_accepted() -> None:
@@ -301,19 +305,30 @@ def test_fuzz_mutated_valid_frames(
 @pytest.mark.parametrize("join", [True, False])
 @pytest.mark.parametrize("replay", [0, 1, 30])
 def test_push_pull_fast_path_is_byte_identical_to_cbor2(n: int, join: bool, replay: int) -> None:
-    import cbor2
-
-    from swim.core.codec import _message_items
-
     states = tuple(
         MemberState(f"m{i}", ("10.0.0.1", 7946), i, MemberStatus(i % 4), b"x" * (i % 3))
         for i in range(n)
     )
     broadcasts = tuple(UserBroadcast("o", i, b"p" * i) for i in range(replay))
     msg = PushPull(join, states, broadcasts)
-    assert encode_message(msg) == cbor2.dumps(_message_items(msg))
+    # The format, built here from the codec's description rather than by the codec:
+    # [9, join, [[name, incarnation, status, packed host, port, meta]...],
+    #  [[7, origin, id, payload]...]], the last item left out when there is no broadcast.
+    items: list[object] = [
+        9,
+        join,
+        [
+            [m.name, m.incarnation, int(m.status), ipaddress.ip_address(m.addr[0]).packed,
+             m.addr[1], m.meta]
+            for m in states
+        ],
+    ]
+    if broadcasts:
+        items.append([[7, b.origin, b.id, b.payload] for b in broadcasts])
+    expected = cbor2.dumps(items)
+    assert encode_message(msg) == expected
     # Twice: the second time comes from the per-state cache.
-    assert encode_message(msg) == cbor2.dumps(_message_items(msg))
+    assert encode_message(msg) == expected
 
 
 def test_ping_names_its_source_when_known() -> None:
