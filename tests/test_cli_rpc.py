@@ -365,6 +365,13 @@ async def test_a_monitor_that_falls_behind_is_cut_off(
     monkeypatch.setattr(rpc, "MONITOR_BUFFER", 2)
     channel = running.agent.subscribe()
     for i in range(3):
-        running.agent._fan_out({"event": "user", "n": i})
-    assert [r["n"] async for r in channel] == [0, 1]  # then the channel ended
+        await running.node.send.send(
+            UserBroadcastReceived(origin="n2", id=i, payload=b"raw", at=float(i))
+        )
+    with trio.fail_after(5):
+        # The agent prints each record, then hands it to the monitors at once.
+        while running.out.getvalue().count("\n") < 3:
+            await trio.sleep(0.01)
+        # Nobody read the channel: it holds the first two and was cut off at the third.
+        assert [r["id"] async for r in channel] == [0, 1]
     running.agent.unsubscribe(channel)
