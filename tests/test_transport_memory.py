@@ -36,15 +36,23 @@ async def echo(data: bytes, addr: Address) -> bytes | None:
     return b"echo:" + data
 
 
-def drain(transport: MemoryTransport) -> list[tuple[bytes, Address]]:
-    """Everything queued for `transport` right now, without waiting."""
-    channel = transport._received.receiver
-    out = []
-    while True:
-        try:
-            out.append(channel.receive_nowait())
-        except trio.WouldBlock:
-            return out
+async def drain(transport: Transport) -> list[tuple[bytes, Address]]:
+    """Everything queued for `transport` right now, read through `receive`.
+
+    Reads until every task is blocked (the network has nothing due now), so no virtual
+    time passes: `wait_all_tasks_blocked` wakes before the autojump clock would jump.
+    """
+    out: list[tuple[bytes, Address]] = []
+
+    async def collect() -> None:
+        async for item in transport.receive():
+            out.append(item)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(collect)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    return out
 
 
 async def recv_timed(
@@ -144,17 +152,17 @@ async def test_partition_and_heal(
         await a.send(b"a->c", C)
         await c.send(b"c->a", A)
         await trio.sleep(1.0)
-        assert drain(b) == [(b"a->b", A)]
-        assert drain(c) == []
-        assert drain(a) == []
+        assert await drain(b) == [(b"a->b", A)]
+        assert await drain(c) == []
+        assert await drain(a) == []
         assert net.stats.datagrams_dropped == 2
 
         net.heal()
         await a.send(b"a->c", C)
         await c.send(b"c->a", A)
         await trio.sleep(1.0)
-        assert drain(c) == [(b"a->c", A)]
-        assert drain(a) == [(b"c->a", C)]
+        assert await drain(c) == [(b"a->c", A)]
+        assert await drain(a) == [(b"c->a", C)]
 
 
 async def test_unlisted_addresses_form_their_own_group(
@@ -165,7 +173,7 @@ async def test_unlisted_addresses_form_their_own_group(
         await a.send(b"x", B)
         await a.send(b"y", C)
         await trio.sleep(1.0)
-        assert drain(b) == [(b"x", A)]
+        assert await drain(b) == [(b"x", A)]
         assert net.reachable(A, B)
         assert not net.reachable(A, C)
 
@@ -187,12 +195,12 @@ async def test_one_way_block(
     await a.send(b"lost", B)
     await b.send(b"kept", A)
     await trio.sleep(1.0)
-    assert drain(b) == []
-    assert drain(a) == [(b"kept", B)]
+    assert await drain(b) == []
+    assert await drain(a) == [(b"kept", B)]
     net.unblock(A, B)
     await a.send(b"again", B)
     await trio.sleep(1.0)
-    assert drain(b) == [(b"again", A)]
+    assert await drain(b) == [(b"again", A)]
 
 
 async def test_packets_in_flight_survive_a_partition(
@@ -204,7 +212,7 @@ async def test_packets_in_flight_survive_a_partition(
     await a.send(b"in flight", B)
     net.partition([{A}, {B}])
     await trio.sleep(1.0)
-    assert drain(b) == [(b"in flight", A)]
+    assert await drain(b) == [(b"in flight", A)]
 
 
 async def test_receive_queue_overflow_is_counted(
@@ -214,7 +222,7 @@ async def test_receive_queue_overflow_is_counted(
         for i in range(10):
             assert await a.send(b"%d" % i, B)
         await trio.sleep(1.0)
-        assert [data for data, _ in drain(b)] == [b"0", b"1", b"2", b"3"]
+        assert [data for data, _ in await drain(b)] == [b"0", b"1", b"2", b"3"]
         assert b.stats.receive_overflows == 6
         assert b.stats.datagrams_received == 4
 
@@ -228,7 +236,7 @@ async def test_oversized_datagrams(
         # No datagram can carry this: refused at the sender, like EMSGSIZE.
         assert not await a.send(b"x" * 70_000, B)
         await trio.sleep(1.0)
-        assert drain(b) == [(b"x" * 100, A)]
+        assert await drain(b) == [(b"x" * 100, A)]
         assert b.stats.oversized == 1
         assert a.stats.send_errors == 1
 
@@ -253,7 +261,7 @@ async def test_default_route_is_reproducible_from_the_seed(
             for i in range(100):
                 await a.send(b"%d" % i, B)
             await trio.sleep(1.0)
-            return [(round(trio.current_time() - start, 9), data) for data, _ in drain(b)]
+            return [(round(trio.current_time() - start, 9), data) for data, _ in await drain(b)]
 
     first, second, other = await run(7), await run(7), await run(8)
     assert first == second
@@ -494,13 +502,14 @@ async def test_closing_the_server_resets_open_streams(
             await a.request(B, b"x", timeout_s=5.0)
 
 
-def test_frame_limit_matches_the_codec() -> None:
+async def test_default_limits_match_the_codec(
+    autojump_clock: trio.testing.MockClock, net: MemoryNetwork
+) -> None:
     from swim.core.codec import MAX_DATAGRAM_BYTES, MAX_STREAM_BYTES
-    from transport._common import MAX_DATAGRAM_BYTES as T_MAX_DATAGRAM
-    from transport._common import MAX_FRAME_BYTES
 
-    assert MAX_FRAME_BYTES == MAX_STREAM_BYTES
-    assert T_MAX_DATAGRAM == MAX_DATAGRAM_BYTES
+    async with net.open(A, echo) as t:
+        assert t.limits.max_frame_bytes == MAX_STREAM_BYTES
+        assert t.limits.max_datagram_bytes == MAX_DATAGRAM_BYTES
 
 
 @pytest.mark.parametrize(
