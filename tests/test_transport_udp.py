@@ -22,7 +22,6 @@ from transport import (
     UdpTcpTransport,
     open_udp_tcp_transport,
 )
-from transport.udp import _normalize
 
 WAIT_S = 5.0  # upper bound for anything that should happen "soon"
 
@@ -36,6 +35,14 @@ def _has_ipv6_loopback() -> bool:
     except OSError:
         return False
     return True
+
+
+def _has_dual_stack() -> bool:
+    """Whether an IPv6 socket bound to ``::`` also reaches IPv4 peers (not IPV6_V6ONLY)."""
+    if not _has_ipv6_loopback():
+        return False
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        return s.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
 
 
 HOSTS = [
@@ -139,10 +146,15 @@ async def test_binding_a_taken_port_raises_oserror(host: str) -> None:
                 pass  # pragma: no cover
 
 
+def _trio_socket_class() -> type[trio.socket.SocketType]:
+    """The class of trio's sockets, whose methods stand for the OS's answers."""
+    with trio.socket.socket() as sample:
+        return type(sample)
+
+
 def _fail_first_udp_bind(monkeypatch: pytest.MonkeyPatch, taken: list[int]) -> None:
     """Make the next UDP bind to a nonzero port fail as if the port were taken."""
-    with trio.socket.socket() as sample:
-        socket_class = type(sample)
+    socket_class = _trio_socket_class()
     real_bind = socket_class.bind
 
     async def bind(self: trio.socket.SocketType, address: tuple[str, int]) -> None:
@@ -237,7 +249,7 @@ async def test_garbage_and_oversized_datagrams_do_not_hurt(host: str) -> None:
             raw.bind((host, 0))
             raw.sendto(b"\xff" * 101, t.local_addr)
             raw.sendto(b"\x00\x01garbage", t.local_addr)
-            sender = _normalize(raw.getsockname())
+            sender = (host, raw.getsockname()[1])  # without IPv6 flow info and scope
         assert await next_datagram(t) == (b"\x00\x01garbage", sender)
         assert t.stats.oversized == 1
         assert t.stats.datagrams_received == 1
@@ -278,11 +290,12 @@ async def test_send_never_raises(host: str) -> None:
 async def test_permission_error_on_send_is_counted(
     host: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # What a firewall's drop on the output path does to sendto.
     async def refused(*args: object) -> int:
         raise PermissionError(errno.EPERM, "Operation not permitted")
 
     async with open_udp_tcp_transport((host, 0), echo) as t:
-        monkeypatch.setattr(t._udp, "sendto", refused)
+        monkeypatch.setattr(_trio_socket_class(), "sendto", refused)
         assert not await t.send(b"x", t.local_addr)
         assert t.stats.send_errors == 1
         assert t.stats.datagrams_sent == 0
@@ -482,8 +495,12 @@ async def test_cancellation_closes_everything(host: str) -> None:
             outer.cancel()
     await held.aclose()
     assert outer.cancelled_caught
-    assert t._udp.fileno() == -1
-    assert t._tcp.fileno() == -1
+    # Both sockets are closed: sending is refused (and counted), nobody listens any more,
+    # and both protocols can bind the port again.
+    assert not await t.send(b"late", (host, port))
+    assert t.stats.send_errors == 1
+    with pytest.raises(TransportError):
+        await t.request((host, port), b"late", timeout_s=WAIT_S)
     assert_port_free(host, port)
 
 
@@ -497,32 +514,67 @@ async def test_receive_ends_after_close(host: str) -> None:
 # ------------------------------------------------------------------------ addresses
 
 
-@pytest.mark.parametrize(
-    ("sockaddr", "expected"),
-    [
-        (("127.0.0.1", 7946), ("127.0.0.1", 7946)),
-        (("::1", 7946, 0, 0), ("::1", 7946)),
-        (("fe80::1", 7946, 5, 2), ("fe80::1", 7946)),
-        (("::ffff:10.0.0.1", 7946, 0, 0), ("10.0.0.1", 7946)),
-        (("::ffff:a00:1", 7946, 0, 0), ("::ffff:a00:1", 7946)),
-    ],
-)
-def test_addresses_are_normalized(sockaddr: tuple[object, ...], expected: tuple[str, int]) -> None:
-    assert _normalize(sockaddr) == expected
+async def test_peers_are_reported_without_flow_info_and_scope(host: str) -> None:
+    seen: list[Address] = []
+
+    async def handler(data: bytes, addr: Address) -> bytes:
+        seen.append(addr)
+        return data
+
+    async with open_udp_tcp_transport((host, 0), handler) as t:
+        with socket.socket(family(host), socket.SOCK_DGRAM) as raw:
+            raw.bind((host, 0))
+            raw.sendto(b"x", t.local_addr)
+            sockname = raw.getsockname()  # 4 items for IPv6
+            assert await next_datagram(t) == (b"x", (host, sockname[1]))
+        assert await t.request(t.local_addr, b"y", timeout_s=WAIT_S) == b"y"
+    assert [len(addr) for addr in seen] == [2]
 
 
-async def test_dual_stack_socket_maps_ipv4_when_sending() -> None:
-    if not _has_ipv6_loopback():
-        pytest.skip("no IPv6 loopback")
-    async with open_udp_tcp_transport(("::1", 0), echo) as t:
-        assert t._sockaddr(("10.0.0.1", 7946)) == ("::ffff:10.0.0.1", 7946)
-        assert t._sockaddr(("::1", 7946)) == ("::1", 7946)
+@pytest.mark.skipif(not _has_dual_stack(), reason="no dual-stack IPv6 socket")
+async def test_a_dual_stack_transport_speaks_plain_ipv4() -> None:
+    """Bound to ``::``, IPv4 peers are reported as plain IPv4 and reached at such addresses
+    (mapped to ``::ffff:a.b.c.d`` for the socket)."""
+    seen: list[Address] = []
+
+    async def handler(data: bytes, addr: Address) -> bytes:
+        seen.append(addr)
+        return b"echo:" + data
+
+    async with open_udp_tcp_transport(("::", 0), handler) as t:
+        port = t.local_addr[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+            raw.bind(("127.0.0.1", 0))
+            raw.settimeout(WAIT_S)
+            peer = raw.getsockname()
+            raw.sendto(b"over ipv4", ("127.0.0.1", port))
+            assert await next_datagram(t) == (b"over ipv4", peer)
+            assert await t.send(b"back", peer)
+            data, src = await trio.to_thread.run_sync(raw.recvfrom, 100)
+            assert (data, src) == (b"back", ("127.0.0.1", port))
+        async with open_udp_tcp_transport(("127.0.0.1", 0), echo) as v4:
+            answer = await v4.request(("127.0.0.1", port), b"hi", timeout_s=WAIT_S)
+            assert answer == b"echo:hi"
+            assert await t.request(v4.local_addr, b"hey", timeout_s=WAIT_S) == b"echo:hey"
+        [(peer_host, _)] = seen
+        assert peer_host == "127.0.0.1"
 
 
-def test_frame_round_trip_helpers() -> None:
-    from transport.udp import _frame
+async def test_stream_frames_on_the_wire(host: str) -> None:
+    """Each frame is a 4-byte big-endian length and that many bytes, both ways."""
+    async with open_udp_tcp_transport((host, 0), echo) as t:
+        stream = await raw_tcp(t.local_addr)
+        async with stream:
+            await stream.send_all(b"\x00\x00\x00\x03abc")
+            assert await read_until_eof(stream) == b"\x00\x00\x00\x08echo:abc"
 
-    assert _frame(b"abc") == b"\x00\x00\x00\x03abc"
+
+async def test_default_limits_match_the_codec() -> None:
+    from swim.core.codec import MAX_DATAGRAM_BYTES, MAX_STREAM_BYTES
+
+    async with open_udp_tcp_transport(("127.0.0.1", 0), echo) as t:
+        assert t.limits.max_frame_bytes == MAX_STREAM_BYTES
+        assert t.limits.max_datagram_bytes == MAX_DATAGRAM_BYTES
 
 
 async def test_impossible_limits_are_refused() -> None:
