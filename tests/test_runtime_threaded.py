@@ -1,7 +1,14 @@
 """`swim.ThreadedNode` over real loopback UDP + TCP, driven from plain (non-trio) code.
 
 The kinship test is the point of thread hosting: an application that blocks its own
-thread or event loop for 10 s must not get its node declared failed.
+thread or event loop for longer than the cluster takes to declare a silent member failed
+must not get its node suspected.
+
+These run on the real clock: each node runs its own `trio.run` in its own thread, so the
+nodes cannot share one `MockClock`, and one virtual clock per thread would jump past
+packets that are still on the real wire. Instead every wait is bounded (`BOUND_S`,
+generous) and ends on an outcome (an event seen, a counter moved), never on a duration;
+the tests that wait on protocol timers are marked `slow`.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import pytest
 
@@ -59,28 +67,41 @@ def alive(node: ThreadedNode) -> set[str]:
     return {m.name for m in node.members() if m.status == MemberStatus.ALIVE}
 
 
+def status_of(node: ThreadedNode, name: str) -> MemberStatus | None:
+    member = node.member(name)
+    return None if member is None else member.status
+
+
+def meta_of(node: ThreadedNode, name: str) -> bytes | None:
+    member = node.member(name)
+    return None if member is None else member.meta
+
+
+class StartCluster(Protocol):
+    def __call__(self, n: int, config: Config | None = None) -> list[ThreadedNode]: ...
+
+
 @pytest.fixture
-def cluster() -> Iterator[Callable[[int], list[ThreadedNode]]]:
-    """Starts n thread-hosted nodes on loopback (all joining the first); stops them all."""
+def cluster() -> Iterator[StartCluster]:
+    """Starts a cluster of n thread-hosted nodes on loopback (all joining the first of
+    them), named t0, t1... across calls; stops every node at the end."""
     started: list[ThreadedNode] = []
 
     def start(n: int, config: Config | None = None) -> list[ThreadedNode]:
-        nodes = []
-        for i in range(n):
-            seeds = [started[0].addr] if started else []
+        nodes: list[ThreadedNode] = []
+        for _ in range(n):
             node = ThreadedNode(
                 config or Config.local(),
                 name=f"t{len(started)}",
                 bind=("127.0.0.1", 0),
-                seeds=seeds,
+                seeds=[nodes[0].addr] if nodes else [],
                 leave_timeout_s=2.0,
             )
             node.start()
             started.append(node)
             nodes.append(node)
-            del i
-        names = {node.name for node in started}
-        wait_for(lambda: all(alive(node) == names for node in started))
+        names = {node.name for node in nodes}
+        wait_for(lambda: all(alive(node) == names for node in nodes))
         return nodes
 
     yield start
@@ -89,8 +110,9 @@ def cluster() -> Iterator[Callable[[int], list[ThreadedNode]]]:
         assert not node.running
 
 
+@pytest.mark.slow
 def test_a_blocked_application_does_not_fail_its_thread_hosted_node(
-    cluster: Callable[[int], list[ThreadedNode]],
+    cluster: StartCluster,
 ) -> None:
     nodes = cluster(3)
     recorders = []
@@ -98,14 +120,35 @@ def test_a_blocked_application_does_not_fail_its_thread_hosted_node(
         recorder = Recorder()
         node.add_callback(recorder)
         recorders.append(recorder)
+    # A control: a separate pair whose second member crashes as the application blocks.
+    # Its failure sets how long the block lasts: as long as this configuration takes to
+    # declare a silent member failed.
+    watcher, victim = cluster(2)
+    victim_failed = threading.Event()
+
+    def on_watcher_event(event: Event) -> None:
+        if isinstance(event, MemberFailed) and event.member.name == victim.name:
+            victim_failed.set()
+
+    watcher.add_callback(on_watcher_event)
 
     async def application() -> None:
-        # An asyncio application that blocks its event loop (and this thread) for 10 s,
-        # then hogs the CPU (and so the GIL, in 5 ms slices) for 2 s more.
-        time.sleep(10)
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end:
-            sum(range(1000))
+        # An asyncio application that blocks its event loop (and this thread) until the
+        # crashed member is declared failed...
+        victim.stop(leave=False)
+        assert victim_failed.wait(BOUND_S), "the crashed control member was not declared failed"
+        # ...then hogs the CPU (and so the GIL, in 5 ms slices) until every node has
+        # probed twice more.
+        probes = [node.stats().core.probes for node in nodes]
+        deadline = time.monotonic() + BOUND_S
+        while not all(
+            node.stats().core.probes >= before + 2
+            for node, before in zip(nodes, probes, strict=True)
+        ):
+            assert time.monotonic() < deadline, "the nodes stopped probing"
+            end = time.monotonic() + 0.05
+            while time.monotonic() < end:
+                sum(range(1000))
 
     asyncio.run(application())
 
@@ -118,7 +161,7 @@ def test_a_blocked_application_does_not_fail_its_thread_hosted_node(
         assert node.local_health() == 0
 
 
-def test_threaded_api(cluster: Callable[..., list[ThreadedNode]]) -> None:
+def test_threaded_api(cluster: StartCluster) -> None:
     a, b, c = cluster(3, Config.local())
     recorder = Recorder()
     remove = b.add_callback(recorder)
@@ -135,7 +178,7 @@ def test_threaded_api(cluster: Callable[..., list[ThreadedNode]]) -> None:
         ) and any(isinstance(e, UserMessageReceived) and e.payload == b"direct" for e in got)
 
     wait_for(delivered)
-    wait_for(lambda: all(n.member("t0").meta == b"v=2" for n in (b, c)))  # type: ignore[union-attr]
+    wait_for(lambda: all(meta_of(n, "t0") == b"v=2" for n in (b, c)))
     # The same events reach the queue, in order.
     seen: list[Event] = []
     wait_for(lambda: _drain(b.events, seen) and any(
@@ -153,7 +196,7 @@ def test_threaded_api(cluster: Callable[..., list[ThreadedNode]]) -> None:
 
     # A graceful leave is seen as such.
     assert c.leave(timeout_s=5.0)
-    wait_for(lambda: a.member("t2").status == MemberStatus.LEFT)  # type: ignore[union-attr]
+    wait_for(lambda: status_of(a, "t2") == MemberStatus.LEFT)
     c.stop()
     with pytest.raises(RuntimeError, match="not running"):
         c.members()
@@ -162,28 +205,40 @@ def test_threaded_api(cluster: Callable[..., list[ThreadedNode]]) -> None:
         a.send("t2", b"gone", reliable=True)
 
 
-def test_a_slow_callback_does_not_stall_the_protocol(
-    cluster: Callable[[int], list[ThreadedNode]],
-) -> None:
+@pytest.mark.slow
+def test_a_slow_callback_does_not_stall_the_protocol(cluster: StartCluster) -> None:
     a, b = cluster(2)
     release = threading.Event()
-    calls = []
+    calls: list[Event] = []
 
     def stuck(event: Event) -> None:
         calls.append(event)
-        release.wait(10)
+        release.wait(BOUND_S)
+
+    def got_second() -> bool:
+        return any(isinstance(e, UserBroadcastReceived) and e.id == second for e in list(calls))
 
     b.add_callback(stuck)
-    a.broadcast(b"first")
-    wait_for(lambda: len(calls) == 1)
-    probes = b.stats().core.probes
-    time.sleep(2.5)  # the dispatcher is stuck; the node is not
-    assert b.stats().core.probes > probes
-    assert alive(a) == {"t0", "t1"} and alive(b) == {"t0", "t1"}
-    release.set()
+    try:
+        a.broadcast(b"first")
+        wait_for(lambda: len(calls) == 1)
+        before = b.stats()
+        second = a.broadcast(b"second")
+        # The dispatcher is stuck in the callback; the node is not: it keeps probing and
+        # takes in (and publishes) the second broadcast.
+        wait_for(
+            lambda: (now := b.stats()).core.probes > before.core.probes
+            and now.events_published > before.events_published
+        )
+        assert len(calls) == 1
+        assert alive(a) == {"t0", "t1"} and alive(b) == {"t0", "t1"}
+    finally:
+        release.set()
+    wait_for(got_second)  # delivered once the callback returns
 
 
-def test_stop_without_leave_is_a_crash(cluster: Callable[[int], list[ThreadedNode]]) -> None:
+@pytest.mark.slow
+def test_stop_without_leave_is_a_crash(cluster: StartCluster) -> None:
     a, b = cluster(2)
     recorder = Recorder()
     a.add_callback(recorder)
