@@ -11,9 +11,13 @@ depend on the Python process), so the same seed gives a bit-identical trace.
 
 Delivery modes
     ``"wire"``: each `Datagram.data` goes through `Core.receive_datagram`, so the real
-    codec encodes and decodes every packet. ``"object"``: `Datagram.messages` are handed
-    to `Core.receive_messages` and ``len(data)`` is accounted with
-    `Core.count_datagram_in`; no decoding, same behaviour, same trace.
+    codec encodes and decodes every packet. ``"object"``: the same call also gets
+    `Datagram.messages`, so the receiver skips decoding; accounting, behaviour and trace
+    are the same (a test checks `Stats` and trace digests of both modes).
+
+Joining, join retries, leave completion and stream timeouts are decided by the core
+itself under the same `DriverPolicy` the trio runtime gives it, so simulated joins and
+restarts behave as production ones do.
 
 Streams are a request and a response, one network delay each way. The responder
 handles the request when it arrives; the requester gets the response (or None, after
@@ -39,10 +43,9 @@ from typing import Any, Final, Literal
 
 from simulations.metrics import DOWN, FAULTY, HEALTHY, Collector, LinkBytes, NetworkCounters
 from simulations.network import LinkClass, NetworkModel
-from swim.core import Config, Core
-from swim.core.codec import encode, message_kind
-from swim.core.messages import Address, MemberState, Message
-from swim.core.outputs import Datagram, StreamRequest
+from swim.core import Config, Core, DriverPolicy
+from swim.core.messages import Address, MemberState
+from swim.core.outputs import Datagram, StreamReply, StreamRequest
 
 Mode = Literal["wire", "object"]
 
@@ -119,6 +122,7 @@ class Engine:
         self.wire = mode == "wire"
         self.seeds = [s for s in seeds if 0 <= s < nodes]
         self.leave_timeout_s = leave_timeout_s
+        self.policy = DriverPolicy(leave_timeout_s=leave_timeout_s)
         self.names = [name_of(i) for i in range(nodes)]
         self.addrs = [addr_of(i) for i in range(nodes)]
         self.index_of: dict[Address, int] = {a: i for i, a in enumerate(self.addrs)}
@@ -174,7 +178,6 @@ class Engine:
         self._heap: list[tuple[Any, ...]] = []
         self._seq = itertools.count()
         self.processed = 0
-        self._join_attempts = [0] * nodes
         self._trace = hashlib.sha256() if trace else None
         grace = restart_grace_s
         if grace is None:
@@ -225,7 +228,10 @@ class Engine:
     def _new_core(self, i: int) -> Core:
         self.generation[i] += 1
         rng = random.Random(f"{self.seed}/{i}/{self.generation[i]}")
-        core = Core(self.config, name=self.names[i], addr=self.addrs[i], rng=rng, now=self.now)
+        core = Core(
+            self.config, name=self.names[i], addr=self.addrs[i], rng=rng, now=self.now,
+            policy=self.policy,
+        )
         self.cores[i] = core
         self.state[i] = UP
         self.timer_at[i] = _NAN
@@ -234,7 +240,7 @@ class Engine:
 
     def poke(self, i: int) -> None:
         """Collect member `i`'s outputs after calling one of its core's methods directly
-        (``engine.core(i).broadcast(b"x", engine.now); engine.poke(i)``)."""
+        (``engine.core(i).broadcast(b"x", now=engine.now); engine.poke(i)``)."""
         core = self.cores[i]
         if core is not None and self.state[i] in (UP, LEAVING):
             self._flush(i, core, self.now)
@@ -253,33 +259,31 @@ class Engine:
         coll.set_node(i, truth=True, observer=True, health=self._health(i), now=now)
         if restart:
             coll.restarted(i, now)
-        self._join_attempts[i] = 0
         if join:
             targets = self._join_targets(i)
             if targets:
-                core.join(targets, now)
+                core.join(targets, now=now)
         self._flush(i, core, now)
 
     def bootstrap(self, members: Sequence[int]) -> None:
         """Start `members` already knowing each other as alive (a converged cluster).
 
-        Fills each new core's membership table directly (one shared `MemberState` per
-        member), so a large cluster starts in steady state without a join storm.
+        Every core gets the same prebuilt ``name -> MemberState`` table through the
+        public `Core.bootstrap` (one shared `MemberState` per member, copied at C
+        speed), so a large cluster starts in steady state without a join storm.
         """
         now = self.now
         names = [self.names[i] for i in members]
-        shared = [MemberState(self.names[i], self.addrs[i], 0) for i in members]
+        table = {self.names[i]: MemberState(self.names[i], self.addrs[i], 0) for i in members}
         if len(names) <= _EXACT_SHUFFLE_MAX:
             for i in members:
-                self._new_core(i).bootstrap(shared, now)
+                self._new_core(i).bootstrap(table, now=now)
         else:
-            # `Core.bootstrap` inserts and shuffles n names per member: O(n^2) Python
-            # work, over a minute at n = 10,000. Large clusters get the same tables
-            # built at C speed (a dict copy), and as first probe order a random rotation
-            # of one of a few shared random permutations (the core reshuffles it with
-            # its own rng after each pass): every member still probes every other once
-            # per pass, at an independent uniform offset.
-            states = {m.name: m for m in shared}
+            # Shuffling n names per member is O(n^2) Python work, over a minute at
+            # n = 10,000. Large clusters get as first probe order a random rotation of
+            # one of a few shared random permutations (the core reshuffles it with its
+            # own rng after each pass): every member still probes every other once per
+            # pass, at an independent uniform offset.
             base_rng = random.Random(f"{self.seed}/probe-order")
             bases = []
             for _ in range(_SHARED_ORDERS):
@@ -287,17 +291,12 @@ class Engine:
                 base_rng.shuffle(base)
                 bases.append(base)
             for i in members:
-                core = self._new_core(i)
-                membership = core.membership
-                name = self.names[i]
-                table = states.copy()
-                table[name] = membership.members[name]
-                membership.members = table
-                base = bases[core.rng.randrange(len(bases))]
-                k = core.rng.randrange(len(base))
+                pick = random.Random(f"{self.seed}/{i}/order")
+                base = bases[pick.randrange(len(bases))]
+                k = pick.randrange(len(base))
                 order = base[k:] + base[:k]
-                order.remove(name)
-                membership.probe_order = order
+                order.remove(self.names[i])
+                self._new_core(i).bootstrap(table, now=now, probe_order=order)
         self.collector.bootstrap(list(members), now)
         for i in members:
             self.collector.health[i] = self._health(i)
@@ -314,17 +313,6 @@ class Engine:
                     targets = [self.addrs[j]]
                     break
         return targets
-
-    def _retry_join(self, i: int, core: Core) -> None:
-        if self.cores[i] is not core or self.state[i] != UP:
-            return
-        if core.membership.count() > 1 or self._join_attempts[i] >= 60:
-            return
-        self._join_attempts[i] += 1
-        targets = self._join_targets(i)
-        if targets:
-            core.join(targets, self.now)
-            self._flush(i, core, self.now)
 
     def _stop(self, i: int) -> None:
         self.up_total[i] += self.now - self.up_since[i]
@@ -353,23 +341,12 @@ class Engine:
         if core is None or self.state[i] != UP:
             return
         now = self.now
-        core.leave(now)
+        core.leave(now=now)
         self.state[i] = LEAVING
         coll = self.collector
         coll.set_node(i, truth=False, observer=False, health=DOWN, now=now)
         coll.departed(i, "leave", now)
         self._flush(i, core, now)
-        self.at(now + self.config.gossip_interval_s, self._leave_check, i, core,
-                now + self.leave_timeout_s)
-
-    def _leave_check(self, i: int, core: Core, deadline: float) -> None:
-        if self.cores[i] is not core or self.state[i] != LEAVING:
-            return
-        if core.leave_complete or self.now >= deadline:
-            self._stop(i)
-        else:
-            self.at(self.now + self.config.gossip_interval_s, self._leave_check, i, core,
-                    deadline)
 
     def pause(self, i: int, until: float) -> None:
         """Freeze member `i` until `until`: no input, no timers, datagrams dropped."""
@@ -470,23 +447,19 @@ class Engine:
 
     def _flush(self, i: int, core: Core, now: float) -> None:
         """Collect a core's outputs after an input: datagrams, streams, events, timer."""
-        datagrams = core.datagrams_to_send()
+        datagrams, streams, events, when, leave_done = core.poll()
         if datagrams:
             self._send(i, datagrams, now)
-        streams = core.streams_to_open()
         if streams:
             self._open_streams(i, core, streams, now)
-        events = core.drain_events()
         if events:
-            coll = self.collector
-            coll.on_events(i, events, now)
+            self.collector.on_events(i, events, now)
             if self._trace is not None:
                 self._trace.update(_PACK(now, i, 0))
                 self._trace.update(repr(events).encode())
-            if coll.failed_joins:
-                coll.failed_joins.clear()
-                self.at(now + 1.0, self._retry_join, i, core)
-        when = core.get_timer()
+        if leave_done and self.state[i] == LEAVING:
+            self._stop(i)
+            return
         if when != self.timer_at[i]:
             self.timer_at[i] = when
             if when != _INF:
@@ -576,11 +549,6 @@ class Engine:
              _STREAM_RESULT, i, core, r, None, 0),
         )
 
-    def _frame_size(self, messages: list[Message]) -> int:
-        """``len(encode(messages))``: the codec caches each member state's encoding, so a
-        push-pull table costs a join, not an encode."""
-        return len(encode(messages))
-
     def _on_stream_request(  # noqa: PLR0917 (called with a heap entry's fields)
         self, j: int, i: int, core_i: Core, r: StreamRequest, started: float, late: bool
     ) -> None:
@@ -605,13 +573,10 @@ class Engine:
         core_j = self.cores[j]
         assert core_j is not None
         self.st_bytes_in[j] += len(r.data)
-        response: bytes | list[Message] | None
-        if self.wire:
-            response = core_j.handle_stream_request(r.data, self.addrs[i], now)
-            size = 0 if response is None else len(response)
-        else:
-            response = core_j.answer_stream_messages(r.messages, self.addrs[i], now)
-            size = 0 if response is None else self._frame_size(response)
+        response = core_j.handle_stream_request(
+            r.data, self.addrs[i], now=now, messages=None if self.wire else r.messages
+        )
+        size = 0 if response is None else len(response.data)
         self.st_bytes_out[j] += size
         if self._trace is not None:
             self._trace.update(_PACK(now, i, j))
@@ -623,8 +588,7 @@ class Engine:
                                     response, size))
 
     def _on_stream_result(
-        self, i: int, core: Core, r: StreamRequest, response: bytes | list[Message] | None,
-        size: int,
+        self, i: int, core: Core, r: StreamRequest, response: StreamReply | None, size: int,
     ) -> None:
         if self.cores[i] is not core:
             return
@@ -637,12 +601,13 @@ class Engine:
         if response is None:
             self.streams_failed += 1
         self.st_bytes_in[i] += size
-        if self.wire:
-            assert not isinstance(response, list)
-            core.receive_stream_response(r.id, response, now)
+        if response is None:
+            core.receive_stream_response(r.id, None, now=now)
         else:
-            assert not isinstance(response, bytes)
-            core.receive_stream_messages(r.id, response, now)
+            core.receive_stream_response(
+                r.id, response.data, now=now,
+                messages=None if self.wire else response.messages,
+            )
         self._flush(i, core, now)
 
     def run_until(self, end: float) -> None:
@@ -691,11 +656,9 @@ class Engine:
                     trace.update(_PACK(now, i, j))
                     trace.update(d.data)
                 if wire:
-                    core.receive_datagram(d.data, addrs[i], now)
+                    core.receive_datagram(d.data, addrs[i], now=now)
                 else:
-                    messages = d.messages
-                    core.receive_messages(messages, addrs[i], now)
-                    core.count_datagram_in(size, message_kind(messages[0]))
+                    core.receive_datagram(d.data, addrs[i], now=now, messages=d.messages)
                 flush(j, core, now)
             elif op == _TIMER:
                 i = entry[3]
@@ -706,7 +669,7 @@ class Engine:
                 if st not in (UP, LEAVING):
                     continue
                 timer_at[i] = _NAN
-                core.handle_timer(now)
+                core.handle_timer(now=now)
                 flush(i, core, now)
             elif op == _STREAM_REQUEST:
                 self._on_stream_request(*entry[3:])

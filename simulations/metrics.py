@@ -377,7 +377,6 @@ class Collector:
         self.peak: int | None = None
         self.timeline: list[ViewSample] = []
         #: JoinCompleted events not ok, as (member, at), for the engine's join retries.
-        self.failed_joins: list[int] = []
 
     # ----------------------------------------------------------------- disagreement
 
@@ -482,8 +481,6 @@ class Collector:
             counts[name] = counts.get(name, 0) + 1
             new = _BELIEF_OF.get(kind)
             if new is None:
-                if kind is JoinCompleted and not event.ok:  # type: ignore[union-attr]
-                    self.failed_joins.append(o)
                 continue
             x = index.get(event.member.name, -1)  # type: ignore[union-attr]
             if x < 0 or x == o:

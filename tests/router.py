@@ -66,14 +66,14 @@ class Router:
         self.down.discard(addr)
         self._deadline.pop(addr, None)
         self.events.setdefault(name, [])
-        self._refresh(core)
+        self._flush(core)
         return core
 
     def cluster(self, n: int, config: Config) -> list[Core]:
         """n members, each joined through the first."""
         cores = [self.add(name_of(i), addr_of(i), config) for i in range(n)]
         for core in cores[1:]:
-            core.join([cores[0].addr], self.now)
+            core.join([cores[0].addr], now=self.now)
         return cores
 
     def crash(self, core: Core) -> None:
@@ -97,7 +97,7 @@ class Router:
     def inject(self, data: bytes, src: Address, dst: Address) -> None:
         """Deliver raw bytes (e.g. a hostile datagram) to `dst` now, as if from `src`."""
         target = self.cores[dst]
-        target.receive_datagram(data, src, self.now)
+        target.receive_datagram(data, src, now=self.now)
         self._flush(target)
 
     def live(self) -> list[Core]:
@@ -109,8 +109,7 @@ class Router:
         self._tiebreak += 1
         heapq.heappush(self._queue, (when, self._tiebreak, action))
 
-    def _refresh(self, core: Core) -> None:
-        when = core.get_timer()
+    def _refresh(self, core: Core, when: float) -> None:
         if self._deadline.get(core.addr) != when:
             self._deadline[core.addr] = when
             self._tiebreak += 1
@@ -118,7 +117,8 @@ class Router:
 
     def _flush(self, core: Core) -> None:
         src = core.addr
-        for dgram in core.datagrams_to_send():
+        out = core.poll()
+        for dgram in out.datagrams:
             self.trace.append((self.now, src, dgram.addr, dgram.data))
             self.datagrams_sent += 1
             if src in self.down or self.drop(src, dgram.addr, dgram.messages):
@@ -128,11 +128,11 @@ class Router:
             def deliver(d=dgram, s=src) -> None:
                 target = self.cores.get(d.addr)
                 if target is not None and d.addr not in self.down:
-                    target.receive_datagram(d.data, s, self.now)
+                    target.receive_datagram(d.data, s, now=self.now)
                     self._flush(target)
 
             self._at(self.now + self.delay_s, deliver)
-        for req in core.streams_to_open():
+        for req in out.streams:
 
             def answer(r=req, c=core) -> None:
                 target = self.cores.get(r.addr)
@@ -142,15 +142,16 @@ class Router:
                     and c.addr not in self.down
                     and not (self.drop_stream or self.drop)(c.addr, r.addr, r.messages)
                 ):
-                    response = target.handle_stream_request(r.data, c.addr, self.now)
+                    reply = target.handle_stream_request(r.data, c.addr, now=self.now)
+                    response = None if reply is None else reply.data
                     self._flush(target)
                 if c.addr not in self.down and self.cores.get(c.addr) is c:
-                    c.receive_stream_response(r.id, response, self.now)
+                    c.receive_stream_response(r.id, response, now=self.now)
                     self._flush(c)
 
             self._at(self.now + 2 * self.delay_s, answer)
-        self.events[core.name].extend(core.drain_events())
-        self._refresh(core)
+        self.events[core.name].extend(out.events)
+        self._refresh(core, out.deadline)
 
     def _next_timer(self) -> tuple[float, Core | None]:
         timers = self._timers
@@ -179,12 +180,12 @@ class Router:
             assert timer_core is not None
             heapq.heappop(self._timers)
             del self._deadline[timer_core.addr]
-            timer_core.handle_timer(self.now)
-            if timer_core.get_timer() <= self.now:
-                raise AssertionError(
-                    f"{timer_core.name}: get_timer() <= now after handle_timer({self.now})"
-                )
+            timer_core.handle_timer(now=self.now)
             self._flush(timer_core)
+            if self._deadline[timer_core.addr] <= self.now:
+                raise AssertionError(
+                    f"{timer_core.name}: deadline <= now after handle_timer({self.now})"
+                )
         return True
 
     def run_until(self, t: float) -> None:

@@ -43,6 +43,7 @@ from swim.core.messages import (
     UserBroadcast,
     UserMessage,
 )
+from tests.drain import out_datagrams
 
 # --------------------------------------------------------------------------- strategies
 
@@ -127,10 +128,10 @@ def test_alive_updates_per_1400_byte_datagram() -> None:
     # 300 members' Alive news queued (as after a large join), then one ping to answer.
     for start in range(1, 301, 50):
         core.receive_datagram(encode([realistic_alive(i) for i in range(start, start + 50)]),
-                              ("10.0.0.2", 7946), 0.0)
-    core.datagrams_to_send()
-    core.receive_datagram(encode([Ping(123_456_789, "node-0000")]), ("10.0.0.2", 7946), 0.0)
-    (ack,) = core.datagrams_to_send()
+                              ("10.0.0.2", 7946), now=0.0)
+    out_datagrams(core)
+    core.receive_datagram(encode([Ping(123_456_789, "node-0000")]), ("10.0.0.2", 7946), now=0.0)
+    (ack,) = out_datagrams(core)
     alive = [m for m in ack.messages if isinstance(m, Alive)]
     assert len(ack.data) <= config.packet_budget
     # Each update is 22 bytes: [4, "node-0042", 0, h'0a000001', 7946, h''].

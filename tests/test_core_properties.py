@@ -24,6 +24,7 @@ from swim.core.messages import (
     UserBroadcast,
     UserMessage,
 )
+from tests.drain import next_deadline, out_datagrams, out_events, out_streams
 from tests.test_codec import VALID
 
 ME = ("10.0.0.1", 7946)
@@ -40,10 +41,10 @@ LAN = Config.lan()
 def fresh_core(config: Config = LAN, seed: int = 0) -> Core:
     core = Core(config, name="me", addr=ME, rng=random.Random(seed), now=0.0)
     core.receive_datagram(
-        encode([Alive(MemberState(p, peer_addr(p), 0)) for p in PEERS]), ME, 0.0
+        encode([Alive(MemberState(p, peer_addr(p), 0)) for p in PEERS]), ME, now=0.0
     )
-    core.datagrams_to_send()
-    core.drain_events()
+    out_datagrams(core)
+    out_events(core)
     return core
 
 
@@ -90,16 +91,16 @@ def commuting_news(draw: st.DrawFn) -> list[Message]:
 def test_merge_order_does_not_matter(news: list[Message], rnd: random.Random) -> None:
     reference = fresh_core()
     for msg in news:
-        reference.receive_messages([msg], ("10.0.9.9", 1), 1.0)
+        reference.receive_datagram(encode([msg]), ("10.0.9.9", 1), now=1.0)
     shuffled = list(news)
     rnd.shuffle(shuffled)
     other = fresh_core()
     for msg in shuffled:
-        other.receive_messages([msg], ("10.0.9.9", 1), 1.0)
+        other.receive_datagram(encode([msg]), ("10.0.9.9", 1), now=1.0)
     assert table(other) == table(reference)
     # One datagram carrying everything, reversed, agrees too.
     third = fresh_core()
-    third.receive_datagram(encode(list(reversed(news))), ("10.0.9.9", 1), 1.0)
+    third.receive_datagram(encode(list(reversed(news))), ("10.0.9.9", 1), now=1.0)
     assert table(third) == table(reference)
 
 
@@ -108,7 +109,7 @@ def test_merge_order_matters_outside_that_set() -> None:
     a, b = fresh_core(), fresh_core()
     for core, order in ((a, (1, 2)), (b, (2, 1))):
         for inc in order:
-            core.receive_messages([Suspect("peer-1", inc, "zed")], ("10.0.9.9", 1), 1.0)
+            core.receive_datagram(encode([Suspect("peer-1", inc, "zed")]), ("10.0.9.9", 1), now=1.0)
     assert a.member("peer-1").incarnation == 1  # type: ignore[union-attr]
     assert b.member("peer-1").incarnation == 2  # type: ignore[union-attr]
 
@@ -174,37 +175,37 @@ def test_random_inputs_never_crash_or_break_invariants(
         src = peer_addr("peer-2")
         match step.kind:
             case "messages":
-                core.receive_datagram(encode(step.payload), src, now)  # type: ignore[arg-type]
+                core.receive_datagram(encode(step.payload), src, now=now)  # type: ignore[arg-type]
             case "bytes":
-                core.receive_datagram(step.payload, src, now)  # type: ignore[arg-type]
+                core.receive_datagram(step.payload, src, now=now)  # type: ignore[arg-type]
             case "mutated":
                 base, pos, value = step.payload  # type: ignore[misc]
                 data = bytearray(base)
                 data[pos % len(data)] = value
-                core.receive_datagram(bytes(data), src, now)
+                core.receive_datagram(bytes(data), src, now=now)
             case "timer":
                 # Jump to the core's next deadline (step.dt already added as slack).
-                now = max(now, min(core.get_timer(), now + 30.0))
-                core.handle_timer(now)
-                assert core.get_timer() > now
+                now = max(now, min(next_deadline(core), now + 30.0))
+                core.handle_timer(now=now)
+                assert next_deadline(core) > now
             case "timer_early":
-                core.handle_timer(now)  # nothing need be due: must be harmless
-                assert core.get_timer() > now
+                core.handle_timer(now=now)  # nothing need be due: must be harmless
+                assert next_deadline(core) > now
             case "api":
                 try:
                     match step.payload:
                         case "broadcast":
-                            core.broadcast(b"b", now)
+                            core.broadcast(b"b", now=now)
                         case "meta":
-                            core.update_metadata(b"m%d" % int(now), now)
+                            core.update_metadata(b"m%d" % int(now), now=now)
                         case "message":
-                            core.send_user_message(src, b"hi", now)
+                            core.send_user_message(src, b"hi", now=now)
                         case "stream_message":
-                            core.send_user_message(src, b"hi", now, reliable=True)
+                            core.send_user_message(src, b"hi", now=now, reliable=True)
                         case "join":
-                            core.join([src], now)
+                            core.join([src], now=now)
                         case "leave":
-                            core.leave(now)
+                            core.leave(now=now)
                             left = True
                 except ProtocolError:
                     assert step.payload == "meta" and left
@@ -215,13 +216,13 @@ def test_random_inputs_never_crash_or_break_invariants(
                         "none": None, "garbage": b"\xff\x00", "ack": encode([Ack(1)]),
                         "empty": encode([]),
                     }[step.payload]  # type: ignore[index]
-                    core.receive_stream_response(sid, reply, now)
+                    core.receive_stream_response(sid, reply, now=now)
             case "stream_request":
-                core.handle_stream_request(encode(step.payload), src, now)  # type: ignore[arg-type]
-        pending.extend(r.id for r in core.streams_to_open())
-        for d in core.datagrams_to_send():
+                core.handle_stream_request(encode(step.payload), src, now=now)  # type: ignore[arg-type]
+        pending.extend(r.id for r in out_streams(core))
+        for d in out_datagrams(core):
             assert 0 < len(d.data) <= max(config.packet_budget, 64 * 1024 + 64)
-        core.drain_events()
+        out_events(core)
         # Invariants.
         me = core.member("me")
         assert me is not None
@@ -230,8 +231,8 @@ def test_random_inputs_never_crash_or_break_invariants(
             if m.name in seen_inc:
                 assert m.incarnation >= seen_inc[m.name], (m, seen_inc[m.name])
         seen_inc = {m.name: m.incarnation for m in core.members()}
-        assert set(core.membership.probe_order) == {m.name for m in core.members()} - {"me"}
-        assert core.membership.local_name == "me"
+        assert set(core.membership.probe_order()) == {m.name for m in core.members()} - {"me"}
+        assert core.membership.local.name == "me"
         assert 0 <= core.local_health < config.awareness_max_multiplier
 
 
@@ -241,11 +242,11 @@ def test_time_never_goes_backwards_through_get_timer(seed: int) -> None:
     core = fresh_core(seed=seed)
     now = 0.0
     for _ in range(2000):
-        t = core.get_timer()
+        t = next_deadline(core)
         assert t > now or now == 0.0
         now = t
-        core.handle_timer(now)
-        core.datagrams_to_send()
-        for r in core.streams_to_open():
-            core.receive_stream_response(r.id, None, now)
+        core.handle_timer(now=now)
+        out_datagrams(core)
+        for r in out_streams(core):
+            core.receive_stream_response(r.id, None, now=now)
     assert now > 60.0

@@ -11,6 +11,7 @@ import pytest
 from swim.core import Config, Core, MalformedMessage, UserBroadcastReceived
 from swim.core.codec import decode_untrusted, encode
 from swim.core.messages import MemberState, PushPull, UserBroadcast
+from tests.drain import out_datagrams, out_streams
 from tests.router import Router, addr_of
 
 LAN = Config.lan()
@@ -53,7 +54,7 @@ def test_a_broadcast_missed_by_gossip_arrives_by_push_pull() -> None:
         isinstance(m, UserBroadcast) for m in msgs
     )
     router.drop_stream = lambda src, dst, msgs: False
-    cores[0].broadcast(b"news", router.now)
+    cores[0].broadcast(b"news", now=router.now)
     router.run_until(router.now + 5.0)
     assert all(received(router, c.name) == [b"news"] for c in cores[:5])
     assert received(router, deaf.name) == []
@@ -67,13 +68,13 @@ def test_a_joiner_takes_recent_broadcasts_as_seen_not_delivered() -> None:
     router = Router(seed=12)
     cores = router.cluster(4, LAN)
     router.run_until(10.0)
-    cores[1].broadcast(b"old", router.now)
+    cores[1].broadcast(b"old", now=router.now)
     router.run_until(router.now + 5.0)
     joiner = router.add("late", addr_of(9), LAN)
-    joiner.join([cores[0].addr], router.now)
+    joiner.join([cores[0].addr], now=router.now)
     router.run_until(router.now + 90.0)  # several push-pulls carrying "old"
     assert received(router, "late") == []
-    cores[2].broadcast(b"new", router.now)
+    cores[2].broadcast(b"new", now=router.now)
     router.run_until(router.now + 5.0)
     assert received(router, "late") == [b"new"]
 
@@ -81,9 +82,9 @@ def test_a_joiner_takes_recent_broadcasts_as_seen_not_delivered() -> None:
 def test_replay_can_be_disabled() -> None:
     config = attrs.evolve(LAN, user_broadcast_replay=0)
     core = Core(config, name="a", addr=addr_of(0), rng=random.Random(1), now=0.0)
-    core.broadcast(b"x", 0.0)
-    core.join([addr_of(1)], 0.0)
-    (request,) = core.streams_to_open()
+    core.broadcast(b"x", now=0.0)
+    core.join([addr_of(1)], now=0.0)
+    (request,) = out_streams(core)
     (state,) = request.messages
     assert isinstance(state, PushPull) and state.broadcasts == ()
 
@@ -94,13 +95,15 @@ def test_user_broadcasts_get_their_own_retransmit_budget(profile: str) -> None:
 
     config = Config.profile(profile)
     core = Core(config, name="a", addr=addr_of(0), rng=random.Random(2), now=0.0)
-    core.bootstrap([MemberState(f"m{i}", addr_of(i + 1), 0) for i in range(9)], 0.0)
-    core._news.discard("a")  # only the broadcast is queued
-    core.broadcast(b"hello", 0.0)
+    core.bootstrap([MemberState(f"m{i}", addr_of(i + 1), 0) for i in range(9)], now=0.0)
+    while core.news_pending():  # let its own Alive be sent its full count first
+        core.send_user_message(addr_of(1), b"", now=0.0)
+    out_datagrams(core)
+    core.broadcast(b"hello", now=0.0)
     sent = 0
     for i in range(100):
-        core.send_user_message(addr_of(1), b"", float(i))
-        (datagram,) = core.datagrams_to_send()
+        core.send_user_message(addr_of(1), b"", now=float(i))
+        (datagram,) = out_datagrams(core)
         sent += sum(isinstance(m, UserBroadcast) for m in datagram.messages)
     assert sent == retransmit_limit(config.user_retransmit_mult, 10)
     assert sent == 2 * retransmit_limit(config.retransmit_mult, 10)

@@ -91,11 +91,16 @@ def test_join_through_one_seed_converges(n: int) -> None:
 def test_join_to_a_silent_seed_reports_failure() -> None:
     router = Router()
     core = router.add("lonely", addr_of(0), LAN)
-    core.join([addr_of(9)], router.now)  # nobody there
-    router.run_until(1.0)
+    core.join([addr_of(9)], now=router.now)  # nobody there
+    router.run_until(0.1)
     (done,) = router.events["lonely"]
     assert done.ok is False and done.members == 0  # type: ignore[union-attr]
     assert core.stats.push_pulls_failed == 1
+    # The core retries on its own, after the policy's jittered backoff (0.5 to 1 s).
+    router.run_until(0.5)
+    assert core.join_rounds == 1
+    router.run_until(1.1)
+    assert core.join_rounds == 2 and core.stats.push_pulls_failed == 2
 
 
 # ---------------------------------------------------------------- suspect and refute
@@ -167,7 +172,7 @@ def test_dead_member_is_reaped_after_gossip_to_the_dead() -> None:
     router.run_until(router.now + LAN.gossip_to_the_dead_s + 1.0)
     for core in cores[:3]:
         assert core.member("node-3") is None
-        assert "node-3" not in core.membership.probe_order
+        assert "node-3" not in core.membership.probe_order()
 
 
 # ------------------------------------------------------------------------- leave
@@ -176,7 +181,7 @@ def test_dead_member_is_reaped_after_gossip_to_the_dead() -> None:
 def test_graceful_leave_is_seen_as_left_not_failed() -> None:
     router, cores = joined(8)
     leaver = cores[5]
-    leaver.leave(router.now)
+    leaver.leave(now=router.now)
     assert not leaver.leave_complete or len(cores) == 1
     router.run_until_true(lambda: leaver.leave_complete, limit_s=10.0)
     router.crash(leaver)  # the process exits once its departure is out
@@ -215,7 +220,7 @@ def test_partition_then_heal_reconverges() -> None:
     # broadcast about the partition has been sent its full count, so only push-pull
     # (which may pick a recently dead peer) brings the sides back in touch.
     router.run_until(router.now + 5.0)
-    assert all(len(c._news) == 0 for c in cores)
+    assert all(c.news_pending() == 0 for c in cores)
     router.heal()
     took = router.run_until_true(
         lambda: router.converged(names(cores)), limit_s=LAN.gossip_to_the_dead_s
@@ -275,7 +280,7 @@ def test_lifeguard_beats_plain_swim_under_heavy_loss() -> None:
 
 def test_metadata_update_reaches_everyone() -> None:
     router, cores = joined(10)
-    cores[4].update_metadata(b"role=db", router.now)
+    cores[4].update_metadata(b"role=db", now=router.now)
     router.run_until_true(
         lambda: all(c.member("node-4").meta == b"role=db" for c in cores),  # type: ignore[union-attr]
         limit_s=5.0,
@@ -290,7 +295,7 @@ def test_metadata_update_reaches_everyone() -> None:
 
 def test_user_broadcast_delivered_exactly_once_everywhere() -> None:
     router, cores = joined(12)
-    bid = cores[7].broadcast(b"hello all", router.now)
+    bid = cores[7].broadcast(b"hello all", now=router.now)
     router.run_until(router.now + 20.0)
     for core in cores:
         got = [
@@ -304,7 +309,7 @@ def test_user_broadcast_delivered_exactly_once_everywhere() -> None:
 @pytest.mark.parametrize("reliable", [False, True], ids=["datagram", "stream"])
 def test_direct_user_message(reliable: bool) -> None:
     router, cores = joined(3)
-    sid = cores[0].send_user_message(cores[2].addr, b"psst", router.now, reliable=reliable)
+    sid = cores[0].send_user_message(cores[2].addr, b"psst", now=router.now, reliable=reliable)
     assert (sid is not None) is reliable
     router.run_until(router.now + 0.1)
     (msg,) = router.events_of("node-2", UserMessageReceived)
@@ -315,7 +320,7 @@ def test_direct_user_message(reliable: bool) -> None:
 
 def test_large_user_message_goes_by_stream() -> None:
     router, cores = joined(2)
-    sid = cores[0].send_user_message(cores[1].addr, b"x" * 5000, router.now)
+    sid = cores[0].send_user_message(cores[1].addr, b"x" * 5000, now=router.now)
     assert sid is not None
     router.run_until(router.now + 0.1)
     (msg,) = router.events_of("node-1", UserMessageReceived)
@@ -330,7 +335,7 @@ def test_restart_under_same_name_rejoins_despite_old_death_rumour() -> None:
     router, cores = joined(5)
     old = cores[4]
     for i in range(5):
-        old.update_metadata(f"v{i}".encode(), router.now)
+        old.update_metadata(f"v{i}".encode(), now=router.now)
     router.run_until(router.now + 5.0)
     assert all(c.member("node-4").incarnation == 5 for c in cores)  # type: ignore[union-attr]
     router.crash(old)
@@ -339,7 +344,7 @@ def test_restart_under_same_name_rejoins_despite_old_death_rumour() -> None:
         limit_s=detection_bound_s(LAN, 5),
     )
     restarted = router.add("node-4", old.addr, LAN)  # same name and address, incarnation 0
-    restarted.join([cores[0].addr], router.now)
+    restarted.join([cores[0].addr], now=router.now)
     took = router.run_until_true(lambda: router.converged(names(cores)), limit_s=5.0)
     assert took < 5.0  # promptly: one join exchange plus gossip, not a push-pull period
     me = restarted.member("node-4")
@@ -354,7 +359,7 @@ def test_restart_rejoins_through_a_seed_that_forgot_it() -> None:
     router, cores = joined(5)
     old = cores[4]
     for i in range(5):
-        old.update_metadata(f"v{i}".encode(), router.now)
+        old.update_metadata(f"v{i}".encode(), now=router.now)
     router.run_until(router.now + 5.0)
     router.crash(old)
     router.run_until_true(
@@ -364,7 +369,7 @@ def test_restart_rejoins_through_a_seed_that_forgot_it() -> None:
     cores[0].membership.handle_timers(router.now + LAN.gossip_to_the_dead_s + 1)
     assert cores[0].member("node-4") is None
     restarted = router.add("node-4", old.addr, LAN)
-    restarted.join([cores[0].addr], router.now)
+    restarted.join([cores[0].addr], now=router.now)
     # Members still holding Dead(node-4, 5) answer its low-incarnation Alive with a
     # rumour notice, so it refutes within a gossip round or two, not a push-pull period.
     took = router.run_until_true(lambda: router.converged(names(cores)), limit_s=5.0)
@@ -416,14 +421,14 @@ def test_dead_name_reclaim_from_new_address(reclaim_s: float | None) -> None:
     )
     new_addr = ("10.9.9.9", 7946)
     newcomer = router.add("node-3", new_addr, config)
-    newcomer.join([cores[0].addr], router.now)
+    newcomer.join([cores[0].addr], now=router.now)
     router.run_until(router.now + 1.0)
     assert router.now - died_at < 20.0
     # Too early (or never allowed): the seed refuses the name from a new address.
     assert cores[0].member("node-3").addr == cores[3].addr  # type: ignore[union-attr]
     assert cores[0].stats.name_conflicts >= 1
     router.run_until(died_at + 21.0)
-    newcomer.join([cores[0].addr], router.now)
+    newcomer.join([cores[0].addr], now=router.now)
     router.run_until(router.now + 5.0)
     for core in cores[:3]:
         state = core.member("node-3")

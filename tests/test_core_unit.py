@@ -26,6 +26,7 @@ from swim.core.messages import (
     Suspect,
 )
 from swim.core.outputs import Datagram
+from tests.drain import next_deadline, out_datagrams, out_events, out_streams
 
 LAN = Config.lan()
 ME: Address = ("10.0.0.1", 7946)
@@ -38,9 +39,9 @@ def peer(i: int) -> MemberState:
 def make_core(config: Config = LAN, *, peers: int = 0, seed: int = 0) -> Core:
     core = Core(config, name="me", addr=ME, rng=random.Random(seed), now=0.0)
     if peers:
-        core.receive_datagram(encode([Alive(peer(i)) for i in range(1, peers + 1)]), ME, 0.0)
-    core.datagrams_to_send()
-    core.drain_events()
+        core.receive_datagram(encode([Alive(peer(i)) for i in range(1, peers + 1)]), ME, now=0.0)
+    out_datagrams(core)
+    out_events(core)
     return core
 
 
@@ -53,32 +54,32 @@ def run_timers(
     `ack_probes`, every peer answers every direct ping at once.
     """
     out: list[tuple[float, Datagram]] = []
-    while (t := core.get_timer()) <= until:
-        core.handle_timer(t)
+    while (t := next_deadline(core)) <= until:
+        core.handle_timer(now=t)
         if fail_streams:
-            for req in core.streams_to_open():
-                core.receive_stream_response(req.id, None, t)
-        assert core.get_timer() > t
-        sent = core.datagrams_to_send()
+            for req in out_streams(core):
+                core.receive_stream_response(req.id, None, now=t)
+        assert next_deadline(core) > t
+        sent = out_datagrams(core)
         while sent:
             d = sent.pop(0)
             out.append((t, d))
             if ack_probes:
                 for m in d.messages:
                     if isinstance(m, Ping):
-                        core.receive_datagram(encode([Ack(m.seq)]), d.addr, t)
-                        sent.extend(core.datagrams_to_send())
+                        core.receive_datagram(encode([Ack(m.seq)]), d.addr, now=t)
+                        sent.extend(out_datagrams(core))
     return out
 
 
 def next_probe(core: Core) -> tuple[float, Datagram]:
     """Fire timers until the core sends its next direct probe; (time, ping datagram)."""
     for _ in range(1000):
-        t = core.get_timer()
-        core.handle_timer(t)
-        sent = core.datagrams_to_send()
-        for req in core.streams_to_open():
-            core.receive_stream_response(req.id, None, t)
+        t = next_deadline(core)
+        core.handle_timer(now=t)
+        sent = out_datagrams(core)
+        for req in out_streams(core):
+            core.receive_stream_response(req.id, None, now=t)
         pings = [d for d in sent if any(isinstance(m, Ping) for m in d.messages)]
         if pings:
             (ping,) = pings
@@ -105,11 +106,11 @@ def test_reap_due_by_timer_is_done_by_handle_timer_despite_float_rounding() -> N
     now = since + 30.0
     assert now - 30.0 < since  # the rounding that caused it
     core = make_core(peers=1)
-    core.receive_datagram(encode([Dead("peer-1", 0, "x")]), ME, since)
-    assert core.get_timer() <= now
-    core.handle_timer(now)
+    core.receive_datagram(encode([Dead("peer-1", 0, "x")]), ME, now=since)
+    assert next_deadline(core) <= now
+    core.handle_timer(now=now)
     assert core.member("peer-1") is None
-    assert core.get_timer() > now
+    assert next_deadline(core) > now
 
 
 # -------------------------------------------------- regression: push-pull to the dead
@@ -117,18 +118,20 @@ def test_reap_due_by_timer_is_done_by_handle_timer_despite_float_rounding() -> N
 
 def test_periodic_push_pull_may_pick_a_recently_dead_member_but_not_a_left_one() -> None:
     core = make_core(peers=2)
-    core.receive_datagram(encode([Dead("peer-1", 0, "x"), Dead("peer-2", 0, "peer-2")]), ME, 0.0)
+    core.receive_datagram(
+        encode([Dead("peer-1", 0, "x"), Dead("peer-2", 0, "peer-2")]), ME, now=0.0
+    )
     assert core.member("peer-2").status == MemberStatus.LEFT  # type: ignore[union-attr]
     targets = []
     t = 0.0
     while t < 29.0:
-        t = core.get_timer()
-        core.handle_timer(t)
-        core.datagrams_to_send()
-        for req in core.streams_to_open():
+        t = next_deadline(core)
+        core.handle_timer(now=t)
+        out_datagrams(core)
+        for req in out_streams(core):
             if req.kind is StreamKind.PUSH_PULL:
                 targets.append((t, req.addr))
-            core.receive_stream_response(req.id, None, t)
+            core.receive_stream_response(req.id, None, now=t)
     # The only candidate is the dead peer-1 (peer-2 left: it is not coming back).
     assert targets and {a for _, a in targets} == {peer(1).addr}
     assert all(when < 30.0 for when, _ in targets)
@@ -157,9 +160,12 @@ def test_probe_ping_then_ping_req_then_suspect_at_period_end() -> None:
 
 def test_acked_probe_keeps_target_alive_and_lowers_awareness() -> None:
     core = make_core(peers=2)
-    core.awareness.apply_delta(2)
+    for inc in (0, 1):  # two refutes: two points against local health
+        core.receive_datagram(encode([Suspect("me", inc, "peer-1")]), ("10.0.1.1", 7946), now=0.0)
+    assert core.local_health == 2
+    out_datagrams(core)
     t0, ping = next_probe(core)
-    core.receive_datagram(encode([Ack(ping_of(ping).seq)]), ping.addr, t0 + 0.01)
+    core.receive_datagram(encode([Ack(ping_of(ping).seq)]), ping.addr, now=t0 + 0.01)
     run_timers(core, t0 + 0.99)
     assert core.stats.probe_failures == 0 and core.local_health == 1
     assert all(m.status == MemberStatus.ALIVE for m in core.members())
@@ -171,7 +177,7 @@ def test_round_robin_probes_every_member_once_per_pass() -> None:
     for _ in range(14):
         t, ping = next_probe(core)
         targets.append(ping_of(ping).target)
-        core.receive_datagram(encode([Ack(ping_of(ping).seq)]), ping.addr, t + 0.001)
+        core.receive_datagram(encode([Ack(ping_of(ping).seq)]), ping.addr, now=t + 0.001)
     # Two passes over a shuffled list: each pass names every member exactly once.
     everyone = [f"peer-{i}" for i in range(1, 8)]
     assert sorted(targets[:7]) == everyone
@@ -180,11 +186,11 @@ def test_round_robin_probes_every_member_once_per_pass() -> None:
 
 def test_ping_for_another_name_is_not_acked() -> None:
     core = make_core()
-    core.receive_datagram(encode([Ping(7, "someone-else")]), ("10.0.0.9", 1), 1.0)
-    assert core.datagrams_to_send() == []
+    core.receive_datagram(encode([Ping(7, "someone-else")]), ("10.0.0.9", 1), now=1.0)
+    assert out_datagrams(core) == []
     assert core.stats.unexpected == 1
-    core.receive_datagram(encode([Ping(7, "me")]), ("10.0.0.9", 1), 1.0)
-    (ack,) = core.datagrams_to_send()
+    core.receive_datagram(encode([Ping(7, "me")]), ("10.0.0.9", 1), now=1.0)
+    (ack,) = out_datagrams(core)
     assert ack.addr == ("10.0.0.9", 1) and ack.messages[0] == Ack(7)
 
 
@@ -202,27 +208,27 @@ def test_caller_misuse_raises_protocol_error() -> None:
         Core(LAN, name="a", addr=("not-an-ip", 1), rng=random.Random(0), now=0.0)
     core = make_core()
     with pytest.raises(ProtocolError):
-        core.broadcast(b"x" * 2000, 0.0)
+        core.broadcast(b"x" * 2000, now=0.0)
     with pytest.raises(ProtocolError):
-        core.send_user_message(ME, b"x" * (64 * 1024 + 1), 0.0)
+        core.send_user_message(ME, b"x" * (64 * 1024 + 1), now=0.0)
     with pytest.raises(ProtocolError):
-        core.receive_stream_response(12345, None, 0.0)
-    core.leave(0.0)
+        core.receive_stream_response(12345, None, now=0.0)
+    core.leave(now=0.0)
     with pytest.raises(ProtocolError):
-        core.update_metadata(b"x", 0.0)
+        core.update_metadata(b"x", now=0.0)
 
 
 def test_leave_alone_completes_at_once_and_stops_probing() -> None:
     core = make_core()
-    core.leave(0.0)
+    core.leave(now=0.0)
     assert core.leave_complete
     assert core.member("me").status == MemberStatus.LEFT  # type: ignore[union-attr]
 
 
 def test_leaving_member_does_not_refute_its_own_departure() -> None:
     core = make_core(peers=1)
-    core.leave(0.0)
-    core.receive_datagram(encode([Dead("me", 0, "peer-1")]), peer(1).addr, 0.1)
+    core.leave(now=0.0)
+    core.receive_datagram(encode([Dead("me", 0, "peer-1")]), peer(1).addr, now=0.1)
     assert core.member("me").status == MemberStatus.LEFT  # type: ignore[union-attr]
     assert core.stats.refutes == 0
 
@@ -231,7 +237,7 @@ def test_leaving_member_does_not_refute_its_own_departure() -> None:
 
 
 def msgs_in(core: Core, *messages: Message, now: float = 1.0) -> None:
-    core.receive_datagram(encode(list(messages)), ("10.0.9.9", 1), now)
+    core.receive_datagram(encode(list(messages)), ("10.0.9.9", 1), now=now)
 
 
 @pytest.mark.parametrize(
@@ -280,17 +286,17 @@ def test_news_about_unknown_member_other_than_alive_is_ignored() -> None:
     core = make_core()
     msgs_in(core, Suspect("ghost", 3, "x"), Dead("ghost", 3, "x"))
     assert core.member("ghost") is None
-    assert core.drain_events() == []
+    assert out_events(core) == []
 
 
 def test_suspicion_times_out_into_failed_with_us_as_accuser() -> None:
     core = make_core(peers=1)  # n = 2: K = 0, timeout = min = 4 s at once
     msgs_in(core, Suspect("peer-1", 0, "peer-9"), now=10.0)
-    core.drain_events()
+    out_events(core)
     run_timers(core, 13.9)
     assert core.member("peer-1").status == MemberStatus.SUSPECT  # type: ignore[union-attr]
     run_timers(core, 14.0)
-    (failed,) = [e for e in core.drain_events() if isinstance(e, MemberFailed)]
+    (failed,) = [e for e in out_events(core) if isinstance(e, MemberFailed)]
     assert failed.accuser == "me" and failed.at == 14.0
     assert core.stats.failures_declared == 1
 
@@ -315,7 +321,7 @@ def test_nack_from_helper_is_counted() -> None:
     reqs = first_kinds(run_timers(core, t0 + LAN.probe_timeout_s), PingReq)
     seq = reqs[0][1].messages[0].seq  # type: ignore[union-attr]
     for _, d in reqs:
-        core.receive_datagram(encode([Nack(seq)]), d.addr, t0 + 0.9)
+        core.receive_datagram(encode([Nack(seq)]), d.addr, now=t0 + 0.9)
     run_timers(core, t0 + 1.0)
     assert core.stats.nacks_received == 3
     # Every helper answered "target silent": the target is at fault, not us.

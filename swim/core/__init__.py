@@ -7,7 +7,9 @@ datagrams, streams and events go out as drained values (see `Core`).
 
 from swim.core.codec import MalformedMessage, decode_untrusted, encode
 from swim.core.config import Config
-from swim.core.core import Core, ProtocolError
+from swim.core.core import Core
+from swim.core.effects import Effects
+from swim.core.errors import ProtocolError
 from swim.core.events import (
     Event,
     JoinCompleted,
@@ -21,7 +23,8 @@ from swim.core.events import (
     UserMessageReceived,
 )
 from swim.core.messages import Address, MemberState, MemberStatus
-from swim.core.outputs import Datagram, StreamKind, StreamRequest
+from swim.core.outputs import Datagram, Output, StreamKind, StreamReply, StreamRequest
+from swim.core.policy import DriverPolicy
 from swim.core.stats import Stats
 
 __all__ = [
@@ -29,6 +32,8 @@ __all__ = [
     "Config",
     "Core",
     "Datagram",
+    "DriverPolicy",
+    "Effects",
     "Event",
     "JoinCompleted",
     "MalformedMessage",
@@ -40,9 +45,11 @@ __all__ = [
     "MemberStatus",
     "MemberSuspected",
     "MemberUpdated",
+    "Output",
     "ProtocolError",
     "Stats",
     "StreamKind",
+    "StreamReply",
     "StreamRequest",
     "UserBroadcastReceived",
     "UserMessageReceived",

@@ -6,7 +6,9 @@ Each member keeps a table of every member it knows (itself included) as `MemberS
 values: name, address, incarnation, status (alive, suspect, dead, left) and metadata.
 News arrives as `Alive`, `Suspect` and `Dead` messages (piggybacked gossip, push-pull,
 or our own probes) and is applied with SWIM's incarnation precedence, in memberlist's
-reading of it (l = member, i/j incarnations):
+reading of it. `PRECEDENCE` holds the rules as a table: (kind of news, status held,
+incarnation of the news against the one held) -> `Transition`, and a test walks every
+row. In words (l = member, i/j incarnations):
 
 * ``Alive(l, i)`` overrides ``Suspect(l, j)``, ``Dead(l, j)`` and ``Alive(l, j)`` iff
   ``i > j``. A different address for a live name is a conflict and is ignored; for a
@@ -40,31 +42,34 @@ period per member): l is evidently running again without knowing of the rumour, 
 instance restarted and joined through a seed that had already forgotten it, and
 refutes at once instead of at its next push-pull.
 
-Accepted news is re-gossiped through the broadcast queue and reported to the
-application as events. Suspicions time out into ``Dead`` via a deadline heap; dead and
-left members stay (and receive gossip, so they can refute) for
-``gossip_to_the_dead_s``, then are reaped. A reaped *failed* member (never a left one)
-is kept as a tombstone for ``reconnect_timeout_s``; the core periodically tries a
+Every public method returns an `Effects` value (news to gossip, events, notices, a
+refute owed to the sender, counters) and changes nothing outside this table: the core
+carries the effects out. Suspicions time out into ``Dead`` at deadlines reported by
+`next_deadline`; dead and left members stay (and receive gossip, so they can refute)
+for ``gossip_to_the_dead_s``, then are reaped. A reaped *failed* member (never a left
+one) is kept as a tombstone for ``reconnect_timeout_s``; the core periodically tries a
 push-pull with one, so two sides of a partition that outlived their dead entries find
 each other again (Serf's reconnect). Left members are never reconnected, so push-pull
 cannot revive departed nodes.
+
+The table also owns the probe order (a shuffled round-robin over every other member,
+joiners inserted at a random position) and random sampling of members for ping-req
+helpers, gossip and push-pull targets.
 """
 
 from __future__ import annotations
 
-import collections
-import heapq
+import enum
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
 
 import attrs
 
-from swim.core.awareness import Awareness
-from swim.core.broadcasts import BroadcastQueue
-from swim.core.codec import encode_message
 from swim.core.config import Config
+from swim.core.deadlines import DeadlineHeap
+from swim.core.effects import NOTHING, Effects, News
 from swim.core.events import (
-    Event,
     MemberAlive,
     MemberFailed,
     MemberJoined,
@@ -72,21 +77,111 @@ from swim.core.events import (
     MemberSuspected,
     MemberUpdated,
 )
-from swim.core.messages import Address, Alive, Dead, MemberState, MemberStatus, Message, Suspect
-from swim.core.stats import Stats
+from swim.core.messages import Address, Alive, Dead, MemberState, MemberStatus, Suspect
 from swim.core.suspicion import Suspicion
-from swim.core.timing import (
-    suspicion_confirmations_needed,
-    suspicion_timeout_min_s,
-)
+from swim.core.timing import suspicion_confirmations_needed, suspicion_timeout_min_s
 
-ALIVE = MemberStatus.ALIVE
-SUSPECT = MemberStatus.SUSPECT
-DEAD = MemberStatus.DEAD
-LEFT = MemberStatus.LEFT
-_GONE = (DEAD, LEFT)
+ALIVE: Final = MemberStatus.ALIVE
+SUSPECT: Final = MemberStatus.SUSPECT
+DEAD: Final = MemberStatus.DEAD
+LEFT: Final = MemberStatus.LEFT
+_GONE: Final = (DEAD, LEFT)
+_INF: Final = float("inf")
 #: Most failed members remembered for reconnection.
-MAX_TOMBSTONES = 4096
+MAX_TOMBSTONES: Final = 4096
+
+
+class NewsKind(enum.Enum):
+    """The kind of membership news, for the precedence table."""
+
+    #: ``Alive(l, i)``.
+    ALIVE = "alive"
+    #: ``Suspect(l, i, accuser)``.
+    SUSPECT = "suspect"
+    #: ``Dead(l, i, accuser)`` (a leave when the accuser is l).
+    DEAD = "dead"
+
+
+class Order(enum.Enum):
+    """The news's incarnation against the one held."""
+
+    #: Lower than the one held.
+    OLDER = "older"
+    #: Equal.
+    SAME = "same"
+    #: Higher.
+    NEWER = "newer"
+
+
+class Transition(enum.Enum):
+    """What news about another member does to the table (see `PRECEDENCE`)."""
+
+    #: Nothing changes.
+    IGNORE = "ignore"
+    #: An unknown member appears (`MemberJoined`).
+    ADD = "add"
+    #: A dead or left member is alive again (`MemberJoined`).
+    REVIVE = "revive"
+    #: A suspect refuted (`MemberAlive`).
+    REFUTED = "refuted"
+    #: An alive member's newer announcement (`MemberUpdated` if its metadata changed).
+    UPDATE = "update"
+    #: An alive member becomes suspect (`MemberSuspected`).
+    SUSPECT = "suspect"
+    #: Another accuser of a suspect: a Lifeguard confirmation, if new.
+    CONFIRM = "confirm"
+    #: Declared dead, or left if it says so itself (`MemberFailed` / `MemberLeft`).
+    FAIL = "fail"
+    #: A stale suspicion of a member held dead or left: gossip that news again.
+    REGOSSIP = "regossip"
+    #: A member held dead or left shows itself alive at an old incarnation: tell it.
+    NOTIFY = "notify"
+
+
+def _rows() -> dict[tuple[NewsKind, MemberStatus | None, Order], Transition]:
+    t = Transition
+    older, same, newer = Order.OLDER, Order.SAME, Order.NEWER
+    per_status: dict[NewsKind, dict[MemberStatus | None, tuple[Transition, ...]]] = {
+        #                      older        same         newer
+        NewsKind.ALIVE: {
+            None:            (t.ADD,      t.ADD,      t.ADD),
+            ALIVE:           (t.IGNORE,   t.IGNORE,   t.UPDATE),
+            SUSPECT:         (t.IGNORE,   t.IGNORE,   t.REFUTED),
+            DEAD:            (t.NOTIFY,   t.NOTIFY,   t.REVIVE),
+            LEFT:            (t.NOTIFY,   t.NOTIFY,   t.REVIVE),
+        },
+        NewsKind.SUSPECT: {
+            None:            (t.IGNORE,   t.IGNORE,   t.IGNORE),
+            ALIVE:           (t.IGNORE,   t.SUSPECT,  t.SUSPECT),
+            SUSPECT:         (t.IGNORE,   t.CONFIRM,  t.CONFIRM),
+            DEAD:            (t.REGOSSIP, t.REGOSSIP, t.IGNORE),
+            LEFT:            (t.REGOSSIP, t.REGOSSIP, t.IGNORE),
+        },
+        NewsKind.DEAD: {
+            None:            (t.IGNORE,   t.IGNORE,   t.IGNORE),
+            ALIVE:           (t.IGNORE,   t.FAIL,     t.FAIL),
+            SUSPECT:         (t.IGNORE,   t.FAIL,     t.FAIL),
+            DEAD:            (t.IGNORE,   t.IGNORE,   t.IGNORE),
+            LEFT:            (t.IGNORE,   t.IGNORE,   t.IGNORE),
+        },
+    }
+    return {
+        (kind, status, order): row[k]
+        for kind, statuses in per_status.items()
+        for status, row in statuses.items()
+        for k, order in enumerate((older, same, newer))
+    }
+
+
+#: SWIM's precedence, as memberlist applies it, for news about *another* member at its
+#: known address: (kind, status held or None if unknown, order) -> transition. News
+#: about ourselves, a different address (conflict or reclaim) and implausible
+#: incarnation jumps are decided before the table is consulted.
+PRECEDENCE: Final[Mapping[tuple[NewsKind, MemberStatus | None, Order], Transition]] = _rows()
+
+
+def _order(news: int, held: int) -> Order:
+    return Order.NEWER if news > held else Order.SAME if news == held else Order.OLDER
 
 
 @attrs.define(eq=False)
@@ -95,272 +190,266 @@ class Membership:
 
     config: Config
     rng: random.Random
-    broadcasts: BroadcastQueue
-    awareness: Awareness
-    stats: Stats
-    events: collections.deque[Event]
     #: name -> state, the local member included.
-    members: dict[str, MemberState]
-    local_name: str
-    #: Every other member's name in probe order (see `Prober`). Joiners are inserted at
-    #: a random position; reaped names are removed.
-    probe_order: list[str] = attrs.field(factory=list)
-    suspicions: dict[str, Suspicion] = attrs.field(factory=dict)
+    _members: dict[str, MemberState]
+    _local_name: str
+    #: Every other member's name in probe order. Joiners are inserted at a random
+    #: position; reaped names are removed.
+    _probe_order: list[str] = attrs.field(factory=list)
+    _probe_index: int = 0
+    _suspicions: dict[str, Suspicion] = attrs.field(factory=dict)
+    _deadlines: DeadlineHeap[str] = attrs.field(factory=DeadlineHeap)
     #: Dead or left members and when they became so, oldest first.
-    gone_since: dict[str, float] = attrs.field(factory=dict)
-    leaving: bool = False
+    _gone_since: dict[str, float] = attrs.field(factory=dict)
+    _leaving: bool = False
     #: Failed members reaped from the table, for reconnection: name -> (state, reaped at).
-    tombstones: dict[str, tuple[MemberState, float]] = attrs.field(factory=dict)
-    #: Datagrams to send directly (rumour notices), drained by the core.
-    notices: list[tuple[Address, Message]] = attrs.field(factory=list)
-    #: Set when the input being handled showed its sender an outdated view of us (it
-    #: made us refute, or it accused an incarnation we already left behind): the core
-    #: then answers the sender with our current Alive directly, and clears it.
-    owe_alive: bool = False
+    _tombstones: dict[str, tuple[MemberState, float]] = attrs.field(factory=dict)
     _noticed_at: dict[str, float] = attrs.field(factory=dict)
-    #: Suspicion deadlines as (deadline, tiebreak, name); stale entries are skipped.
-    _deadlines: list[tuple[float, int, str]] = attrs.field(factory=list)
-    _tiebreak: int = 0
+    #: The effects of the public call in progress (None until something happens).
+    _fx: Effects | None = None
 
     @classmethod
-    def create(
-        cls,
-        config: Config,
-        local: MemberState,
-        *,
-        rng: random.Random,
-        stats: Stats,
-        awareness: Awareness,
-        broadcasts: BroadcastQueue,
-        events: collections.deque[Event],
-    ) -> Membership:
-        """A table holding only the local member, whose Alive is queued for gossip."""
-        m = cls(
-            config,
-            rng,
-            broadcasts,
-            awareness,
-            stats,
-            events,
-            {local.name: local},
-            local.name,
-        )
-        m._gossip_alive(local)
-        return m
+    def create(cls, config: Config, local: MemberState, *, rng: random.Random) -> Membership:
+        """A table holding only the local member."""
+        return cls(config, rng, {local.name: local}, local.name)
 
     # ----------------------------------------------------------------------------- views
 
     @property
     def local(self) -> MemberState:
         """The local member's own state."""
-        return self.members[self.local_name]
+        return self._members[self._local_name]
+
+    @property
+    def leaving(self) -> bool:
+        """True once we announced our departure."""
+        return self._leaving
 
     def count(self) -> int:
         """n for the protocol's formulas: every member in the table, the local one too."""
-        return len(self.members)
+        return len(self._members)
+
+    def get(self, name: str) -> MemberState | None:
+        """One member's state, or None if unknown (or reaped)."""
+        return self._members.get(name)
+
+    def states(self) -> list[MemberState]:
+        """Every member in the table, the local one included, in insertion order."""
+        return list(self._members.values())
+
+    def state_tuple(self) -> tuple[MemberState, ...]:
+        """The same as a tuple (a push-pull's payload)."""
+        return tuple(self._members.values())
 
     def is_live(self, name: str) -> bool:
         """True for an alive or suspect member other than the local one."""
-        state = self.members.get(name)
-        return state is not None and state.status <= SUSPECT and name != self.local_name
+        state = self._members.get(name)
+        return state is not None and state.status <= SUSPECT and name != self._local_name
+
+    def has_live_peer(self) -> bool:
+        """True if any other member is alive or suspect (O(n) in the worst case)."""
+        members = self._members
+        return any(members[n].status <= SUSPECT for n in self._probe_order)
+
+    def has_alive_peer(self) -> bool:
+        """True if any other member is alive (O(n) in the worst case)."""
+        members = self._members
+        return any(members[n].status == ALIVE for n in self._probe_order)
+
+    def alive_count(self) -> int:
+        """Members not dead or left (the local one included): a cluster size estimate."""
+        return len(self._members) - len(self._gone_since)
+
+    @property
+    def tombstone_count(self) -> int:
+        """Failed members remembered for reconnection."""
+        return len(self._tombstones)
+
+    def tombstone(self, name: str) -> tuple[MemberState, float] | None:
+        """A reaped failed member's last state and when it was reaped, if remembered."""
+        return self._tombstones.get(name)
+
+    def suspicion(self, name: str) -> Suspicion | None:
+        """The running suspicion about `name`, if any."""
+        return self._suspicions.get(name)
+
+    def probe_order(self) -> list[str]:
+        """A copy of the current probe order (every other member's name)."""
+        return list(self._probe_order)
 
     # ------------------------------------------------------------------ news application
 
-    def apply_alive(self, news: MemberState, now: float) -> None:
-        """Apply ``Alive(news)``; `news` must have status alive."""
-        name = news.name
-        if name == self.local_name:
-            self._alive_about_self(news)
-            return
-        cur = self.members.get(name)
-        if cur is None:
-            self._add(news, now)
-            return
-        if news.incarnation > cur.incarnation + self.config.incarnation_window:
-            self.stats.implausible_incarnation += 1
-            return
-        if news.addr != cur.addr:
-            if not self._may_reclaim(cur, now):
-                self.stats.name_conflicts += 1
-                return
-            # A new process claims a dead name from a new address: take it whatever
-            # the incarnation, as a member that is new again.
-        elif news.incarnation <= cur.incarnation:
-            if cur.status in _GONE:
-                self._notify_rumour(cur, now)
-            return
-        self.members[name] = news
-        if cur.status == SUSPECT:
-            self._cancel_suspicion(name)
-            self.events.append(MemberAlive(member=news, at=now))
-        elif cur.status in _GONE:
-            del self.gone_since[name]
-            self.events.append(MemberJoined(member=news, at=now))
-        elif news.meta != cur.meta or news.addr != cur.addr:
-            self.events.append(MemberUpdated(member=news, at=now))
-        self._gossip_alive(news)
-
-    def apply_suspect(self, news: Suspect, now: float) -> None:
-        """Apply ``Suspect(name, incarnation, accuser)``."""
-        name = news.name
-        stale = self.members.get(name)
-        if stale is not None and stale.status in _GONE and news.incarnation <= stale.incarnation:
-            self._correct_stale(stale)
-            return
-        cur = self._accusable(name, news.incarnation)
-        if cur is None:
-            return
-        if cur.status == SUSPECT:
-            # Already suspected: a distinct accuser is an independent confirmation.
-            suspicion = self.suspicions.get(name)
-            if suspicion is not None and suspicion.confirm(news.accuser):
-                self._push_deadline(suspicion.deadline, name)
-                self._gossip(name, news)
-            return
-        state = attrs.evolve(cur, incarnation=news.incarnation, status=SUSPECT)
-        self.members[name] = state
-        self._start_suspicion(name, news.incarnation, news.accuser, now)
-        self.stats.suspicions += 1
-        self.events.append(MemberSuspected(member=state, accuser=news.accuser, at=now))
-        self._gossip(name, news)
-
-    def apply_dead(self, news: Dead, now: float) -> None:
-        """Apply ``Dead(name, incarnation, accuser)``; accuser == name means it left."""
-        name = news.name
-        cur = self._accusable(name, news.incarnation)
-        if cur is None:
-            return
-        left = news.accuser == name
-        state = attrs.evolve(cur, incarnation=news.incarnation, status=LEFT if left else DEAD)
-        self.members[name] = state
-        self._cancel_suspicion(name)
-        self.gone_since[name] = now
-        if left:
-            self.events.append(MemberLeft(member=state, at=now))
+    def apply(self, news: News, now: float) -> Effects:
+        """Apply one piece of membership news."""
+        if isinstance(news, Alive):
+            self._alive(news.member, now)
+        elif isinstance(news, Suspect):
+            self._suspect(news, now)
         else:
-            self.events.append(MemberFailed(member=state, accuser=news.accuser, at=now))
-        self._gossip(name, news)
+            self._dead(news, now)
+        return self._take()
 
-    def merge_remote(self, states: tuple[MemberState, ...], now: float) -> None:
+    def apply_alive(self, news: MemberState, now: float) -> Effects:
+        """Apply ``Alive(news)``; `news` must have status alive."""
+        self._alive(news, now)
+        return self._take()
+
+    def apply_suspect(self, news: Suspect, now: float) -> Effects:
+        """Apply ``Suspect(name, incarnation, accuser)``."""
+        self._suspect(news, now)
+        return self._take()
+
+    def apply_dead(self, news: Dead, now: float) -> Effects:
+        """Apply ``Dead(name, incarnation, accuser)``; accuser == name means it left."""
+        self._dead(news, now)
+        return self._take()
+
+    def merge_remote(self, states: Iterable[MemberState], now: float) -> Effects:
         """Merge a push-pull peer's table (memberlist's mergeState).
 
         A remote *dead* is merged as *suspect* with ourselves as accuser, so a member
         that only one peer believes dead gets a chance to refute instead of dying here.
         """
-        local = self.local_name
-        members = self.members
+        local = self._local_name
+        members = self._members
         for state in states:
             if members.get(state.name) is state:
                 continue  # the very state we hold (simulated members share them)
             status = state.status
             if status == ALIVE:
-                self.apply_alive(state, now)
+                self._alive(state, now)
             elif status == LEFT:
-                self.apply_dead(Dead(state.name, state.incarnation, state.name), now)
-            elif status == SUSPECT or self.members.get(state.name, state).status <= SUSPECT:
+                self._dead(Dead(state.name, state.incarnation, state.name), now)
+            elif status == SUSPECT or members.get(state.name, state).status <= SUSPECT:
                 # (A remote dead we also hold dead or left is agreement, not staleness:
                 # it must not re-queue the news.)
-                self.apply_suspect(Suspect(state.name, state.incarnation, local), now)
+                self._suspect(Suspect(state.name, state.incarnation, local), now)
+        return self._take()
+
+    def prober_seen(self, name: str, addr: Address, now: float) -> Effects:
+        """`name` pinged us from `addr`: if we hold it dead or left there, tell it."""
+        cur = self._members.get(name)
+        if cur is not None and cur.status in _GONE and cur.addr == addr:
+            self._notify_rumour(cur, now)
+        return self._take()
 
     # ---------------------------------------------------------------- local transitions
 
-    def suspect_locally(self, name: str, now: float) -> None:
+    def suspect_locally(self, name: str, now: float) -> Effects:
         """Our probe of `name` failed: suspect it at its current incarnation.
 
         If someone else already suspects it, our failed probe is an independent
         confirmation (as in memberlist), shortening the suspicion timeout.
         """
-        cur = self.members.get(name)
+        cur = self._members.get(name)
         if cur is not None and cur.status <= SUSPECT:
-            self.apply_suspect(Suspect(name, cur.incarnation, self.local_name), now)
+            self._suspect(Suspect(name, cur.incarnation, self._local_name), now)
+        return self._take()
 
-    def refute(self, accused_incarnation: int) -> None:
-        """Raise our incarnation above `accused_incarnation` and gossip that we live."""
-        me = self.local
-        me = attrs.evolve(me, incarnation=max(me.incarnation, accused_incarnation) + 1)
-        self.members[self.local_name] = me
-        self.stats.refutes += 1
-        self.owe_alive = True
-        if self.config.awareness:
-            self.stats.awareness = self.awareness.apply_delta(1)
-        self._gossip_alive(me)
-
-    def update_local(self, meta: bytes) -> MemberState:
+    def update_local(self, meta: bytes) -> Effects:
         """New metadata for ourselves, announced with a new incarnation."""
         me = attrs.evolve(self.local, incarnation=self.local.incarnation + 1, meta=meta)
-        self.members[self.local_name] = me
-        self._gossip_alive(me)
-        return me
+        self._members[self._local_name] = me
+        self._gossip(Alive(me))
+        return self._take()
 
-    def leave(self) -> None:
+    def leave(self) -> Effects:
         """Announce our own departure: ``Dead(self, inc, accuser=self)``."""
-        self.leaving = True
+        self._leaving = True
         me = attrs.evolve(self.local, status=LEFT)
-        self.members[self.local_name] = me
-        self._gossip(me.name, Dead(me.name, me.incarnation, me.name))
+        self._members[self._local_name] = me
+        self._gossip(Dead(me.name, me.incarnation, me.name))
+        return self._take()
+
+    def announce(self) -> Effects:
+        """Gossip our own current Alive (at start)."""
+        self._gossip(Alive(self.local))
+        return self._take()
 
     # ---------------------------------------------------------------------------- timers
 
-    def next_deadline(self) -> float | None:
-        """The earliest suspicion deadline or reap time, or None."""
-        heap = self._deadlines
-        while heap:
-            deadline, _, name = heap[0]
-            suspicion = self.suspicions.get(name)
-            if suspicion is not None and suspicion.deadline == deadline:
-                break
-            heapq.heappop(heap)
-        best = heap[0][0] if heap else None
-        if self.gone_since:
-            reap_at = next(iter(self.gone_since.values())) + self.config.gossip_to_the_dead_s
-            best = reap_at if best is None else min(best, reap_at)
-        return best
+    def _deadline_live(self, deadline: float, name: str) -> bool:
+        suspicion = self._suspicions.get(name)
+        return suspicion is not None and suspicion.deadline == deadline
 
-    def handle_timers(self, now: float) -> None:
+    def next_deadline(self) -> float:
+        """The earliest suspicion deadline or reap time (inf if none)."""
+        best = self._deadlines.earliest(self._deadline_live)
+        when = _INF if best is None else best
+        if self._gone_since:
+            reap_at = next(iter(self._gone_since.values())) + self.config.gossip_to_the_dead_s
+            when = min(when, reap_at)
+        return when
+
+    def handle_timers(self, now: float) -> Effects:
         """Expire suspicions whose deadline passed and reap long-dead members."""
-        heap = self._deadlines
-        while heap and heap[0][0] <= now:
-            deadline, _, name = heapq.heappop(heap)
-            suspicion = self.suspicions.get(name)
-            if suspicion is None or suspicion.deadline != deadline:
-                continue
+        for _, name in self._deadlines.pop_due(now, self._deadline_live):
+            suspicion = self._suspicions[name]
             # Confirm the failure: SWIM's Confirm, gossiped as Dead with us as accuser.
-            self.stats.failures_declared += 1
-            self.apply_dead(Dead(name, suspicion.incarnation, self.local_name), now)
+            self._out().failures_declared += 1
+            self._dead(Dead(name, suspicion.incarnation, self._local_name), now)
         # Same expression as `next_deadline` (since + gossip_to_the_dead_s), so a reap
         # that is due by the timer is also due here despite float rounding.
         keep_s = self.config.gossip_to_the_dead_s
-        gone = self.gone_since
+        gone = self._gone_since
         while gone:
             name, since = next(iter(gone.items()))
             if since + keep_s > now:
                 break
             del gone[name]
-            state = self.members.pop(name)
-            self.broadcasts.discard(name)
-            self.probe_order.remove(name)
+            state = self._members.pop(name)
+            self._out().forget.append(name)
+            self._probe_order.remove(name)
             self._noticed_at.pop(name, None)
             if state.status == DEAD and self.config.reconnect_interval_s > 0:
-                self.tombstones[name] = (state, now)
-                if len(self.tombstones) > MAX_TOMBSTONES:
-                    del self.tombstones[next(iter(self.tombstones))]
+                self._tombstones[name] = (state, now)
+                if len(self._tombstones) > MAX_TOMBSTONES:
+                    del self._tombstones[next(iter(self._tombstones))]
+        return self._take()
 
-    def bootstrap(self, states: Iterable[MemberState], now: float) -> None:
+    def bootstrap(
+        self,
+        states: Iterable[MemberState] | Mapping[str, MemberState],
+        now: float,
+        probe_order: Sequence[str] | None = None,
+    ) -> None:
         """Know `states` already, as if joined long ago: no events, no gossip.
 
-        For simulations and tests that start from a converged cluster. Members already
-        known are left as they are.
+        `states` may be a prebuilt ``name -> state`` mapping shared by many members
+        (a simulator's converged start); it is then copied at C speed, with our own
+        entry kept, and `probe_order` (every other member's name, in the order to
+        probe them) may be given to skip the shuffle. Members already known are left
+        as they are.
         """
-        members = self.members
-        order = self.probe_order
-        for state in states:
+        members = self._members
+        if isinstance(states, Mapping) and len(members) == 1:
+            me = self.local
+            table = dict(states)
+            table[me.name] = me
+            self._members = members = table
+            if probe_order is None:
+                order = [name for name in table if name != me.name]
+                self.rng.shuffle(order)
+            else:
+                order = list(probe_order)
+                if len(order) != len(table) - 1 or me.name in order:
+                    raise ValueError("probe_order must name every other member once")
+            self._probe_order = order
+            self._probe_index = 0
+            for name, state in table.items():
+                if state.status in _GONE:
+                    self._gone_since[name] = now
+            return
+        order = self._probe_order
+        values = states.values() if isinstance(states, Mapping) else states
+        for state in values:
             name = state.name
             if name in members:
                 continue
             members[name] = state
             order.append(name)
             if state.status in _GONE:
-                self.gone_since[name] = now
+                self._gone_since[name] = now
         self.rng.shuffle(order)
 
     def next_reconnect(self, now: float) -> MemberState | None:
@@ -368,7 +457,7 @@ class Membership:
 
         Tombstones older than ``reconnect_timeout_s`` are dropped on the way.
         """
-        tombstones = self.tombstones
+        tombstones = self._tombstones
         horizon = self.config.reconnect_timeout_s
         for _ in range(len(tombstones)):
             name, (state, since) = next(iter(tombstones.items()))
@@ -378,76 +467,239 @@ class Membership:
                 return state
         return None
 
+    # --------------------------------------------------------------------------- probing
+
+    def next_probe_target(self) -> MemberState | None:
+        """Round-robin over the shuffled probe order, re-shuffled after each pass."""
+        order = self._probe_order
+        members = self._members
+        for _ in range(len(order) + 1):
+            if self._probe_index >= len(order):
+                self._probe_index = 0
+                self.rng.shuffle(order)
+                if not order:
+                    return None
+            state = members[order[self._probe_index]]
+            self._probe_index += 1
+            if state.status <= SUSPECT:
+                return state
+        return None
+
+    def sample(
+        self, count: int, *, exclude: str, live_only: bool, alive_only: bool = False,
+        gone_after: float = _INF, left_too: bool = True,
+    ) -> list[MemberState]:
+        """Up to `count` distinct random members, by bounded rejection sampling.
+
+        Never O(n): it draws from the probe order and gives up after a few misses, so a
+        table full of dead members yields fewer picks rather than a long scan. Dead
+        (and, with `left_too`, left) members count only with ``live_only=False`` and if
+        they became so after `gone_after`.
+        """
+        order = self._probe_order
+        if count <= 0 or not order:
+            return []
+        members = self._members
+        gone_since = self._gone_since
+        picked: list[MemberState] = []
+        names: list[str] = []
+        rng = self.rng
+        for _ in range(3 * count + 8):
+            name = order[int(rng.random() * len(order))]
+            if name == exclude or name in names:
+                continue
+            state = members[name]
+            status = state.status
+            if status == ALIVE or (status == SUSPECT and not alive_only) or (
+                not live_only
+                and (status == DEAD or (left_too and status > DEAD))
+                and gone_since[name] >= gone_after
+            ):
+                picked.append(state)
+                names.append(name)
+                if len(picked) == count:
+                    break
+        return picked
+
     # --------------------------------------------------------------------------- helpers
+
+    def _out(self) -> Effects:
+        fx = self._fx
+        if fx is None:
+            fx = self._fx = Effects()
+        return fx
+
+    def _take(self) -> Effects:
+        fx = self._fx
+        if fx is None:
+            return NOTHING
+        self._fx = None
+        return fx
+
+    def _alive(self, news: MemberState, now: float) -> None:
+        name = news.name
+        if name == self._local_name:
+            self._alive_about_self(news)
+            return
+        cur = self._members.get(name)
+        if cur is None:
+            self._add(news, now)
+            return
+        if news.incarnation > cur.incarnation + self.config.incarnation_window:
+            self._out().implausible_incarnation += 1
+            return
+        if news.addr != cur.addr:
+            if not self._may_reclaim(cur, now):
+                self._out().name_conflicts += 1
+                return
+            # A new process claims a dead name from a new address: take it whatever
+            # the incarnation, as a member that is new again.
+            transition = Transition.REVIVE
+        else:
+            transition = PRECEDENCE[
+                NewsKind.ALIVE, cur.status, _order(news.incarnation, cur.incarnation)
+            ]
+        if transition is Transition.IGNORE:
+            return
+        if transition is Transition.NOTIFY:
+            self._notify_rumour(cur, now)
+            return
+        self._members[name] = news
+        if transition is Transition.REFUTED:
+            self._suspicions.pop(name, None)
+            self._out().events.append(MemberAlive(member=news, at=now))
+        elif transition is Transition.REVIVE:
+            del self._gone_since[name]
+            self._out().events.append(MemberJoined(member=news, at=now))
+        elif news.meta != cur.meta or news.addr != cur.addr:  # UPDATE
+            self._out().events.append(MemberUpdated(member=news, at=now))
+        self._gossip(Alive(news))
+
+    def _suspect(self, news: Suspect, now: float) -> None:
+        name = news.name
+        cur = self._members.get(name)
+        if cur is None:
+            return
+        order = _order(news.incarnation, cur.incarnation)
+        transition = PRECEDENCE[NewsKind.SUSPECT, cur.status, order]
+        if name == self._local_name and transition is not Transition.REGOSSIP:
+            # (REGOSSIP about ourselves: we are leaving and someone still suspects us;
+            # our departure is gossiped again like anyone's.)
+            self._accused(news.incarnation)
+            return
+        if transition is Transition.IGNORE:
+            return
+        if transition is Transition.REGOSSIP:
+            self._correct_stale(cur)
+            return
+        if order is Order.NEWER and (
+            news.incarnation > cur.incarnation + self.config.incarnation_window
+        ):
+            self._out().implausible_incarnation += 1
+            return
+        if transition is Transition.CONFIRM:
+            # Already suspected: a distinct accuser is an independent confirmation.
+            suspicion = self._suspicions.get(name)
+            if suspicion is not None and suspicion.confirm(news.accuser):
+                self._deadlines.push(suspicion.deadline, name)
+                self._gossip(news)
+            return
+        state = attrs.evolve(cur, incarnation=news.incarnation, status=SUSPECT)  # SUSPECT
+        self._members[name] = state
+        self._start_suspicion(name, news.incarnation, news.accuser, now)
+        fx = self._out()
+        fx.suspicions += 1
+        fx.events.append(MemberSuspected(member=state, accuser=news.accuser, at=now))
+        self._gossip(news)
+
+    def _dead(self, news: Dead, now: float) -> None:
+        name = news.name
+        cur = self._members.get(name)
+        if cur is None:
+            return
+        if name == self._local_name:
+            self._accused(news.incarnation)
+            return
+        order = _order(news.incarnation, cur.incarnation)
+        if PRECEDENCE[NewsKind.DEAD, cur.status, order] is Transition.IGNORE:
+            return
+        if order is Order.NEWER and (
+            news.incarnation > cur.incarnation + self.config.incarnation_window
+        ):
+            self._out().implausible_incarnation += 1
+            return
+        left = news.accuser == name  # FAIL
+        state = attrs.evolve(cur, incarnation=news.incarnation, status=LEFT if left else DEAD)
+        self._members[name] = state
+        self._suspicions.pop(name, None)
+        self._gone_since[name] = now
+        event = (
+            MemberLeft(member=state, at=now)
+            if left
+            else MemberFailed(member=state, accuser=news.accuser, at=now)
+        )
+        self._out().events.append(event)
+        self._gossip(news)
+
+    def _accused(self, incarnation: int) -> None:
+        """Someone suspects us or holds us dead at `incarnation`."""
+        me = self.local
+        if self._leaving:
+            return
+        if incarnation < me.incarnation:
+            # An accusation we already refuted: its sender missed the refutation
+            # (else its queue would have replaced the accusation with our Alive).
+            self._out().owe_alive = True
+            return
+        if incarnation > me.incarnation + self.config.incarnation_window:
+            self._out().implausible_incarnation += 1
+            return
+        self._refute(incarnation)
+
+    def _refute(self, accused_incarnation: int) -> None:
+        """Raise our incarnation above `accused_incarnation` and gossip that we live."""
+        me = self.local
+        me = attrs.evolve(me, incarnation=max(me.incarnation, accused_incarnation) + 1)
+        self._members[self._local_name] = me
+        fx = self._out()
+        fx.refutes += 1
+        fx.owe_alive = True
+        self._gossip(Alive(me))
 
     def _alive_about_self(self, news: MemberState) -> None:
         me = self.local
-        if self.leaving or news.incarnation < me.incarnation:
+        if self._leaving or news.incarnation < me.incarnation:
             return
         if news.incarnation > me.incarnation + self.config.incarnation_window:
-            self.stats.implausible_incarnation += 1
+            self._out().implausible_incarnation += 1
             return
         if news.incarnation == me.incarnation and news.addr == me.addr and news.meta == me.meta:
             return
         # Someone claims a version of us we did not announce (an older process of ours,
         # or a forgery): outbid it.
-        self.refute(news.incarnation)
+        self._refute(news.incarnation)
 
     def _add(self, news: MemberState, now: float) -> None:
         name = news.name
-        self.members[name] = news
-        self.tombstones.pop(name, None)
+        self._members[name] = news
+        self._tombstones.pop(name, None)
         # Insert at a random position in O(1): append, then swap with a random slot
         # (memberlist does the same).
-        order = self.probe_order
+        order = self._probe_order
         order.append(name)
         slot = self.rng.randint(0, len(order) - 1)
         order[slot], order[-1] = order[-1], order[slot]
-        self.events.append(MemberJoined(member=news, at=now))
-        self._gossip_alive(news)
-
-    def _accusable(self, name: str, incarnation: int) -> MemberState | None:
-        """The state a Suspect or Dead about `name` at `incarnation` would change.
-
-        None when it changes nothing here: unknown member, older incarnation, already
-        dead or left, an implausible incarnation jump (counted), or news about
-        ourselves, which we refute on the spot (unless we are leaving).
-        """
-        cur = self.members.get(name)
-        if cur is None:
-            return None
-        if incarnation < cur.incarnation:
-            if name == self.local_name and not self.leaving:
-                # An accusation we already refuted: its sender missed the refutation
-                # (else its queue would have replaced the accusation with our Alive).
-                self.owe_alive = True
-            return None
-        if cur.status in _GONE:
-            return None
-        if incarnation > cur.incarnation + self.config.incarnation_window:
-            self.stats.implausible_incarnation += 1
-            return None
-        if name == self.local_name:
-            if not self.leaving:
-                self.refute(incarnation)
-            return None
-        return cur
+        self._out().events.append(MemberJoined(member=news, at=now))
+        self._gossip(Alive(news))
 
     def _correct_stale(self, cur: MemberState) -> None:
         # Someone still suspects a member we hold dead or left: they missed the news
         # (with a small retransmit budget a leave can miss a member). Gossip it again,
-        # unless it is still queued, so they learn "left" before their own suspicion
-        # times out into a false "failed".
+        # unless news about it is still queued, so they learn "left" before their own
+        # suspicion times out into a false "failed".
         name = cur.name
-        if name not in self.broadcasts:
-            accuser = name if cur.status == LEFT else self.local_name
-            self._gossip(name, Dead(name, cur.incarnation, accuser))
-
-    def prober_seen(self, name: str, addr: Address, now: float) -> None:
-        """`name` pinged us from `addr`: if we hold it dead or left there, tell it."""
-        cur = self.members.get(name)
-        if cur is not None and cur.status in _GONE and cur.addr == addr:
-            self._notify_rumour(cur, now)
+        accuser = name if cur.status == LEFT else self._local_name
+        self._out().gossip.append((Dead(name, cur.incarnation, accuser), True))
 
     def _notify_rumour(self, cur: MemberState, now: float) -> None:
         # `cur` is dead or left here while it shows itself alive at the same address
@@ -458,14 +710,14 @@ class Membership:
         if last is not None and now - last < self.config.probe_interval_s:
             return
         self._noticed_at[name] = now
-        accuser = name if cur.status == LEFT else self.local_name
-        self.notices.append((cur.addr, Dead(name, cur.incarnation, accuser)))
+        accuser = name if cur.status == LEFT else self._local_name
+        self._out().notices.append((cur.addr, Dead(name, cur.incarnation, accuser)))
 
     def _may_reclaim(self, cur: MemberState, now: float) -> bool:
         reclaim_s = self.config.dead_node_reclaim_s
         if cur.status not in _GONE or reclaim_s is None:
             return False
-        return now - self.gone_since[cur.name] >= reclaim_s
+        return now - self._gone_since[cur.name] >= reclaim_s
 
     def _start_suspicion(self, name: str, incarnation: int, accuser: str, now: float) -> None:
         cfg = self.config
@@ -479,21 +731,8 @@ class Membership:
         suspicion = Suspicion.start(
             incarnation=incarnation, accuser=accuser, k=k, min_s=min_s, max_s=max_s, now=now
         )
-        self.suspicions[name] = suspicion
-        self._push_deadline(suspicion.deadline, name)
+        self._suspicions[name] = suspicion
+        self._deadlines.push(suspicion.deadline, name)
 
-    def _cancel_suspicion(self, name: str) -> None:
-        self.suspicions.pop(name, None)
-
-    def _push_deadline(self, deadline: float, name: str) -> None:
-        self._tiebreak += 1
-        heapq.heappush(self._deadlines, (deadline, self._tiebreak, name))
-
-    def _gossip_alive(self, state: MemberState) -> None:
-        self._gossip(state.name, Alive(state))
-
-    def _gossip(self, name: str, news: Alive | Suspect | Dead) -> None:
-        queue = self.broadcasts
-        queue.queue(name, news, encode_message(news))
-        if len(queue) > self.config.broadcast_queue_depth:
-            queue.drop_most_sent()
+    def _gossip(self, news: News) -> None:
+        self._out().gossip.append((news, False))

@@ -44,6 +44,10 @@ class Stats:
     #: Push-pull exchanges started and completed.
     push_pulls: int = 0
     push_pulls_failed: int = 0
+    #: Streams we opened that had no outcome within ``tcp_timeout_s`` (counted failed).
+    streams_timed_out: int = 0
+    #: Stream outcomes that arrived after their stream had ended (ignored).
+    late_stream_outcomes: int = 0
     #: The current Lifeguard local health score (0 is healthy).
     awareness: int = 0
     #: Send errors reported by the driver (e.g. a firewall's PermissionError).

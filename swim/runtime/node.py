@@ -4,7 +4,7 @@ A thin translator, after aioquic's asyncio adapter: every input (a datagram, a s
 request or response, an application call) goes to the core with ``trio.current_time()``
 as ``now`` and marks the node *dirty*; one pump task then sends what is due, starts the
 streams the core asked for, publishes the core's events and re-arms its single timer at
-``core.get_timer()``. Time is read only through `trio.current_time`, so a node runs
+``Core.poll().deadline``. Time is read only through `trio.current_time`, so a node runs
 unchanged under trio's `MockClock`.
 
 Tasks inside a running node (one nursery):
@@ -15,8 +15,10 @@ Tasks inside a running node (one nursery):
 * one task per stream the core asked for (join, push-pull, fallback ping, reliable user
   message), each bounded by ``Config.tcp_timeout_s``; a failure or timeout is reported
   as ``receive_stream_response(id, None, now)``.
-* the join loop, while no seed has answered: joins every seed, retrying with capped
-  exponential backoff (`JoinCompleted` events tell the outcome of each attempt).
+
+Joining (and retrying with the shared `DriverPolicy` backoff), leave completion and
+stream timeouts are decided by the core itself, the same way for every driver; the pump
+only runs what `Core.poll` hands it.
 
 Incoming streams are answered by the transport calling `Node` back (`handle_stream_request`).
 
@@ -41,7 +43,7 @@ from typing import Final
 import attrs
 import trio
 
-from swim.core import Config, Core, Event, JoinCompleted, MemberState, MemberStatus, Stats
+from swim.core import Config, Core, DriverPolicy, Event, MemberState, Stats
 from swim.core.outputs import StreamKind, StreamRequest
 from swim.runtime.subscriptions import EventSubscription
 from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
@@ -53,9 +55,6 @@ TransportFactory = Callable[[StreamHandler], AbstractAsyncContextManager[Transpo
 DEFAULT_EVENT_BUFFER: Final = 1024
 #: Streams the node runs at once; more wait for a slot.
 MAX_CONCURRENT_STREAMS: Final = 64
-#: Smallest step the pump's timer advances by, should the core ever return a deadline
-#: that is not after the time it was just run at (a guard against spinning).
-_MIN_TIMER_STEP_S: Final = 0.001
 
 
 class DeliveryError(Exception):
@@ -145,8 +144,6 @@ class Node:
         self.seed: Final = seed
         self._transport_factory = transport_factory
         self._leave_timeout_s = leave_timeout_s
-        self._join_backoff_s = join_backoff_s
-        self._join_backoff_max_s = join_backoff_max_s
 
         self._core: Core | None = None
         self._transport: Transport | None = None
@@ -162,16 +159,16 @@ class Node:
         self._subscribers: list[EventSubscription] = []
         self._waiters: dict[int, _Waiter] = {}
         self._stream_limiter = trio.CapacityLimiter(MAX_CONCURRENT_STREAMS)
-        self._join_results: list[bool] = []
-        self._join_changed = trio.Event()
         self._events_published = 0
         self._subscriber_overflows = 0
-        self._join_attempts = 0
         self._streams_in_flight = 0
         self._streams_failed = 0
         self._rng = random.Random(seed)
-        # The runtime's own randomness (join jitter), apart from the core's.
-        self._runtime_rng = random.Random(self._rng.getrandbits(64))
+        self._policy = DriverPolicy(
+            join_backoff_s=join_backoff_s,
+            join_backoff_max_s=join_backoff_max_s,
+            leave_timeout_s=leave_timeout_s,
+        )
 
     # ============================================================== lifecycle
 
@@ -202,6 +199,7 @@ class Node:
                     rng=self._rng,
                     now=trio.current_time(),
                     meta=self._meta,
+                    policy=self._policy,
                 )
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -209,7 +207,7 @@ class Node:
                     nursery.start_soon(self._pump, core, transport)
                     nursery.start_soon(self._receive_loop, core, transport)
                     if self._seeds:
-                        nursery.start_soon(self._join_loop, core)
+                        core.join(self._seeds, now=trio.current_time())
                     try:
                         yield self
                     except BaseException as exc:
@@ -279,13 +277,13 @@ class Node:
     def update_metadata(self, meta: bytes) -> None:
         """Replace our metadata; gossiped with a new incarnation."""
         core = self._require_running()
-        core.update_metadata(meta, trio.current_time())
+        core.update_metadata(meta, now=trio.current_time())
         self._poke()
 
     def broadcast(self, payload: bytes) -> int:
         """Gossip `payload` to every member (this one included); returns its id."""
         core = self._require_running()
-        broadcast_id = core.broadcast(payload, trio.current_time())
+        broadcast_id = core.broadcast(payload, now=trio.current_time())
         self._poke()
         return broadcast_id
 
@@ -306,7 +304,9 @@ class Node:
             addr = state.addr
         else:
             addr = to
-        stream_id = core.send_user_message(addr, payload, trio.current_time(), reliable=reliable)
+        stream_id = core.send_user_message(
+            addr, payload, now=trio.current_time(), reliable=reliable
+        )
         self._poke()
         if stream_id is None or not reliable:
             await trio.lowlevel.checkpoint()
@@ -326,10 +326,9 @@ class Node:
         node keeps running (answering probes) until its context exits.
         """
         core = self._require_running()
-        core.leave(trio.current_time())
+        core.leave(now=trio.current_time(), timeout_s=timeout_s)
         self._poke()
-        with trio.move_on_after(timeout_s):
-            await self._left.wait()
+        await self._left.wait()
         return core.leave_complete
 
     def stats(self) -> NodeStats:
@@ -341,7 +340,7 @@ class Node:
             transport=attrs.evolve(self._transport.stats),
             events_published=self._events_published,
             subscriber_overflows=self._subscriber_overflows,
-            join_attempts=self._join_attempts,
+            join_attempts=core.join_rounds,
             streams_in_flight=self._streams_in_flight,
             streams_failed=self._streams_failed,
         )
@@ -357,21 +356,22 @@ class Node:
     async def _pump(self, core: Core, transport: Transport) -> None:
         """Send what is due, re-arm the one timer, repeat."""
         handled_at = -math.inf
+        deadline = -math.inf
+        policy = self._policy
         while True:
             if not self._dirty:
-                deadline = core.get_timer()
-                if deadline <= handled_at:
-                    deadline = handled_at + _MIN_TIMER_STEP_S
-                with trio.CancelScope(deadline=deadline) as scope:
+                with trio.CancelScope(deadline=policy.wake_at(deadline, handled_at)) as scope:
                     self._timer_scope = scope
                     await trio.sleep_forever()
                 self._timer_scope = None
             self._dirty = False
             now = trio.current_time()
-            if now >= core.get_timer():
-                core.handle_timer(now)
+            if now >= deadline:
+                core.handle_timer(now=now)
                 handled_at = now
-            for datagram in core.datagrams_to_send():
+            out = core.poll()
+            deadline = out.deadline
+            for datagram in out.datagrams:
                 try:
                     sent = await transport.send(datagram.data, datagram.addr)
                 except OSError:  # transports should not raise it; count it if one does
@@ -379,17 +379,17 @@ class Node:
                 if not sent:
                     core.note_send_error()
             nursery = self._nursery
-            for request in core.streams_to_open():
+            for request in out.streams:
                 assert nursery is not None
                 nursery.start_soon(self._run_stream, core, transport, request)
-            for event in core.drain_events():
+            for event in out.events:
                 self._publish(event)
-            if core.leaving and core.leave_complete:
+            if out.leave_done:
                 self._left.set()
 
     async def _receive_loop(self, core: Core, transport: Transport) -> None:
         async for data, addr in transport.receive():
-            core.receive_datagram(data, addr, trio.current_time())
+            core.receive_datagram(data, addr, now=trio.current_time())
             self._poke()
 
     async def _handle_stream(self, data: bytes, addr: Address) -> bytes | None:
@@ -397,9 +397,9 @@ class Node:
         core = self._core
         if core is None or self._stopped:
             return None
-        response = core.handle_stream_request(data, addr, trio.current_time())
+        reply = core.handle_stream_request(data, addr, now=trio.current_time())
         self._poke()
-        return response
+        return None if reply is None else reply.data
 
     async def _run_stream(self, core: Core, transport: Transport, request: StreamRequest) -> None:
         response: bytes | None = None
@@ -417,48 +417,17 @@ class Node:
             self._streams_in_flight -= 1
         if response is None:
             self._streams_failed += 1
-        core.receive_stream_response(request.id, response, trio.current_time())
+        core.receive_stream_response(request.id, response, now=trio.current_time())
         self._poke()
         waiter = self._waiters.get(request.id)
         if waiter is not None:
             waiter.ok = response is not None and request.kind is StreamKind.USER_MESSAGE
             waiter.done.set()
 
-    async def _join_loop(self, core: Core) -> None:
-        """Join the seeds; retry with capped, jittered exponential backoff until one
-        answers (or until we learn of another live member some other way)."""
-        delay = self._join_backoff_s
-        while True:
-            self._join_results = []
-            ids = core.join(self._seeds, trio.current_time())
-            if not ids:
-                return  # every seed is ourselves
-            self._join_attempts += 1
-            self._poke()
-            # Each stream ends in exactly one JoinCompleted; wait for all, or one success.
-            with trio.move_on_after(2 * self.config.tcp_timeout_s + 1.0):
-                while len(self._join_results) < len(ids) and not any(self._join_results):
-                    self._join_changed = trio.Event()
-                    await self._join_changed.wait()
-            if any(self._join_results) or self._knows_live_peer(core):
-                return
-            await trio.sleep(delay * (0.5 + 0.5 * self._runtime_rng.random()))
-            if self._knows_live_peer(core):
-                return
-            delay = min(2 * delay, self._join_backoff_max_s)
-
     # ============================================================== internals
-
-    def _knows_live_peer(self, core: Core) -> bool:
-        return any(
-            m.name != self.name and m.status == MemberStatus.ALIVE for m in core.members()
-        )
 
     def _publish(self, event: Event) -> None:
         self._events_published += 1
-        if isinstance(event, JoinCompleted):
-            self._join_results.append(event.ok)
-            self._join_changed.set()
         overflowed = [sub for sub in self._subscribers if not sub._push(event)]
         for sub in overflowed:
             self._subscriber_overflows += 1
