@@ -162,7 +162,11 @@ async def running(nursery: trio.Nursery) -> Running:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
     node = FakeNode()
-    options = AgentOptions(name="n1", bind=node.addr, rpc=("127.0.0.1", port), log_json=True)
+    # Without a token, so raw clients can speak; tests/test_rpc_hardening.py covers auth.
+    options = AgentOptions(
+        name="n1", bind=node.addr, rpc=("127.0.0.1", port), log_json=True,
+        rpc_auth_required=False,
+    )
     out, err = io.StringIO(), io.StringIO()
     agent = Agent(options, node, out=out, err=err)
     state = Running(agent, node, ("127.0.0.1", port), out, [])

@@ -11,18 +11,20 @@ to stderr, as JSON too with ``--log-json``.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
+import pathlib
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TextIO
 
 import attrs
 import trio
 
-from swim.agent import output, rpc
+from swim.agent import output, rpc, rpc_token
 from swim.agent.output import Record
 from swim.agent.tags import TagError, UserEvent, check_key, encode_tags, encode_user_event
 from swim.core.config import Config
@@ -48,6 +50,12 @@ class AgentOptions:
     rpc: Address = rpc.DEFAULT_RPC
     metrics: Address | None = None
     log_json: bool = False
+    #: The token every RPC request must carry (``--rpc-auth``); None: a random one. Either
+    #: way it is written to this user's token file (`swim.agent.rpc_token`) for clients.
+    rpc_auth: str | None = None
+    #: False serves RPC to anyone who can connect, without a token (for in-process tests;
+    #: there is no command-line switch for it).
+    rpc_auth_required: bool = True
 
 
 class AgentNode(Protocol):
@@ -113,6 +121,7 @@ class Agent:
         # Subscribe at once, before any checkpoint, so no early event (a join) is missed.
         self._events = node.events()
         self._quiet = False
+        self._token_file: pathlib.Path | None = None
 
     # ------------------------------------------------------------------ console
 
@@ -146,9 +155,12 @@ class Agent:
         metrics_listeners: list[trio.SocketListener] | None = None,
     ) -> int:
         """Serve until asked to exit (leave by RPC, or a signal). Returns the exit code."""
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with (
+            self._rpc_token() as token,
+            trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+        ):
             async with trio.open_nursery() as nursery:
-                await nursery.start(rpc.RpcServer(self).serve, listeners)
+                await nursery.start(rpc.RpcServer(self, token=token).serve, listeners)
                 if metrics_listeners:
                     from swim.agent.metrics_http import metrics_registry, serve_metrics
 
@@ -159,8 +171,9 @@ class Agent:
                 nursery.start_soon(self._watch_signals, signals, nursery)
                 self.log(
                     f"running: gossip on {output.format_addr(self._node.addr)}, "
-                    f"rpc on {output.format_addr(self.options.rpc)}, "
-                    f"profile {self.options.profile}"
+                    f"rpc on {output.format_addr(self.options.rpc)}"
+                    + (f" (token in {self._token_file}), " if self._token_file else ", ")
+                    + f"profile {self.options.profile}"
                     + (
                         f", metrics on http://{output.format_addr(self.options.metrics)}/metrics"
                         if self.options.metrics and metrics_listeners
@@ -172,6 +185,26 @@ class Agent:
                 nursery.cancel_scope.cancel()
         self.log("stopped")
         return 0
+
+    @contextlib.contextmanager
+    def _rpc_token(self) -> Iterator[str | None]:
+        """The token RPC requests must carry (None: none needed), kept in this user's
+        token file while the agent runs."""
+        token = None
+        if self.options.rpc_auth_required:
+            token = self.options.rpc_auth or rpc_token.new_token()
+            try:
+                self._token_file = rpc_token.write_token(self.options.rpc, token)
+            except rpc_token.TokenFileError as exc:
+                if self.options.rpc_auth is None:
+                    raise StartupError(f"{exc} (or pass --rpc-auth TOKEN)") from None
+                self.log(f"warning: {exc}; clients must pass --rpc-auth")
+        try:
+            yield token
+        finally:
+            if token is not None and self._token_file is not None:
+                rpc_token.remove_token(self.options.rpc, token)
+                self._token_file = None
 
     async def _watch_signals(
         self, signals: AsyncIterator[int], nursery: trio.Nursery

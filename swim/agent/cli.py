@@ -44,14 +44,20 @@ def parse_address(text: str) -> Address:
 
 
 def parse_rpc_address(text: str) -> Address:
-    """An RPC address: loopback only, since the protocol has no authentication."""
+    """An RPC address: loopback only, since the protocol's token travels in plain text."""
     addr = parse_address(text)
     if not ipaddress.ip_address(addr[0]).is_loopback:
         raise argparse.ArgumentTypeError(
             f"the RPC address must be on loopback (127.0.0.1 or ::1), got {text!r}: "
-            "the control protocol has no authentication"
+            "the control protocol is not encrypted"
         )
     return addr
+
+
+def _token(text: str) -> str:
+    if not text or not text.isprintable() or text != text.strip():
+        raise argparse.ArgumentTypeError("an RPC token must be printable, without spaces around")
+    return text
 
 
 def _tag(text: str) -> tuple[str, str]:
@@ -68,7 +74,7 @@ def _key(text: str) -> str:
 
 
 def _add_rpc(
-    p: argparse.ArgumentParser, text: str = "the agent's RPC address"
+    p: argparse.ArgumentParser, text: str = "the agent's RPC address", *, serving: bool = False
 ) -> None:
     p.add_argument(
         "--rpc",
@@ -76,6 +82,18 @@ def _add_rpc(
         default=rpc.DEFAULT_RPC,
         metavar="HOST:PORT",
         help=f"{text} (loopback; default 127.0.0.1:7373)",
+    )
+    p.add_argument(
+        "--rpc-auth",
+        type=_token,
+        metavar="TOKEN",
+        help=(
+            "the token every RPC request must carry (default: a random one, written to a "
+            "file only this user can read, where this user's clients find it)"
+            if serving
+            else "the agent's RPC token (default: $SWIM_RPC_AUTH, else the token file the "
+            "agent wrote for this user)"
+        ),
     )
 
 
@@ -107,7 +125,7 @@ def register(sub: Any) -> None:
         "--tag", type=_tag, action="append", default=[], metavar="KEY=VALUE",
         help="a tag carried in this member's metadata (repeatable)",
     )
-    _add_rpc(p, "where to listen for control commands")
+    _add_rpc(p, "where to listen for control commands", serving=True)
     p.add_argument(
         "--metrics", type=parse_address, metavar="HOST:PORT",
         help="serve Prometheus metrics over HTTP at this address",
@@ -175,6 +193,7 @@ def run_agent_command(args: argparse.Namespace) -> int:
         rpc=args.rpc,
         metrics=args.metrics,
         log_json=args.log_json,
+        rpc_auth=args.rpc_auth,
     )
     return run_agent(options)
 
@@ -202,7 +221,7 @@ def _client(command: str, fn: Callable[[], Awaitable[int]]) -> int:
 
 def members_command(args: argparse.Namespace) -> int:
     async def go() -> int:
-        answer = await rpc.call(args.rpc, {"cmd": "members"})
+        answer = await rpc.call(args.rpc, {"cmd": "members"}, auth=args.rpc_auth)
         members = sorted(answer["members"], key=lambda m: str(m["name"]))
         if args.json:
             print(json.dumps(members, indent=2, ensure_ascii=False))
@@ -217,7 +236,7 @@ def members_command(args: argparse.Namespace) -> int:
 
 def monitor_command(args: argparse.Namespace) -> int:
     async def go() -> int:
-        async with rpc.connect(args.rpc) as conn:
+        async with rpc.connect(args.rpc, auth=args.rpc_auth) as conn:
             info = await conn.call({"cmd": "info"})
             await conn.monitor()
             # Printed once subscribed, so a script can wait for this line.
@@ -239,7 +258,9 @@ def monitor_command(args: argparse.Namespace) -> int:
 def event_command(args: argparse.Namespace) -> int:
     async def go() -> int:
         answer = await rpc.call(
-            args.rpc, {"cmd": "event", "name": args.name, "payload": args.payload}
+            args.rpc,
+            {"cmd": "event", "name": args.name, "payload": args.payload},
+            auth=args.rpc_auth,
         )
         print(f"event {args.name!r} sent (id {answer.get('id')})")
         return 0
@@ -249,7 +270,7 @@ def event_command(args: argparse.Namespace) -> int:
 
 def leave_command(args: argparse.Namespace) -> int:
     async def go() -> int:
-        await rpc.call(args.rpc, {"cmd": "leave"})
+        await rpc.call(args.rpc, {"cmd": "leave"}, auth=args.rpc_auth)
         print(f"agent at {output.format_addr(args.rpc)} left the cluster")
         return 0
 
@@ -263,7 +284,7 @@ def tags_command(args: argparse.Namespace) -> int:
             request["set"] = dict(args.set)
         if args.delete:
             request["delete"] = list(args.delete)
-        answer = await rpc.call(args.rpc, request)
+        answer = await rpc.call(args.rpc, request, auth=args.rpc_auth)
         tags = answer.get("tags") or {}
         for key in sorted(tags):
             print(f"{key}={tags[key]}")
@@ -274,7 +295,7 @@ def tags_command(args: argparse.Namespace) -> int:
 
 def info_command(args: argparse.Namespace) -> int:
     async def go() -> int:
-        answer = await rpc.call(args.rpc, {"cmd": "info"})
+        answer = await rpc.call(args.rpc, {"cmd": "info"}, auth=args.rpc_auth)
         answer.pop("ok", None)
         print(json.dumps(answer, indent=2, ensure_ascii=False))
         return 0

@@ -13,11 +13,22 @@ agent exits), ``monitor`` (answered ``{"ok": true, "streaming": true}``, then on
 record per line until the client closes the connection). Several requests may share one
 connection, one at a time; a connection ends after ``monitor``.
 
+Authentication: every request carries the agent's token as ``"auth"`` (see
+`swim.agent.rpc_token`: a random token in a 0600 file of the agent's user, or
+``--rpc-auth TOKEN``), compared in constant time. A request without it, or with another,
+is answered ``{"ok": false, "error": "permission denied: ...", "code": "permission_denied"}``
+and the connection is closed. The clients here add the token themselves.
+
 Bounds: a request line is at most 64 KiB (longer: an error, then the connection is
-closed); a connection idle for 60 s is closed; at most 64 connections at once; a response
-the client does not read within 10 s ends the connection; a monitor that falls more than
-1024 events behind is cut off with an error line. A malformed request gets an error
-answer and never affects the agent.
+closed); a new connection must send an authenticated request within 2 s; at most 16
+connections wait for theirs (at most 4 from one source IP), and a newcomer beyond either
+bound closes the oldest waiting one, so idle connections cannot keep out a client that
+sends its token at once; at most 64 authenticated connections at once; an authenticated
+connection idle for 60 s is closed; a response the client does not read within 10 s ends
+the connection; a monitor that falls more than 1024 events behind is cut off with an
+error line. A malformed request (also one nested too deeply for the JSON parser) gets an
+error answer and never affects the agent: nothing a client sends can raise out of the
+connection handler.
 """
 
 from __future__ import annotations
@@ -29,8 +40,10 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
+import attrs
 import trio
 
+from swim.agent import rpc_token
 from swim.core.messages import Address
 
 Record = dict[str, Any]
@@ -44,8 +57,18 @@ IDLE_TIMEOUT_S = 60.0
 #: A response (or monitor record) the client does not take within this long ends the
 #: connection.
 SEND_TIMEOUT_S = 10.0
-#: Connections served at once; more are answered with an error and closed.
+#: Authenticated connections served at once; more are answered with an error and closed.
 MAX_CONNECTIONS = 64
+#: How long a new connection has to send its first, authenticated, request.
+AUTH_TIMEOUT_S = 2.0
+#: Connections waiting to authenticate, in all and from one source IP; a newcomer beyond
+#: either bound closes the oldest waiting one (from its own source for the second).
+MAX_PENDING = 16
+MAX_PENDING_PER_SOURCE = 4
+#: The error code of a request refused for its token.
+PERMISSION_DENIED = "permission_denied"
+#: Refusals a client caused are logged at most once per kind per this long.
+LOG_INTERVAL_S = 10.0
 #: Event records buffered per monitor before it is cut off as too slow.
 MONITOR_BUFFER = 1024
 #: Default agent RPC address.
@@ -58,6 +81,10 @@ class RpcError(Exception):
 
 class AgentUnreachable(RpcError):
     """No agent answers at the address."""
+
+
+class PermissionDenied(RpcError):
+    """The agent refused the request: no token, or not its token."""
 
 
 class RequestError(Exception):
@@ -137,6 +164,8 @@ def parse_request_untrusted(line: bytes) -> tuple[str, Record]:
         request = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError(f"malformed request: not a JSON line ({exc})") from None
+    except RecursionError:  # e.g. 60,000 times "[": deeper than the parser can go
+        raise RequestError("malformed request: nested too deeply") from None
     if not isinstance(request, dict):
         raise RequestError('malformed request: expected a JSON object like {"cmd": "members"}')
     cmd = request.get("cmd")
@@ -148,12 +177,63 @@ def parse_request_untrusted(line: bytes) -> tuple[str, Record]:
 # ================================================================================ server
 
 
-class RpcServer:
-    """Serves the control protocol on listeners until cancelled."""
+@attrs.define(eq=False)
+class RpcStats:
+    """What the RPC server refused or survived. Read them; do not modify them."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    #: Requests without the agent's token (answered "permission denied", then closed).
+    denied: int = 0
+    #: New connections closed for sending no authenticated request in time.
+    auth_timeouts: int = 0
+    #: Connections still waiting to authenticate, closed to make room for a newer one.
+    evicted: int = 0
+    #: Connections refused because `MAX_CONNECTIONS` were being served.
+    over_limit: int = 0
+    #: Malformed request lines (answered with an error).
+    malformed: int = 0
+    #: Failures inside the server or the agent (answered "internal error" and logged).
+    internal_errors: int = 0
+
+
+@attrs.define(eq=False)
+class _Pending:
+    """A connection that has not authenticated yet."""
+
+    source: str
+    scope: trio.CancelScope
+    evicted: bool = False
+
+
+def _client_gone(exc: BaseException) -> bool:
+    """Whether `exc` (or every exception in a group) says the client went away."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_client_gone(inner) for inner in exc.exceptions)
+    return isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError, OSError))
+
+
+def _source_of(stream: trio.SocketStream) -> str:
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:
+        return "?"
+
+
+class RpcServer:
+    """Serves the control protocol on listeners until cancelled.
+
+    With a `token`, every request must carry it (see the module docstring); with None,
+    anyone who can connect is served (for in-process tests)."""
+
+    def __init__(self, dispatcher: Dispatcher, *, token: str | None = None) -> None:
         self._dispatcher = dispatcher
+        self._token = token
         self._connections = 0
+        # Connections waiting to authenticate, oldest first (dicts keep insertion order).
+        self._pending: dict[int, _Pending] = {}
+        self._next_pending = 0
+        self.stats = RpcStats()
+        self._logged_at: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
 
     async def serve(
         self,
@@ -172,21 +252,145 @@ class RpcServer:
         return False
 
     async def _connection(self, stream: trio.SocketStream) -> None:
+        # Nothing may escape from here: serve_listeners would take the agent down with it.
         try:
             async with stream:
-                if self._connections >= MAX_CONNECTIONS:
-                    await self._send(stream, error("too many connections; try again later"))
-                    return
-                self._connections += 1
                 try:
-                    await self._requests(stream)
-                finally:
-                    self._connections -= 1
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass  # the client went away; nothing to answer
+                    await self._serve_connection(stream)
+                except Exception as exc:
+                    if _client_gone(exc):
+                        return
+                    self.stats.internal_errors += 1
+                    self._dispatcher.log(f"rpc: internal error serving a connection: {exc!r}")
+                    await self._send(stream, error("internal error"))
+        except Exception:
+            pass  # the client went away (or the error answer failed); nothing to answer
 
-    async def _requests(self, stream: trio.SocketStream) -> None:
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
         reader = LineReader(stream, MAX_LINE_BYTES)
+        first: tuple[str, Record] | None = None
+        if self._token is not None:
+            first = await self._authenticate(stream, reader)
+            if first is None:
+                return
+        if self._connections >= MAX_CONNECTIONS:
+            self.stats.over_limit += 1
+            await self._send(stream, error("too many connections; try again later"))
+            return
+        self._connections += 1
+        try:
+            if first is not None and not await self._request(stream, reader, *first):
+                return
+            await self._requests(stream, reader)
+        finally:
+            self._connections -= 1
+
+    def _admit_pending(self, source: str) -> _Pending:
+        """Register a new unauthenticated connection, closing the oldest waiting one (of
+        its own source first) when a bound is reached."""
+        same_source = [p for p in self._pending.values() if p.source == source]
+        if len(same_source) >= MAX_PENDING_PER_SOURCE:
+            self._evict(same_source[0])
+        elif len(self._pending) >= MAX_PENDING:
+            self._evict(next(iter(self._pending.values())))
+        deadline = trio.current_time() + AUTH_TIMEOUT_S
+        pending = _Pending(source, trio.CancelScope(deadline=deadline))
+        self._pending[self._next_pending] = pending
+        self._next_pending += 1
+        return pending
+
+    def _evict(self, pending: _Pending) -> None:
+        self._forget(pending)
+        pending.evicted = True
+        pending.scope.cancel()
+
+    def _forget(self, pending: _Pending) -> None:
+        for key, value in self._pending.items():
+            if value is pending:
+                del self._pending[key]
+                return
+
+    async def _authenticate(
+        self, stream: trio.SocketStream, reader: LineReader
+    ) -> tuple[str, Record] | None:
+        """The connection's first request if it carries the token; else answer, None."""
+        pending = self._admit_pending(_source_of(stream))
+        line: bytes | None = None
+        too_long: LineTooLong | None = None
+        try:
+            with pending.scope:
+                try:
+                    line = b""
+                    while line is not None and not line.strip():
+                        line = await reader.read_line()
+                except LineTooLong as exc:
+                    too_long = exc
+        finally:
+            self._forget(pending)  # no longer waiting, whatever the outcome
+        if pending.scope.cancelled_caught:
+            if pending.evicted:
+                self.stats.evicted += 1
+                await self._send(
+                    stream, error("too many connections waiting to authenticate; closing")
+                )
+            else:
+                self.stats.auth_timeouts += 1
+                await self._send(
+                    stream,
+                    error(f"no authenticated request within {AUTH_TIMEOUT_S:g} s; closing"),
+                )
+            return None
+        if too_long is not None:
+            await self._send(stream, error(f"request too large: {too_long}"))
+            return None
+        if line is None:
+            return None
+        parsed = await self._parse(stream, line)
+        if parsed is None:
+            return None
+        if not self._authorized(parsed[1]):
+            await self._deny(stream)
+            return None
+        return parsed
+
+    def _log_limited(self, kind: str, message: str) -> None:
+        """Log a refusal a client caused: at most one line per kind per `LOG_INTERVAL_S`,
+        so a flood of bad requests cannot flood the log."""
+        now = trio.current_time()
+        last = self._logged_at.get(kind)
+        if last is not None and now - last < LOG_INTERVAL_S:
+            self._unlogged[kind] = self._unlogged.get(kind, 0) + 1
+            return
+        self._logged_at[kind] = now
+        more = self._unlogged.pop(kind, 0)
+        self._dispatcher.log(f"rpc: {message}" + (f" (and {more} more since)" if more else ""))
+
+    def _authorized(self, request: Mapping[str, Any]) -> bool:
+        return self._token is None or rpc_token.tokens_match(request.get("auth"), self._token)
+
+    async def _deny(self, stream: trio.SocketStream) -> None:
+        self.stats.denied += 1
+        self._log_limited("denied", f"refused a request from {_source_of(stream)}: no valid token")
+        await self._send(
+            stream,
+            {**error("permission denied: missing or wrong RPC token"), "code": PERMISSION_DENIED},
+        )
+
+    async def _parse(self, stream: trio.SocketStream, line: bytes) -> tuple[str, Record] | None:
+        """The parsed request, or None once a malformed one has been answered."""
+        try:
+            return parse_request_untrusted(line)
+        except RequestError as exc:
+            self.stats.malformed += 1
+            self._log_limited("malformed", f"{exc} (from {_source_of(stream)})")
+            await self._send(stream, error(str(exc)))
+        except Exception as exc:  # a parser bug must not take the agent down either
+            self.stats.internal_errors += 1
+            self._dispatcher.log(f"rpc: internal error parsing a request: {exc!r}")
+            await self._send(stream, error(f"malformed request: {type(exc).__name__}"))
+        return None
+
+    async def _requests(self, stream: trio.SocketStream, reader: LineReader) -> None:
         while True:
             line: bytes | None = b""
             with trio.move_on_after(IDLE_TIMEOUT_S) as idle:
@@ -202,22 +406,28 @@ class RpcServer:
                 return
             if not line.strip():
                 continue
-            try:
-                cmd, request = parse_request_untrusted(line)
-            except RequestError as exc:
-                if not await self._send(stream, error(str(exc))):
-                    return
+            parsed = await self._parse(stream, line)
+            if parsed is None:
                 continue
-            if cmd == "monitor":
-                await self._monitor(stream, reader)
+            if not self._authorized(parsed[1]):
+                await self._deny(stream)
                 return
-            response = await self._answer(cmd, request)
-            try:
-                sent = await self._send(stream, response)
-            finally:
-                self._dispatcher.responded(cmd)
-            if not sent:
+            if not await self._request(stream, reader, *parsed):
                 return
+
+    async def _request(
+        self, stream: trio.SocketStream, reader: LineReader, cmd: str, request: Record
+    ) -> bool:
+        """Answer one request; False when the connection is done."""
+        if cmd == "monitor":
+            await self._monitor(stream, reader)
+            return False
+        request.pop("auth", None)  # the dispatcher never sees the token
+        response = await self._answer(cmd, request)
+        try:
+            return await self._send(stream, response)
+        finally:
+            self._dispatcher.responded(cmd)
 
     async def _answer(self, cmd: str, request: Mapping[str, Any]) -> Record:
         try:
@@ -273,15 +483,18 @@ def _reason(exc: OSError) -> str:
 
 
 class RpcConnection:
-    """One client connection to an agent."""
+    """One client connection to an agent; every request carries `auth` if there is one."""
 
-    def __init__(self, stream: trio.SocketStream, addr: Address) -> None:
+    def __init__(self, stream: trio.SocketStream, addr: Address, auth: str | None = None) -> None:
         self.addr = addr
         self._stream = stream
         self._reader = LineReader(stream, MAX_RESPONSE_BYTES)
+        self._auth = auth
 
     async def send(self, request: Mapping[str, Any]) -> None:
         """Send one request line."""
+        if self._auth is not None:
+            request = {**request, "auth": self._auth}
         try:
             await self._stream.send_all(encode_line(request))
         except (trio.BrokenResourceError, OSError) as exc:
@@ -310,8 +523,21 @@ class RpcConnection:
         if answer is None:
             raise RpcError(f"agent at {_fmt(self.addr)} closed the connection")
         if not answer.get("ok"):
+            if answer.get("code") == PERMISSION_DENIED:
+                raise self._denied()
             raise RpcError(str(answer.get("error", "request failed")))
         return answer
+
+    def _denied(self) -> PermissionDenied:
+        if self._auth is None:
+            return PermissionDenied(
+                f"permission denied: no RPC token for the agent at {_fmt(self.addr)} "
+                f"({rpc_token.token_path(self.addr)} is missing or unreadable); run as the "
+                f"agent's user, or pass --rpc-auth TOKEN or set {rpc_token.TOKEN_ENV}"
+            )
+        return PermissionDenied(
+            f"permission denied: the agent at {_fmt(self.addr)} refused the RPC token"
+        )
 
     async def monitor(self) -> None:
         """Subscribe this connection to the agent's events (then read `records`)."""
@@ -347,8 +573,14 @@ def _fmt(addr: Address) -> str:
 
 
 @asynccontextmanager
-async def connect(addr: Address, *, timeout_s: float = 5.0) -> AsyncIterator[RpcConnection]:
-    """Open a connection to the agent at `addr`; raises `AgentUnreachable`."""
+async def connect(
+    addr: Address, *, timeout_s: float = 5.0, auth: str | None = None
+) -> AsyncIterator[RpcConnection]:
+    """Open a connection to the agent at `addr`; raises `AgentUnreachable`.
+
+    Requests carry `auth`, or when it is None the token from ``SWIM_RPC_AUTH`` or this
+    user's token file for `addr` (`swim.agent.rpc_token.client_token`)."""
+    token = auth if auth is not None else rpc_token.client_token(addr)
     host, port = addr
     family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
     sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
@@ -363,16 +595,20 @@ async def connect(addr: Address, *, timeout_s: float = 5.0) -> AsyncIterator[Rpc
         raise AgentUnreachable(f"cannot reach agent at {_fmt(addr)}: {_reason(exc)}") from None
     stream = trio.SocketStream(sock)
     async with stream:
-        yield RpcConnection(stream, addr)
+        yield RpcConnection(stream, addr, token)
 
 
 async def call(
-    addr: Address, request: Mapping[str, Any], *, timeout_s: float = 30.0
+    addr: Address,
+    request: Mapping[str, Any],
+    *,
+    timeout_s: float = 30.0,
+    auth: str | None = None,
 ) -> Record:
-    """One request on a fresh connection, bounded by `timeout_s`."""
+    """One request on a fresh connection, bounded by `timeout_s` (`auth` as `connect`)."""
     try:
         with trio.fail_after(timeout_s):
-            async with connect(addr, timeout_s=min(timeout_s, 5.0)) as conn:
+            async with connect(addr, timeout_s=min(timeout_s, 5.0), auth=auth) as conn:
                 return await conn.call(request)
     except trio.TooSlowError:
         raise RpcError(
