@@ -82,9 +82,14 @@ def test_unexpected_and_name_conflict_and_implausible_counters() -> None:
     c.receive_datagram(encode([Alive(MemberState("p", SRC, 0))]), SRC, now=0.0)
     c.receive_datagram(encode([Alive(MemberState("p", ("10.0.0.3", 1), 1))]), SRC, now=0.0)
     assert c.stats.name_conflicts == 1
-    c.receive_datagram(encode([Alive(MemberState("p", SRC, 2**40))]), SRC, now=0.0)
+    # A huge jump relayed by a third party is implausible (and p is asked to verify)...
+    third = ("10.0.0.9", 1)
+    c.receive_datagram(encode([Alive(MemberState("p", SRC, 2**40))]), third, now=0.0)
     assert c.stats.implausible_incarnation == 1
     assert c.member("p").incarnation == 0  # type: ignore[union-attr]
+    # ...but p's own word, from p's own address, is taken.
+    c.receive_datagram(encode([Alive(MemberState("p", SRC, 2**40))]), SRC, now=0.0)
+    assert c.member("p").incarnation == 2**40  # type: ignore[union-attr]
 
 
 def test_send_errors_and_push_pull_counters() -> None:

@@ -215,7 +215,7 @@ def test_buddy_system_lets_the_suspect_refute_at_first_contact(buddy: bool) -> N
 def helper_with_request(config: Config, *, nack: bool) -> tuple[Core, Ping]:
     """A helper that received a ping-req for peer-2, and the ping it sent peer-2."""
     helper = make_core(config, peers=2)
-    req = PingReq(77, "peer-2", ("10.0.1.2", 7946), nack)
+    req = PingReq(77, "peer-2", ("10.0.1.2", 7946), nack, "peer-1")
     helper.receive_datagram(encode([req]), ("10.0.1.1", 7946), now=5.0)
     (ping,) = out_datagrams(helper)
     assert ping.addr == ("10.0.1.2", 7946) and isinstance(ping.messages[0], Ping)

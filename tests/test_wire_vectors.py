@@ -28,6 +28,7 @@ from swim.core.messages import (
     Ping,
     PingReq,
     PushPull,
+    Refusal,
     Suspect,
     UserBroadcast,
     UserMessage,
@@ -55,6 +56,13 @@ MESSAGES: list[tuple[str, Message, str]] = [
         "ping-req-ipv6",
         PingReq(seq=9, target="c", target_addr=("2001:db8::3", PORT), nack=False),
         "86 01 09 6163 50 20010db8000000000000000000000003 19 1f0a f4",
+    ),
+    # [1, seq, target, host, port, nack, source]: 87 array(7); the requester's name is a
+    # seventh item when given (helpers serve only members they know)
+    (
+        "ping-req-with-source",
+        PingReq(seq=8, target="c", target_addr=("10.0.0.3", PORT), nack=True, source="a"),
+        "87 01 08 6163 44 0a000003 19 1f0a f5 6161",
     ),
     # [2, seq] and [3, seq]
     ("ack", Ack(seq=7), "82 02 07"),
@@ -175,6 +183,16 @@ def test_push_pull_frames(message: PushPull, golden: str) -> None:
     assert decode_untrusted(frame, stream=True) == (message,)
     with pytest.raises(MalformedMessage):
         decode_untrusted(frame)  # never in a datagram
+
+
+def test_refusal_is_a_stream_answer_only() -> None:
+    # [10, name, host, port]: 84 array(4) | 0a kind refusal | 61 61 "a" | 44 0a000001 | 19 1f0a
+    message = Refusal(name="a", addr=("10.0.0.1", PORT))
+    frame = bytes.fromhex("82 01 84 0a 6161 44 0a000001 19 1f0a")
+    assert encode([message]) == frame
+    assert decode_untrusted(frame, stream=True) == (message,)
+    with pytest.raises(MalformedMessage):
+        decode_untrusted(frame)
 
 
 def test_multi_message_datagram() -> None:

@@ -19,6 +19,7 @@ from swim.core.events import (
     MemberLeft,
     MemberSuspected,
     MemberUpdated,
+    NameConflict,
     UserBroadcastReceived,
     UserMessageReceived,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "MemberStatus",
     "MemberSuspected",
     "MemberUpdated",
+    "NameConflict",
     "Output",
     "ProtocolError",
     "Stats",

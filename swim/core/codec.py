@@ -36,6 +36,7 @@ from swim.core.messages import (
     Ping,
     PingReq,
     PushPull,
+    Refusal,
     Suspect,
     UserBroadcast,
     UserMessage,
@@ -76,6 +77,7 @@ KIND_DEAD: Final = 6
 KIND_USER_BROADCAST: Final = 7
 KIND_USER_MESSAGE: Final = 8
 KIND_PUSH_PULL: Final = 9
+KIND_REFUSAL: Final = 10
 
 #: Human names of kinds, for statistics.
 KIND_NAMES: Final = {
@@ -89,6 +91,7 @@ KIND_NAMES: Final = {
     UserBroadcast: "user_broadcast",
     UserMessage: "user_message",
     PushPull: "push_pull",
+    Refusal: "refusal",
 }
 
 _STATUSES: Final = tuple(MemberStatus)
@@ -119,8 +122,11 @@ def _message_items(msg: Message) -> list[Any]:
     match msg:
         case Ping(seq, target, source):
             return [KIND_PING, seq, target, source] if source else [KIND_PING, seq, target]
-        case PingReq(seq, target, (host, port), nack):
-            return [KIND_PING_REQ, seq, target, _pack_host(host), port, nack]
+        case PingReq(seq, target, (host, port), nack, source):
+            items = [KIND_PING_REQ, seq, target, _pack_host(host), port, nack]
+            if source:
+                items.append(source)
+            return items
         case Ack(seq):
             return [KIND_ACK, seq]
         case Nack(seq):
@@ -135,6 +141,8 @@ def _message_items(msg: Message) -> list[Any]:
             return [KIND_USER_BROADCAST, origin, id_, payload]
         case UserMessage(source, payload):
             return [KIND_USER_MESSAGE, source, payload]
+        case Refusal(name, (host, port)):
+            return [KIND_REFUSAL, name, _pack_host(host), port]
         case PushPull(join, members, broadcasts):
             items = [KIND_PUSH_PULL, join, [_state_fields(m) for m in members]]
             if broadcasts:  # omitted when empty, so plain exchanges stay as small
@@ -306,13 +314,16 @@ def _message(items: Any, stream: bool) -> Message:
             _int(items[2], MAX_INCARNATION, "incarnation"),
             _name(items[3], "accuser"),
         )
-    if kind == KIND_PING_REQ and n == 6:
+    if kind == KIND_PING_REQ and n in (6, 7):
         return PingReq(
             _int(items[1], MAX_SEQ, "seq"),
             _name(items[2], "target"),
             _addr(items[3], items[4]),
             _bool(items[5], "nack"),
+            _name(items[6], "source") if n == 7 else "",
         )
+    if kind == KIND_REFUSAL and n == 4 and stream:
+        return Refusal(_name(items[1]), _addr(items[2], items[3]))
     if kind == KIND_NACK and n == 2:
         return Nack(_int(items[1], MAX_SEQ, "seq"))
     if kind == KIND_USER_BROADCAST and n == 4:

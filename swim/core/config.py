@@ -68,6 +68,13 @@ class Config:
     #: Largest incarnation jump accepted about a known member; a larger one is treated as
     #: hostile and dropped (defends against memberlist #358).
     incarnation_window: int = attrs.field(default=1 << 20, validator=attrs.validators.gt(0))
+    #: Most members the table holds; news of more is dropped and counted (a bound on
+    #: memory and on probing work if a flood of forged members arrives).
+    max_members: int = attrs.field(default=100_000, validator=attrs.validators.gt(1))
+    #: Most members not yet known taken from one push-pull we did not ask a seed for
+    #: (a join response is bounded by `max_members` alone); the rest are dropped and
+    #: counted, and arrive by gossip or later exchanges if real.
+    push_pull_new_max: int = attrs.field(default=1024, validator=attrs.validators.ge(0))
     #: How many user-broadcast ids to remember for deduplication.
     user_broadcast_memory: int = attrs.field(default=4096, validator=attrs.validators.gt(0))
     #: How many recent user broadcasts each push-pull carries, so members that missed one

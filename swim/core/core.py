@@ -60,6 +60,7 @@ from swim.core.messages import (
     Ping,
     PingReq,
     PushPull,
+    Refusal,
     Suspect,
     UserBroadcast,
     UserMessage,
@@ -74,6 +75,7 @@ __all__ = ["Core", "ProtocolError"]
 
 _INF: Final = float("inf")
 _ALIVE: Final = MemberStatus.ALIVE
+_SUSPECT: Final = MemberStatus.SUSPECT
 
 
 class Core:
@@ -131,7 +133,7 @@ class Core:
             first_probe_at=first_probe_at,
         )
         self._exchange = Exchange(config, self.policy, self.stats, rng)
-        self._notices: list[tuple[Address, Dead]] = []
+        self._notices: list[tuple[Address, Dead | Alive]] = []
         self._owe_alive = False
         self._leave_deadline = _INF
         self._leave_expired = False
@@ -460,6 +462,8 @@ class Core:
         stats.failures_declared += fx.failures_declared
         stats.implausible_incarnation += fx.implausible_incarnation
         stats.name_conflicts += fx.name_conflicts
+        stats.table_full += fx.table_full
+        stats.push_pull_new_capped += fx.push_pull_new_capped
         if fx.refutes:
             stats.refutes += fx.refutes
             for _ in range(fx.refutes):
@@ -500,7 +504,7 @@ class Core:
             counter[message_kind(msg)] += 1
             match msg:
                 case Alive(member):
-                    carry_out(membership.apply_alive(member, now))
+                    carry_out(membership.apply_alive(member, now, addr))
                 case Ping(seq, target, source):
                     if target == self.name:
                         self._dis.send_one(addr, Ack(seq))
@@ -515,7 +519,10 @@ class Core:
                 case Dead():
                     carry_out(membership.apply_dead(msg, now))
                 case PingReq():
-                    prober.on_ping_req(msg, addr, now)
+                    if self._may_serve(msg, addr):
+                        prober.on_ping_req(msg, addr, now)
+                    else:
+                        self.stats.ping_reqs_refused += 1
                 case Nack(seq):
                     prober.on_nack(seq)
                 case UserBroadcast(origin):
@@ -539,10 +546,21 @@ class Core:
         msg = messages[0]
         self.stats.messages_in[message_kind(msg)] += 1
         match msg:
-            case PushPull():
+            case PushPull(join):
+                if join:
+                    holder = self._membership.refuse_join(msg.members, now)
+                    self._carry_out(self._membership.take_effects())
+                    if holder is not None:
+                        # The joiner claims a name a live member holds elsewhere: a
+                        # second process under one name. Tell it, take nothing in.
+                        self.stats.joins_refused += 1
+                        return [Refusal(holder.name, holder.addr)]
                 # Merge theirs first (memberlist answers first): if their table makes us
-                # refute, the refutation rides back in our answer.
-                self._merge_state(msg, now, deliver=True)
+                # refute, the refutation rides back in our answer. The requester's
+                # address is an ephemeral port, so nothing in it is its own word.
+                self._merge_state(
+                    msg, now, deliver=True, source=None, new_max=self.config.push_pull_new_max
+                )
                 return [self._local_state()]
             case Ping(seq, target, _source) if target == self.name:
                 return [Ack(seq)]
@@ -559,37 +577,66 @@ class Core:
     ) -> None:
         kind = pending.kind
         if kind is StreamKind.JOIN or kind is StreamKind.PUSH_PULL:
-            state = None
+            state = refusal = None
             if messages is not None and len(messages) == 1:
                 msg = messages[0]
                 if isinstance(msg, PushPull):
                     state = msg
+                elif isinstance(msg, Refusal) and kind is StreamKind.JOIN:
+                    refusal = msg
             if state is not None:
                 self.stats.messages_in["push_pull"] += 1
                 self._owe_alive = False
                 mark = self._dis.mark()
-                self._merge_state(state, now, deliver=kind is StreamKind.PUSH_PULL)
+                # We opened this exchange to the peer's member address, so its own
+                # entry is its own word; only our join trusts the seed's whole table.
+                self._merge_state(
+                    state, now, deliver=kind is StreamKind.PUSH_PULL, source=pending.addr,
+                    new_max=None if kind is StreamKind.JOIN else self.config.push_pull_new_max,
+                )
                 self._answer_outdated(pending.addr, mark)
             else:
                 self.stats.push_pulls_failed += 1
             if kind is StreamKind.JOIN:
                 ok = state is not None
+                refused = ""
+                if refusal is not None:
+                    self.stats.messages_in["refusal"] += 1
+                    host, port = refusal.addr
+                    refused = (
+                        f"the name {refusal.name!r} is held by a live member at "
+                        f"{'[' + host + ']' if ':' in host else host}:{port}"
+                    )
                 self._events.append(
                     JoinCompleted(
                         seed=pending.addr,
                         ok=ok,
                         members=len(state.members) if state is not None else 0,
                         at=now,
+                        refused=refused,
                     )
                 )
-                self._exchange.join_done(
-                    pending.id, ok, now,
-                    has_peer=not ok and self._membership.has_alive_peer(),
-                )
+                if refused:
+                    self._exchange.stop_joining()
+                else:
+                    self._exchange.join_done(
+                        pending.id, ok, now,
+                        has_peer=not ok and self._membership.has_alive_peer(),
+                    )
         elif kind is StreamKind.PING and messages is not None:
             for msg in messages:
                 if isinstance(msg, Ack):
                     self._prober.on_fallback_ack(msg.seq)
+
+    def _may_serve(self, req: PingReq, addr: Address) -> bool:
+        """A ping-req is served only for a member we know at the address it came from,
+        about a target we know at the address it names (no reflection for strangers)."""
+        membership = self._membership
+        requester = membership.get(req.source) if req.source else None
+        if requester is None or requester.addr != addr or requester.status > _SUSPECT:
+            return False
+        target = membership.get(req.target)
+        return target is not None and target.addr == req.target_addr
 
     def _join_round(self, seeds: list[Address], now: float) -> list[int]:
         ids = [self._push_pull(seed, join=True, now=now) for seed in seeds]
@@ -614,13 +661,18 @@ class Core:
         kind = StreamKind.JOIN if join else StreamKind.PUSH_PULL
         return self._exchange.open(kind, addr, [self._local_state(join=join)], now)
 
-    def _merge_state(self, state: PushPull, now: float, *, deliver: bool) -> None:
+    def _merge_state(
+        self, state: PushPull, now: float, *, deliver: bool, source: Address | None,
+        new_max: int | None,
+    ) -> None:
         """Merge a peer's push-pull state: its members, then its recent broadcasts.
 
         With ``deliver=False`` (the answer to our own join) the broadcasts are only
         remembered as seen: a joiner does not replay the cluster's history.
         """
-        self._carry_out(self._membership.merge_remote(state.members, now))
+        self._carry_out(
+            self._membership.merge_remote(state.members, now, source=source, new_max=new_max)
+        )
         self._flush_notices()
         for msg in state.broadcasts:
             if msg.origin != self.name:

@@ -32,8 +32,10 @@ class Effects:
     forget: list[str] = attrs.field(factory=list)
     #: Application events.
     events: list[Event] = attrs.field(factory=list)
-    #: Datagrams to send directly: rumour notices (``Dead`` about the addressee).
-    notices: list[tuple[Address, Dead]] = attrs.field(factory=list)
+    #: Datagrams to send directly: rumour notices (``Dead`` about the addressee), and
+    #: verifications (our older ``Alive`` of the addressee, which it answers with its
+    #: current one, in its own word).
+    notices: list[tuple[Address, Dead | Alive]] = attrs.field(factory=list)
     #: The input showed its sender an outdated view of us (it made us refute, or it
     #: accused an incarnation we already left behind): answer it with our Alive.
     owe_alive: bool = False
@@ -46,12 +48,16 @@ class Effects:
     implausible_incarnation: int = 0
     #: Alive news for a live name from another address.
     name_conflicts: int = 0
+    #: New members dropped: the table is full, or over a push-pull's cap.
+    table_full: int = 0
+    push_pull_new_capped: int = 0
 
     def __bool__(self) -> bool:
         return bool(
             self.gossip or self.forget or self.events or self.notices or self.owe_alive
             or self.refutes or self.suspicions or self.failures_declared
-            or self.implausible_incarnation or self.name_conflicts
+            or self.implausible_incarnation or self.name_conflicts or self.table_full
+            or self.push_pull_new_capped
         )
 
 

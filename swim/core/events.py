@@ -83,12 +83,26 @@ class UserMessageReceived:
 
 @attrs.frozen(kw_only=True)
 class JoinCompleted:
-    """A join exchange with a seed finished; `ok` is False if the seed did not answer."""
+    """A join exchange with a seed finished; `ok` is False if the seed did not answer
+    or refused us."""
 
     seed: Address
     ok: bool
     #: Members learned from the seed's state (0 when not ok).
     members: int
+    at: float
+    #: Why the seed refused the join (our name is held by a live member elsewhere);
+    #: empty if it did not. A refused member stops joining: retrying cannot help.
+    refused: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class NameConflict:
+    """Another process at `addr` claims this member's own name (reported once per
+    address): an operator error, such as two agents started with one name."""
+
+    name: str
+    addr: Address
     at: float
 
 
@@ -102,4 +116,5 @@ Event = (
     | UserBroadcastReceived
     | UserMessageReceived
     | JoinCompleted
+    | NameConflict
 )

@@ -31,10 +31,20 @@ fresh incarnation learns of the old rumour in its join exchange and refutes at o
 it rejoins promptly however high the rumour's incarnation (memberlist #311).
 
 Hostile incarnations (memberlist #358): news that moves a known member's incarnation
-forward by more than ``Config.incarnation_window`` is dropped and counted. A legitimate
-incarnation only grows by refutations, one at a time, so the window is never reached in
-practice, while a single forged message with a huge incarnation cannot make a member
-unable to refute (or be evicted for good).
+forward by more than ``Config.incarnation_window`` is taken only as the member's *own
+word*: an ``Alive`` that came from the member's own address (a datagram from it, or its
+own entry in a push-pull we opened to it). From anyone else it is dropped and counted,
+and we *verify*: we send the member our (older) view of it, which it answers with its
+current ``Alive`` in its own word. So a forged message with a huge incarnation cannot
+evict a member or make it unable to refute, and a real jump (a member that refuted a
+forged accusation at the edge of the window) is not held against it for ever: no view
+stays split. A legitimate incarnation otherwise only grows one refutation at a time.
+
+Name conflicts: news of another process at another address claiming a live member's
+name is ignored and counted. If the name is ours, we report it once per address
+(`NameConflict`) and refute at most once per protocol period per address, so two
+processes with one name cannot drive each other's incarnations up in a storm. A join
+that claims a name held by a live member elsewhere is refused (`refuse_join`).
 
 A member that hears ``Alive(l, i)`` at l's known address while it holds l dead or left
 at an incarnation >= i tells l directly (a *rumour notice*, at most once per protocol
@@ -76,6 +86,7 @@ from swim.core.events import (
     MemberLeft,
     MemberSuspected,
     MemberUpdated,
+    NameConflict,
 )
 from swim.core.messages import Address, Alive, Dead, MemberState, MemberStatus, Suspect
 from swim.core.suspicion import Suspicion
@@ -89,6 +100,8 @@ _GONE: Final = (DEAD, LEFT)
 _INF: Final = float("inf")
 #: Most failed members remembered for reconnection.
 MAX_TOMBSTONES: Final = 4096
+#: Most addresses remembered as claiming our name.
+MAX_CONFLICTS: Final = 64
 
 
 class NewsKind(enum.Enum):
@@ -205,6 +218,10 @@ class Membership:
     #: Failed members reaped from the table, for reconnection: name -> (state, reaped at).
     _tombstones: dict[str, tuple[MemberState, float]] = attrs.field(factory=dict)
     _noticed_at: dict[str, float] = attrs.field(factory=dict)
+    #: Addresses that claimed our name, and when we last refuted them.
+    _conflicts: dict[Address, float] = attrs.field(factory=dict)
+    #: Unknown members the push-pull being merged may still add (None: no cap).
+    _new_budget: int | None = None
     #: The effects of the public call in progress (None until something happens).
     _fx: Effects | None = None
 
@@ -289,9 +306,12 @@ class Membership:
             self._dead(news, now)
         return self._take()
 
-    def apply_alive(self, news: MemberState, now: float) -> Effects:
-        """Apply ``Alive(news)``; `news` must have status alive."""
-        self._alive(news, now)
+    def apply_alive(
+        self, news: MemberState, now: float, source: Address | None = None
+    ) -> Effects:
+        """Apply ``Alive(news)``; `news` must have status alive. `source` is where it
+        came from (a datagram's sender), for the own-word rule."""
+        self._alive(news, now, source)
         return self._take()
 
     def apply_suspect(self, news: Suspect, now: float) -> Effects:
@@ -304,26 +324,60 @@ class Membership:
         self._dead(news, now)
         return self._take()
 
-    def merge_remote(self, states: Iterable[MemberState], now: float) -> Effects:
+    def merge_remote(
+        self, states: Iterable[MemberState], now: float, *, source: Address | None = None,
+        new_max: int | None = None,
+    ) -> Effects:
         """Merge a push-pull peer's table (memberlist's mergeState).
 
         A remote *dead* is merged as *suspect* with ourselves as accuser, so a member
         that only one peer believes dead gets a chance to refute instead of dying here.
+        `source` is the peer's member address when we opened the exchange to it (its
+        own entry is then its own word); at most `new_max` unknown members are added.
         """
         local = self._local_name
         members = self._members
+        self._new_budget = new_max
+        try:
+            self._merge(states, now, source, local, members)
+        finally:
+            self._new_budget = None
+        return self._take()
+
+    def _merge(
+        self, states: Iterable[MemberState], now: float, source: Address | None, local: str,
+        members: dict[str, MemberState],
+    ) -> None:
         for state in states:
             if members.get(state.name) is state:
                 continue  # the very state we hold (simulated members share them)
             status = state.status
             if status == ALIVE:
-                self._alive(state, now)
+                self._alive(state, now, source)
             elif status == LEFT:
                 self._dead(Dead(state.name, state.incarnation, state.name), now)
             elif status == SUSPECT or members.get(state.name, state).status <= SUSPECT:
                 # (A remote dead we also hold dead or left is agreement, not staleness:
                 # it must not re-queue the news.)
                 self._suspect(Suspect(state.name, state.incarnation, local), now)
+
+    def refuse_join(self, states: Iterable[MemberState], now: float) -> MemberState | None:
+        """The live member a joiner's table contradicts, if any: an alive entry for a
+        name we hold alive or suspect at another address. (If the name is ours, the
+        conflict is also reported, once per address, by the next call's effects.)"""
+        members = self._members
+        for state in states:
+            if state.status != ALIVE:
+                continue
+            cur = members.get(state.name)
+            if cur is not None and cur.status <= SUSPECT and cur.addr != state.addr:
+                if state.name == self._local_name:
+                    self._conflict_seen(state.addr, now)
+                return cur
+        return None
+
+    def take_effects(self) -> Effects:
+        """Effects left by a call that returns something else (`refuse_join`)."""
         return self._take()
 
     def prober_seen(self, name: str, addr: Address, now: float) -> Effects:
@@ -536,17 +590,20 @@ class Membership:
         self._fx = None
         return fx
 
-    def _alive(self, news: MemberState, now: float) -> None:
+    def _alive(self, news: MemberState, now: float, source: Address | None = None) -> None:
         name = news.name
         if name == self._local_name:
-            self._alive_about_self(news)
+            self._alive_about_self(news, now)
             return
         cur = self._members.get(name)
         if cur is None:
             self._add(news, now)
             return
-        if news.incarnation > cur.incarnation + self.config.incarnation_window:
+        if news.incarnation > cur.incarnation + self.config.incarnation_window and not (
+            source is not None and source == news.addr == cur.addr  # its own word
+        ):
             self._out().implausible_incarnation += 1
+            self._verify(cur, now)
             return
         if news.addr != cur.addr:
             if not self._may_reclaim(cur, now):
@@ -666,20 +723,64 @@ class Membership:
         fx.owe_alive = True
         self._gossip(Alive(me))
 
-    def _alive_about_self(self, news: MemberState) -> None:
+    def _alive_about_self(self, news: MemberState, now: float) -> None:
         me = self.local
-        if self._leaving or news.incarnation < me.incarnation:
+        if self._leaving:
+            return
+        if news.incarnation < me.incarnation:
+            # Its sender holds an older view of us (or asks us to verify a jump it
+            # could not take from a third party): answer with our current Alive.
+            self._out().owe_alive = True
             return
         if news.incarnation > me.incarnation + self.config.incarnation_window:
             self._out().implausible_incarnation += 1
             return
         if news.incarnation == me.incarnation and news.addr == me.addr and news.meta == me.meta:
             return
+        if news.addr != me.addr:
+            # Another process claims our name from another address: an operator error
+            # (or a forgery). Report it once, and outbid it at most once per period
+            # there, so two processes with one name cannot refute each other in a storm.
+            last = self._conflict_seen(news.addr, now)
+            if last is not None and now - last < self.config.probe_interval_s:
+                return
+            self._conflicts[news.addr] = now
         # Someone claims a version of us we did not announce (an older process of ours,
         # or a forgery): outbid it.
         self._refute(news.incarnation)
 
+    def _conflict_seen(self, addr: Address, now: float) -> float | None:
+        """Record that `addr` claims our name; the last refute there, if any. Reports
+        `NameConflict` the first time."""
+        conflicts = self._conflicts
+        if addr in conflicts:
+            return conflicts[addr]
+        self._out().events.append(NameConflict(name=self._local_name, addr=addr, at=now))
+        conflicts[addr] = -_INF
+        if len(conflicts) > MAX_CONFLICTS:
+            del conflicts[next(iter(conflicts))]
+        return None
+
+    def _verify(self, cur: MemberState, now: float) -> None:
+        # Ask `cur` for its own word: our older view of it makes it answer with its
+        # current Alive, straight from its address (at most once per period).
+        name = cur.name
+        last = self._noticed_at.get(name)
+        if last is not None and now - last < self.config.probe_interval_s:
+            return
+        self._noticed_at[name] = now
+        self._out().notices.append((cur.addr, Alive(attrs.evolve(cur, status=ALIVE))))
+
     def _add(self, news: MemberState, now: float) -> None:
+        if len(self._members) >= self.config.max_members:
+            self._out().table_full += 1
+            return
+        budget = self._new_budget
+        if budget is not None:
+            if budget <= 0:
+                self._out().push_pull_new_capped += 1
+                return
+            self._new_budget = budget - 1
         name = news.name
         self._members[name] = news
         self._tombstones.pop(name, None)

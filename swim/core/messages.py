@@ -57,13 +57,19 @@ class Ping:
 
 @attrs.frozen(slots=True)
 class PingReq:
-    """Ask a helper to probe `target` on our behalf and relay the ack (SWIM ping-req)."""
+    """Ask a helper to probe `target` on our behalf and relay the ack (SWIM ping-req).
+
+    `source` names the requester: a helper serves only members it knows at the address
+    the request came from, and only for targets it knows at `target_addr`, so a
+    stranger cannot make it ping arbitrary addresses.
+    """
 
     seq: int
     target: str
     target_addr: Address
     #: The requester wants a nack if the target stays silent (Lifeguard).
     nack: bool
+    source: str = ""
 
 
 @attrs.frozen(slots=True)
@@ -135,7 +141,17 @@ class PushPull:
     broadcasts: tuple[UserBroadcast, ...] = ()
 
 
+@attrs.frozen(slots=True)
+class Refusal:
+    """The answer to a join that claims `name`, held by a live member at `addr`: the
+    joiner must not take a name another running process holds (stream only)."""
+
+    name: str
+    addr: Address
+
+
 #: Every message kind the codec knows.
 Message = (
-    Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | UserBroadcast | UserMessage | PushPull
+    Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | UserBroadcast | UserMessage
+    | PushPull | Refusal
 )

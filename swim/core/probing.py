@@ -218,7 +218,7 @@ class Prober:
         cfg = self.config
         probe.indirect_sent = True
         for helper in helpers:
-            req = PingReq(probe.seq, probe.target, probe.addr, cfg.nacks)
+            req = PingReq(probe.seq, probe.target, probe.addr, cfg.nacks, self._name)
             self._out.send_one(helper.addr, req)
         self._stats.ping_reqs_sent += len(helpers)
         probe.expected_nacks = len(helpers) if cfg.nacks else 0

@@ -30,6 +30,14 @@ class Stats:
     implausible_incarnation: int = 0
     #: Alive news for a live name from a different address (name conflict).
     name_conflicts: int = 0
+    #: Joins we refused because the joiner claimed a name a live member holds.
+    joins_refused: int = 0
+    #: New members dropped because the table was full (`Config.max_members`).
+    table_full: int = 0
+    #: Unknown members dropped from a push-pull over `Config.push_pull_new_max`.
+    push_pull_new_capped: int = 0
+    #: Ping-reqs refused: from a stranger, or for a target not known at that address.
+    ping_reqs_refused: int = 0
     #: Probes started, and probes that ended with no ack.
     probes: int = 0
     probe_failures: int = 0
