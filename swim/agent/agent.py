@@ -29,7 +29,7 @@ from swim.agent.output import Record
 from swim.agent.tags import TagError, UserEvent, check_key, encode_tags, encode_user_event
 from swim.core.config import Config
 from swim.core.core import ProtocolError
-from swim.core.events import Event, JoinCompleted
+from swim.core.events import Event, JoinCompleted, NameConflict
 from swim.core.messages import Address, MemberState
 from swim.runtime import EventOverflow, Node
 
@@ -118,6 +118,8 @@ class Agent:
         self._leaving = False
         self._left = trio.Event()
         self._exit = trio.Event()
+        #: The exit code `run` returns (1 once a seed refused our name).
+        self._exit_code = 0
         # Subscribe at once, before any checkpoint, so no early event (a join) is missed.
         self._events = node.events()
         self._quiet = False
@@ -184,7 +186,7 @@ class Agent:
                 await self._exit.wait()
                 nursery.cancel_scope.cancel()
         self.log("stopped")
-        return 0
+        return self._exit_code
 
     @contextlib.contextmanager
     def _rpc_token(self) -> Iterator[str | None]:
@@ -258,6 +260,17 @@ class Agent:
     def _on_event(self, event: Any) -> None:
         if isinstance(event, JoinCompleted):
             self.log(output.join_line(event))
+            if event.refused:
+                # Another running member holds our name: joining again cannot help.
+                self.log(f"error: cannot join: {event.refused}; pick another --name")
+                self._exit_code = 1
+                self._exit.set()
+            return
+        if isinstance(event, NameConflict):
+            self.log(
+                f"warning: another process at {output.format_addr(event.addr)} claims "
+                f"this member's name {event.name!r}; it is refused, but check your agents"
+            )
             return
         record = output.event_record(event, incarnation_of=self._incarnation_of)
         if record is None:

@@ -142,6 +142,8 @@ def join_line(event: JoinCompleted) -> str:
     if event.ok:
         plural = "" if event.members == 1 else "s"
         return f"joined through {seed}: learned {event.members} member{plural}"
+    if event.refused:
+        return f"join through {seed} refused: {event.refused}"
     return f"join through {seed} failed: no answer"
 
 
