@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -94,10 +95,12 @@ async def exchange(
         return await answers_until_closed(stream)
 
 
-async def answers_until_closed(stream: trio.SocketStream) -> list[dict[str, Any]]:
+async def answers_until_closed(
+    stream: trio.SocketStream, timeout_s: float = WAIT_S
+) -> list[dict[str, Any]]:
     reader = rpc.LineReader(stream, rpc.MAX_RESPONSE_BYTES)
     answers = []
-    with trio.fail_after(WAIT_S):
+    with trio.fail_after(timeout_s):
         try:
             while (line := await reader.read_line()) is not None:
                 answers.append(json.loads(line))
@@ -284,10 +287,11 @@ EVICTED = [{"ok": False, "error": "too many connections waiting to authenticate;
 async def collect_answers(
     streams: list[trio.SocketStream], into: list[list[dict[str, Any]]], nursery: trio.Nursery
 ) -> None:
-    """Read each stream's answers until it is closed, in the background."""
+    """Read each stream's answers until it is closed, in the background (until the
+    nursery is cancelled: the test bounds its own waits)."""
 
     async def one(stream: trio.SocketStream) -> None:
-        into.append(await answers_until_closed(stream))
+        into.append(await answers_until_closed(stream, timeout_s=math.inf))
 
     for stream in streams:
         nursery.start_soon(one, stream)
