@@ -15,7 +15,8 @@ The work is split by job, each part in its own module:
   `Effects`, which this façade carries out;
 * `Prober` (probing.py): the probe cycle, the ping-req helper side, local health;
 * `Dissemination` (dissemination.py): news queues, piggybacking, the datagram outbox;
-* `Exchange` (exchange.py): streams, their timeouts and the join rounds;
+* `Exchange` (exchange.py): streams, their timeouts and the join rounds, and
+  `ExchangeRules` (pushpull.py): what the façade does with streams and full states;
 * `DriverPolicy` (policy.py): the join, leave and timer rules every driver shares.
 
 One datagram's path: `receive_datagram` -> `decode_untrusted` (codec.py) -> one
@@ -45,8 +46,8 @@ from swim.core.config import META_MAX_BYTES, NAME_MAX_BYTES, Config
 from swim.core.dissemination import Dissemination
 from swim.core.effects import NOTHING, Effects
 from swim.core.errors import ProtocolError
-from swim.core.events import Event, JoinCompleted, UserMessageReceived
-from swim.core.exchange import Exchange, PendingStream
+from swim.core.events import Event, UserMessageReceived
+from swim.core.exchange import Exchange
 from swim.core.membership import Membership
 from swim.core.messages import (
     Ack,
@@ -59,8 +60,6 @@ from swim.core.messages import (
     Nack,
     Ping,
     PingReq,
-    PushPull,
-    Refusal,
     Suspect,
     UserBroadcast,
     UserMessage,
@@ -68,6 +67,7 @@ from swim.core.messages import (
 from swim.core.outputs import Output, StreamKind, StreamReply
 from swim.core.policy import DriverPolicy
 from swim.core.probing import Prober, advance
+from swim.core.pushpull import ExchangeRules
 from swim.core.stats import Stats
 from swim.core.timing import push_pull_scale
 
@@ -78,7 +78,7 @@ _ALIVE: Final = MemberStatus.ALIVE
 _SUSPECT: Final = MemberStatus.SUSPECT
 
 
-class Core:
+class Core(ExchangeRules):
     """One member of a SWIM cluster, without I/O.
 
     Args:
@@ -537,97 +537,6 @@ class Core:
         self._flush_notices()
         self._answer_outdated(addr, mark)
 
-    def _answer_stream(
-        self, messages: Sequence[Message], addr: Address, now: float
-    ) -> list[Message] | None:
-        if len(messages) != 1:
-            self.stats.unexpected += 1
-            return None
-        msg = messages[0]
-        self.stats.messages_in[message_kind(msg)] += 1
-        match msg:
-            case PushPull(join):
-                if join:
-                    holder = self._membership.refuse_join(msg.members, now)
-                    self._carry_out(self._membership.take_effects())
-                    if holder is not None:
-                        # The joiner claims a name a live member holds elsewhere: a
-                        # second process under one name. Tell it, take nothing in.
-                        self.stats.joins_refused += 1
-                        return [Refusal(holder.name, holder.addr)]
-                # Merge theirs first (memberlist answers first): if their table makes us
-                # refute, the refutation rides back in our answer. The requester's
-                # address is an ephemeral port, so nothing in it is its own word.
-                self._merge_state(
-                    msg, now, deliver=True, source=None, new_max=self.config.push_pull_new_max
-                )
-                return [self._local_state()]
-            case Ping(seq, target, _source) if target == self.name:
-                return [Ack(seq)]
-            case UserMessage(source, payload):
-                self._events.append(
-                    UserMessageReceived(source=source, addr=addr, payload=payload, at=now)
-                )
-                return []
-        self.stats.unexpected += 1
-        return None
-
-    def _stream_done(
-        self, pending: PendingStream, messages: Sequence[Message] | None, now: float
-    ) -> None:
-        kind = pending.kind
-        if kind is StreamKind.JOIN or kind is StreamKind.PUSH_PULL:
-            state = refusal = None
-            if messages is not None and len(messages) == 1:
-                msg = messages[0]
-                if isinstance(msg, PushPull):
-                    state = msg
-                elif isinstance(msg, Refusal) and kind is StreamKind.JOIN:
-                    refusal = msg
-            if state is not None:
-                self.stats.messages_in["push_pull"] += 1
-                self._owe_alive = False
-                mark = self._dis.mark()
-                # We opened this exchange to the peer's member address, so its own
-                # entry is its own word; only our join trusts the seed's whole table.
-                self._merge_state(
-                    state, now, deliver=kind is StreamKind.PUSH_PULL, source=pending.addr,
-                    new_max=None if kind is StreamKind.JOIN else self.config.push_pull_new_max,
-                )
-                self._answer_outdated(pending.addr, mark)
-            else:
-                self.stats.push_pulls_failed += 1
-            if kind is StreamKind.JOIN:
-                ok = state is not None
-                refused = ""
-                if refusal is not None:
-                    self.stats.messages_in["refusal"] += 1
-                    host, port = refusal.addr
-                    refused = (
-                        f"the name {refusal.name!r} is held by a live member at "
-                        f"{'[' + host + ']' if ':' in host else host}:{port}"
-                    )
-                self._events.append(
-                    JoinCompleted(
-                        seed=pending.addr,
-                        ok=ok,
-                        members=len(state.members) if state is not None else 0,
-                        at=now,
-                        refused=refused,
-                    )
-                )
-                if refused:
-                    self._exchange.stop_joining()
-                else:
-                    self._exchange.join_done(
-                        pending.id, ok, now,
-                        has_peer=not ok and self._membership.has_alive_peer(),
-                    )
-        elif kind is StreamKind.PING and messages is not None:
-            for msg in messages:
-                if isinstance(msg, Ack):
-                    self._prober.on_fallback_ack(msg.seq)
-
     def _may_serve(self, req: PingReq, addr: Address) -> bool:
         """A ping-req is served only for a member we know at the address it came from,
         about a target we know at the address it names (no reflection for strangers)."""
@@ -638,79 +547,12 @@ class Core:
         target = membership.get(req.target)
         return target is not None and target.addr == req.target_addr
 
-    def _join_round(self, seeds: list[Address], now: float) -> list[int]:
-        ids = [self._push_pull(seed, join=True, now=now) for seed in seeds]
-        if ids:
-            self._exchange.join_round_opened(ids)
-        return ids
-
     def _accept_user_broadcast(
         self, msg: UserBroadcast, now: float, *, deliver: bool = True
     ) -> None:
         event = self._dis.accept_user_broadcast(msg, now, deliver=deliver)
         if event is not None:
             self._events.append(event)
-
-    def _local_state(self, *, join: bool = False) -> PushPull:
-        return PushPull(
-            join, self._membership.state_tuple(), self._dis.recent_user_broadcasts()
-        )
-
-    def _push_pull(self, addr: Address, *, join: bool, now: float) -> int:
-        self.stats.push_pulls += 1
-        kind = StreamKind.JOIN if join else StreamKind.PUSH_PULL
-        return self._exchange.open(kind, addr, [self._local_state(join=join)], now)
-
-    def _merge_state(
-        self, state: PushPull, now: float, *, deliver: bool, source: Address | None,
-        new_max: int | None,
-    ) -> None:
-        """Merge a peer's push-pull state: its members, then its recent broadcasts.
-
-        With ``deliver=False`` (the answer to our own join) the broadcasts are only
-        remembered as seen: a joiner does not replay the cluster's history.
-        """
-        self._carry_out(
-            self._membership.merge_remote(state.members, now, source=source, new_max=new_max)
-        )
-        self._flush_notices()
-        for msg in state.broadcasts:
-            if msg.origin != self.name:
-                self._accept_user_broadcast(msg, now, deliver=deliver)
-
-    def _maybe_reconnect(self, now: float) -> None:
-        """Try a push-pull with one reaped failed member, with Serf's probability.
-
-        Each member tries with probability failed / alive per interval, so the cluster
-        as a whole makes about one attempt per failed member per interval, whatever
-        its size (every member trying every time would be n attempts).
-        """
-        membership = self._membership
-        failed = membership.tombstone_count
-        if not failed:
-            return
-        alive = max(1, membership.alive_count())
-        if self._rng.random() * alive >= failed:
-            return
-        tombstone = membership.next_reconnect(now)
-        if tombstone is not None:
-            self._push_pull(tombstone.addr, join=False, now=now)
-
-    def _periodic_push_pull(self, now: float) -> None:
-        # An alive member, as memberlist, or one that failed within gossip_to_the_dead_s:
-        # after a partition heals, the news about it has long been sent, so without this
-        # the two sides would never meet again. One exchange across makes both sides
-        # learn they were declared dead, refute, and gossip it (Serf's reconnect).
-        peers = self._membership.sample(
-            1,
-            exclude="",
-            live_only=False,
-            alive_only=True,
-            gone_after=now - self.config.gossip_to_the_dead_s,
-            left_too=False,
-        )
-        if peers:
-            self._push_pull(peers[0].addr, join=False, now=now)
 
     def _gossip(self, now: float) -> None:
         """The gossip timer: send queued news to a few random members.

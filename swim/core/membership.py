@@ -69,9 +69,8 @@ helpers, gossip and push-pull targets.
 
 from __future__ import annotations
 
-import enum
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from typing import Final
 
 import attrs
@@ -89,6 +88,8 @@ from swim.core.events import (
     NameConflict,
 )
 from swim.core.messages import Address, Alive, Dead, MemberState, MemberStatus, Suspect
+from swim.core.precedence import PRECEDENCE, NewsKind, Order, Transition, order_of
+from swim.core.roster import Roster
 from swim.core.suspicion import Suspicion
 from swim.core.timing import suspicion_confirmations_needed, suspicion_timeout_min_s
 
@@ -104,101 +105,8 @@ MAX_TOMBSTONES: Final = 4096
 MAX_CONFLICTS: Final = 64
 
 
-class NewsKind(enum.Enum):
-    """The kind of membership news, for the precedence table."""
-
-    #: ``Alive(l, i)``.
-    ALIVE = "alive"
-    #: ``Suspect(l, i, accuser)``.
-    SUSPECT = "suspect"
-    #: ``Dead(l, i, accuser)`` (a leave when the accuser is l).
-    DEAD = "dead"
-
-
-class Order(enum.Enum):
-    """The news's incarnation against the one held."""
-
-    #: Lower than the one held.
-    OLDER = "older"
-    #: Equal.
-    SAME = "same"
-    #: Higher.
-    NEWER = "newer"
-
-
-class Transition(enum.Enum):
-    """What news about another member does to the table (see `PRECEDENCE`)."""
-
-    #: Nothing changes.
-    IGNORE = "ignore"
-    #: An unknown member appears (`MemberJoined`).
-    ADD = "add"
-    #: A dead or left member is alive again (`MemberJoined`).
-    REVIVE = "revive"
-    #: A suspect refuted (`MemberAlive`).
-    REFUTED = "refuted"
-    #: An alive member's newer announcement (`MemberUpdated` if its metadata changed).
-    UPDATE = "update"
-    #: An alive member becomes suspect (`MemberSuspected`).
-    SUSPECT = "suspect"
-    #: Another accuser of a suspect: a Lifeguard confirmation, if new.
-    CONFIRM = "confirm"
-    #: Declared dead, or left if it says so itself (`MemberFailed` / `MemberLeft`).
-    FAIL = "fail"
-    #: A stale suspicion of a member held dead or left: gossip that news again.
-    REGOSSIP = "regossip"
-    #: A member held dead or left shows itself alive at an old incarnation: tell it.
-    NOTIFY = "notify"
-
-
-def _rows() -> dict[tuple[NewsKind, MemberStatus | None, Order], Transition]:
-    t = Transition
-    older, same, newer = Order.OLDER, Order.SAME, Order.NEWER
-    per_status: dict[NewsKind, dict[MemberStatus | None, tuple[Transition, ...]]] = {
-        #                      older        same         newer
-        NewsKind.ALIVE: {
-            None:            (t.ADD,      t.ADD,      t.ADD),
-            ALIVE:           (t.IGNORE,   t.IGNORE,   t.UPDATE),
-            SUSPECT:         (t.IGNORE,   t.IGNORE,   t.REFUTED),
-            DEAD:            (t.NOTIFY,   t.NOTIFY,   t.REVIVE),
-            LEFT:            (t.NOTIFY,   t.NOTIFY,   t.REVIVE),
-        },
-        NewsKind.SUSPECT: {
-            None:            (t.IGNORE,   t.IGNORE,   t.IGNORE),
-            ALIVE:           (t.IGNORE,   t.SUSPECT,  t.SUSPECT),
-            SUSPECT:         (t.IGNORE,   t.CONFIRM,  t.CONFIRM),
-            DEAD:            (t.REGOSSIP, t.REGOSSIP, t.IGNORE),
-            LEFT:            (t.REGOSSIP, t.REGOSSIP, t.IGNORE),
-        },
-        NewsKind.DEAD: {
-            None:            (t.IGNORE,   t.IGNORE,   t.IGNORE),
-            ALIVE:           (t.IGNORE,   t.FAIL,     t.FAIL),
-            SUSPECT:         (t.IGNORE,   t.FAIL,     t.FAIL),
-            DEAD:            (t.IGNORE,   t.IGNORE,   t.IGNORE),
-            LEFT:            (t.IGNORE,   t.IGNORE,   t.IGNORE),
-        },
-    }
-    return {
-        (kind, status, order): row[k]
-        for kind, statuses in per_status.items()
-        for status, row in statuses.items()
-        for k, order in enumerate((older, same, newer))
-    }
-
-
-#: SWIM's precedence, as memberlist applies it, for news about *another* member at its
-#: known address: (kind, status held or None if unknown, order) -> transition. News
-#: about ourselves, a different address (conflict or reclaim) and implausible
-#: incarnation jumps are decided before the table is consulted.
-PRECEDENCE: Final[Mapping[tuple[NewsKind, MemberStatus | None, Order], Transition]] = _rows()
-
-
-def _order(news: int, held: int) -> Order:
-    return Order.NEWER if news > held else Order.SAME if news == held else Order.OLDER
-
-
 @attrs.define(eq=False)
-class Membership:
+class Membership(Roster):
     """One member's view of the cluster and the rules that change it."""
 
     config: Config
@@ -229,70 +137,6 @@ class Membership:
     def create(cls, config: Config, local: MemberState, *, rng: random.Random) -> Membership:
         """A table holding only the local member."""
         return cls(config, rng, {local.name: local}, local.name)
-
-    # ----------------------------------------------------------------------------- views
-
-    @property
-    def local(self) -> MemberState:
-        """The local member's own state."""
-        return self._members[self._local_name]
-
-    @property
-    def leaving(self) -> bool:
-        """True once we announced our departure."""
-        return self._leaving
-
-    def count(self) -> int:
-        """n for the protocol's formulas: every member in the table, the local one too."""
-        return len(self._members)
-
-    def get(self, name: str) -> MemberState | None:
-        """One member's state, or None if unknown (or reaped)."""
-        return self._members.get(name)
-
-    def states(self) -> list[MemberState]:
-        """Every member in the table, the local one included, in insertion order."""
-        return list(self._members.values())
-
-    def state_tuple(self) -> tuple[MemberState, ...]:
-        """The same as a tuple (a push-pull's payload)."""
-        return tuple(self._members.values())
-
-    def is_live(self, name: str) -> bool:
-        """True for an alive or suspect member other than the local one."""
-        state = self._members.get(name)
-        return state is not None and state.status <= SUSPECT and name != self._local_name
-
-    def has_live_peer(self) -> bool:
-        """True if any other member is alive or suspect (O(n) in the worst case)."""
-        members = self._members
-        return any(members[n].status <= SUSPECT for n in self._probe_order)
-
-    def has_alive_peer(self) -> bool:
-        """True if any other member is alive (O(n) in the worst case)."""
-        members = self._members
-        return any(members[n].status == ALIVE for n in self._probe_order)
-
-    def alive_count(self) -> int:
-        """Members not dead or left (the local one included): a cluster size estimate."""
-        return len(self._members) - len(self._gone_since)
-
-    @property
-    def tombstone_count(self) -> int:
-        """Failed members remembered for reconnection."""
-        return len(self._tombstones)
-
-    def tombstone(self, name: str) -> tuple[MemberState, float] | None:
-        """A reaped failed member's last state and when it was reaped, if remembered."""
-        return self._tombstones.get(name)
-
-    def suspicion(self, name: str) -> Suspicion | None:
-        """The running suspicion about `name`, if any."""
-        return self._suspicions.get(name)
-
-    def probe_order(self) -> list[str]:
-        """A copy of the current probe order (every other member's name)."""
-        return list(self._probe_order)
 
     # ------------------------------------------------------------------ news application
 
@@ -461,120 +305,6 @@ class Membership:
                     del self._tombstones[next(iter(self._tombstones))]
         return self._take()
 
-    def bootstrap(
-        self,
-        states: Iterable[MemberState] | Mapping[str, MemberState],
-        now: float,
-        probe_order: Sequence[str] | None = None,
-    ) -> None:
-        """Know `states` already, as if joined long ago: no events, no gossip.
-
-        `states` may be a prebuilt ``name -> state`` mapping shared by many members
-        (a simulator's converged start); it is then copied at C speed, with our own
-        entry kept, and `probe_order` (every other member's name, in the order to
-        probe them) may be given to skip the shuffle. Members already known are left
-        as they are.
-        """
-        members = self._members
-        if isinstance(states, Mapping) and len(members) == 1:
-            me = self.local
-            table = dict(states)
-            table[me.name] = me
-            self._members = members = table
-            if probe_order is None:
-                order = [name for name in table if name != me.name]
-                self.rng.shuffle(order)
-            else:
-                order = list(probe_order)
-                if len(order) != len(table) - 1 or me.name in order:
-                    raise ValueError("probe_order must name every other member once")
-            self._probe_order = order
-            self._probe_index = 0
-            for name, state in table.items():
-                if state.status in _GONE:
-                    self._gone_since[name] = now
-            return
-        order = self._probe_order
-        values = states.values() if isinstance(states, Mapping) else states
-        for state in values:
-            name = state.name
-            if name in members:
-                continue
-            members[name] = state
-            order.append(name)
-            if state.status in _GONE:
-                self._gone_since[name] = now
-        self.rng.shuffle(order)
-
-    def next_reconnect(self, now: float) -> MemberState | None:
-        """The next tombstone to try a reconnection with (round-robin), or None.
-
-        Tombstones older than ``reconnect_timeout_s`` are dropped on the way.
-        """
-        tombstones = self._tombstones
-        horizon = self.config.reconnect_timeout_s
-        for _ in range(len(tombstones)):
-            name, (state, since) = next(iter(tombstones.items()))
-            del tombstones[name]
-            if since + horizon > now:
-                tombstones[name] = (state, since)  # rotate to the back
-                return state
-        return None
-
-    # --------------------------------------------------------------------------- probing
-
-    def next_probe_target(self) -> MemberState | None:
-        """Round-robin over the shuffled probe order, re-shuffled after each pass."""
-        order = self._probe_order
-        members = self._members
-        for _ in range(len(order) + 1):
-            if self._probe_index >= len(order):
-                self._probe_index = 0
-                self.rng.shuffle(order)
-                if not order:
-                    return None
-            state = members[order[self._probe_index]]
-            self._probe_index += 1
-            if state.status <= SUSPECT:
-                return state
-        return None
-
-    def sample(
-        self, count: int, *, exclude: str, live_only: bool, alive_only: bool = False,
-        gone_after: float = _INF, left_too: bool = True,
-    ) -> list[MemberState]:
-        """Up to `count` distinct random members, by bounded rejection sampling.
-
-        Never O(n): it draws from the probe order and gives up after a few misses, so a
-        table full of dead members yields fewer picks rather than a long scan. Dead
-        (and, with `left_too`, left) members count only with ``live_only=False`` and if
-        they became so after `gone_after`.
-        """
-        order = self._probe_order
-        if count <= 0 or not order:
-            return []
-        members = self._members
-        gone_since = self._gone_since
-        picked: list[MemberState] = []
-        names: list[str] = []
-        rng = self.rng
-        for _ in range(3 * count + 8):
-            name = order[int(rng.random() * len(order))]
-            if name == exclude or name in names:
-                continue
-            state = members[name]
-            status = state.status
-            if status == ALIVE or (status == SUSPECT and not alive_only) or (
-                not live_only
-                and (status == DEAD or (left_too and status > DEAD))
-                and gone_since[name] >= gone_after
-            ):
-                picked.append(state)
-                names.append(name)
-                if len(picked) == count:
-                    break
-        return picked
-
     # --------------------------------------------------------------------------- helpers
 
     def _out(self) -> Effects:
@@ -614,7 +344,7 @@ class Membership:
             transition = Transition.REVIVE
         else:
             transition = PRECEDENCE[
-                NewsKind.ALIVE, cur.status, _order(news.incarnation, cur.incarnation)
+                NewsKind.ALIVE, cur.status, order_of(news.incarnation, cur.incarnation)
             ]
         if transition is Transition.IGNORE:
             return
@@ -637,7 +367,7 @@ class Membership:
         cur = self._members.get(name)
         if cur is None:
             return
-        order = _order(news.incarnation, cur.incarnation)
+        order = order_of(news.incarnation, cur.incarnation)
         transition = PRECEDENCE[NewsKind.SUSPECT, cur.status, order]
         if name == self._local_name and transition is not Transition.REGOSSIP:
             # (REGOSSIP about ourselves: we are leaving and someone still suspects us;
@@ -677,7 +407,7 @@ class Membership:
         if name == self._local_name:
             self._accused(news.incarnation)
             return
-        order = _order(news.incarnation, cur.incarnation)
+        order = order_of(news.incarnation, cur.incarnation)
         if PRECEDENCE[NewsKind.DEAD, cur.status, order] is Transition.IGNORE:
             return
         if order is Order.NEWER and (
