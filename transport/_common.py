@@ -61,8 +61,10 @@ class Limits:
     #: `stream_timeout_s`): a connection that says nothing gives its slot back quickly.
     header_timeout_s: float = 1.0
     #: Incoming streams served at once from one source IP, so that one host cannot take
-    #: every slot; more are closed at once and counted.
-    max_streams_per_source: int = 8
+    #: every slot; more are closed at once and counted. Half the slots by default: a
+    #: flood from one host leaves the other half to everyone else, while the members of
+    #: a cluster on one host (which share its address) can still join at once.
+    max_streams_per_source: int = 32
     #: Bytes buffered across all incoming streams at once. A frame whose declared length
     #: does not fit what is left is refused before it is read; bytes are reserved as
     #: they arrive and released when the stream ends.

@@ -332,7 +332,7 @@ async def open_udp_tcp_transport(
     stream_timeout_s: float = 10.0,
     max_concurrent_streams: int = 64,
     header_timeout_s: float = 1.0,
-    max_streams_per_source: int = 8,
+    max_streams_per_source: int = 32,
     max_buffered_bytes: int = MAX_BUFFERED_BYTES,
 ) -> AsyncIterator[UdpTcpTransport]:
     """Bind UDP and TCP to `bind` (port 0: one free port for both) and serve them.
