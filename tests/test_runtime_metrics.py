@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from swim import Config, MemberStatus, Node, ThreadedNode
 from swim.runtime import TransportFactory
 from swim.runtime.metrics import NodeCollector, register_metrics
+from swim.security import SecurityConfig
 from transport.base import Address
 from transport.memory import MemoryNetwork
 
@@ -48,7 +49,10 @@ async def test_metrics_under_mock_clock(autojump_clock: trio.testing.MockClock) 
             while len([m for m in nodes[0].members() if m.status == MemberStatus.ALIVE]) < 3:
                 await trio.sleep(0.1)
         async with network.open(("10.9.9.9", 1), _no_streams) as rogue:
+            # Unframed bytes stop at the sealer; framed ones reach the codec.
             await rogue.send(b"\xffgarbage", nodes[0].addr)
+            framer = SecurityConfig().sealer(sender_id=bytes(8), random_bytes=bytes)
+            await rogue.send(framer.seal(b"\xffgarbage", now=0.0), nodes[0].addr)
         await trio.sleep(10.0)
 
         def sample(name: str, **labels: str) -> float | None:
@@ -67,6 +71,11 @@ async def test_metrics_under_mock_clock(autojump_clock: trio.testing.MockClock) 
         assert (sample("swim_messages_total", direction="in", kind="ping") or 0) > 0
         assert sample("swim_drops_total", reason="malformed") == 1
         assert sample("swim_drops_total", reason="receive_overflow") == 0
+        assert sample("swim_packets_rejected_total", reason="unknown_version") == 1
+        assert sample("swim_packets_rejected_total", reason="corrupt") == 0
+        assert (sample("swim_packets_sealed_total", mode="plaintext") or 0) > 0
+        assert sample("swim_packets_sealed_total", mode="sealed") == 0
+        assert (sample("swim_packets_opened_total", mode="plaintext") or 0) > 0
 
         text = generate_latest(registry).decode()
         assert 'swim_members{node="n1",status="alive"} 3.0' in text

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from swim.core import MemberState, MemberStatus
 from swim.runtime.node import NodeStats
+from swim.security.seal import Reason
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -146,6 +147,31 @@ class NodeCollector:
         ):
             drops.add_metric([name, reason], value)
         yield drops
+
+        security = stats.security
+        rejected = CounterMetricFamily(
+            f"{p}_packets_rejected",
+            "Datagrams and stream frames the sealer dropped before decoding, by reason.",
+            labels=["node", "reason"],
+        )
+        for why in Reason:
+            rejected.add_metric([name, why.value], security.count(why))
+        yield rejected
+        for metric, doc, total, plaintext in (
+            ("packets_sealed", "Packets framed for the wire, by mode.",
+             security.sealed, security.sent_plaintext),
+            ("packets_opened", "Packets accepted by the sealer, by mode.",
+             security.opened, security.opened_plaintext),
+        ):
+            family = CounterMetricFamily(f"{p}_{metric}", doc, labels=["node", "mode"])
+            family.add_metric([name, "plaintext"], plaintext)
+            family.add_metric([name, "sealed"], total - plaintext)
+            yield family
+        yield counter(
+            "packets_opened_by_secondary_key",
+            "Sealed packets a secondary key opened (zero for a while: the old key can go).",
+            security.opened_by_secondary,
+        )
 
 
 def register_metrics(node: Observable, registry: CollectorRegistry) -> NodeCollector:

@@ -22,6 +22,20 @@ only runs what `Core.poll` hands it.
 
 Incoming streams are answered by the transport calling `Node` back (`handle_stream_request`).
 
+Security: every datagram and every stream frame, both ways, passes through one `Sealer`
+(`swim.security`) built from the node's `SecurityConfig` at start (default: plaintext
+mode, a CRC-32 and the empty label, no keys). Outgoing bytes are sealed with the wall
+clock as ``now`` (``time.time()`` by default: the replay window needs clocks comparable
+across hosts; the core keeps ``trio.current_time()``); incoming bytes are opened first,
+and a packet the sealer rejects is dropped and counted (`NodeStats.security`) before the
+core sees it: a rejected datagram is ignored, a rejected stream request closes the
+stream, a rejected stream response is a failed stream (None to the core).
+
+Packet budget: ``Config.packet_budget`` is the size on the wire. The core is built with
+that budget less the sealer's largest overhead (`SecurityConfig.overhead`: 6 bytes plus
+the label in plaintext mode, 54 plus the label with a keyring), so a sealed datagram
+never exceeds ``Config.packet_budget``; `Node.core`'s config shows the reduced figure.
+
 Shutdown: leaving the ``async with`` block normally leaves the cluster gracefully
 (bounded by ``leave_timeout_s``) and then closes the transport. Leaving it by an
 exception, cancellation included, skips the leave, like a crash: the tasks are cancelled
@@ -36,6 +50,7 @@ import ipaddress
 import math
 import os
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Final
@@ -44,8 +59,11 @@ import attrs
 import trio
 
 from swim.core import Config, Core, DriverPolicy, Event, MemberState, Stats
+from swim.core.codec import MAX_STREAM_BYTES
 from swim.core.outputs import StreamKind, StreamRequest
 from swim.runtime.subscriptions import EventSubscription
+from swim.security.config import SecurityConfig, sealer_overhead
+from swim.security.seal import Rejected, Sealer, SealStats
 from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
 
 #: Opens a transport whose incoming streams are answered by the given handler.
@@ -55,6 +73,8 @@ TransportFactory = Callable[[StreamHandler], AbstractAsyncContextManager[Transpo
 DEFAULT_EVENT_BUFFER: Final = 1024
 #: Streams the node runs at once; more wait for a slot.
 MAX_CONCURRENT_STREAMS: Final = 64
+#: The smallest packet budget `Config` accepts, which the core's must respect too.
+_MIN_CORE_BUDGET: Final = 64
 
 
 class DeliveryError(Exception):
@@ -77,8 +97,12 @@ class NodeStats:
     join_attempts: int
     #: Streams currently open on our initiative.
     streams_in_flight: int
-    #: Stream requests that failed or timed out (reported to the core as None).
+    #: Stream requests that failed or timed out (reported to the core as None), those
+    #: whose response the sealer rejected included.
     streams_failed: int
+    #: The sealer's counters (a copy): packets sealed and opened, and those rejected
+    #: (wrong label, corrupt, unauthenticated, replayed, stale...) by reason.
+    security: SealStats
 
 
 @attrs.define(eq=False)
@@ -110,6 +134,12 @@ class Node:
             and TCP on `bind` via `transport.udp.open_udp_tcp_transport`).
         leave_timeout_s: how long a graceful exit waits for the leave to spread.
         join_backoff_s, join_backoff_max_s: first and largest delay between join rounds.
+        security: how packets are sealed (`swim.security.SecurityConfig`; default
+            plaintext mode with the empty label), or a ready `Sealer` (its sender id must
+            be fresh for this run; the node then uses it as it is).
+        wall_clock: the clock whose ``now`` seals and opens packets (default
+            `time.time`); every member's must agree to within the replay window. A
+            simulation running every node in one trio run may pass `trio.current_time`.
     """
 
     def __init__(
@@ -126,6 +156,8 @@ class Node:
         leave_timeout_s: float = 5.0,
         join_backoff_s: float = 1.0,
         join_backoff_max_s: float = 30.0,
+        security: SecurityConfig | Sealer | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if advertise is not None:
             _check_advertise(advertise, "advertise")
@@ -133,8 +165,25 @@ class Node:
             _check_advertise(bind, "bind (used as the advertise address)")
         if join_backoff_s <= 0 or join_backoff_max_s < join_backoff_s:
             raise ValueError("need 0 < join_backoff_s <= join_backoff_max_s")
+        if security is None:
+            security = SecurityConfig()
+        overhead = (
+            security.overhead if isinstance(security, SecurityConfig)
+            else sealer_overhead(security)
+        )
+        if config.packet_budget - overhead < _MIN_CORE_BUDGET:
+            raise ValueError(
+                f"packet_budget {config.packet_budget} leaves {config.packet_budget - overhead}"
+                f" bytes after the sealer's {overhead}-byte overhead; the core needs at least"
+                f" {_MIN_CORE_BUDGET} (raise packet_budget or shorten the label)"
+            )
+        #: The settings as given: ``packet_budget`` is the size on the wire.
         self.config: Final = config
         self.name: Final = name
+        self._security = security
+        self._wall_clock = wall_clock
+        self._overhead = overhead
+        self._sealer: Sealer | None = security if isinstance(security, Sealer) else None
         self._bind = bind
         self._advertise = advertise
         self._seeds = list(seeds)
@@ -185,7 +234,19 @@ class Node:
 
     @contextlib.asynccontextmanager
     async def _run(self) -> AsyncIterator[Node]:
-        factory = self._transport_factory or _default_transport_factory(self._bind, self.config)
+        factory = self._transport_factory or _default_transport_factory(
+            self._bind, self.config, self._overhead
+        )
+        security = self._security
+        if isinstance(security, SecurityConfig):
+            # A fresh replay namespace per run; sealed packets timestamped before this
+            # start are refused (a capture replayed after a restart would otherwise find
+            # no replay state to stop it).
+            self._sealer = security.sealer(
+                sender_id=os.urandom(8), random_bytes=os.urandom, not_before=self._wall_clock()
+            )
+        sealer = self._sealer
+        assert sealer is not None
         body_error: BaseException | None = None
         try:
             async with factory(self._handle_stream) as transport:
@@ -193,7 +254,9 @@ class Node:
                 addr = self._advertise or transport.local_addr
                 _check_advertise(addr, "the advertise address")
                 core = Core(
-                    self.config,
+                    attrs.evolve(
+                        self.config, packet_budget=self.config.packet_budget - self._overhead
+                    ),
                     name=self.name,
                     addr=addr,
                     rng=self._rng,
@@ -204,8 +267,8 @@ class Node:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     self._core = core
-                    nursery.start_soon(self._pump, core, transport)
-                    nursery.start_soon(self._receive_loop, core, transport)
+                    nursery.start_soon(self._pump, core, transport, sealer)
+                    nursery.start_soon(self._receive_loop, core, transport, sealer)
                     if self._seeds:
                         core.join(self._seeds, now=trio.current_time())
                     try:
@@ -261,6 +324,40 @@ class Node:
     def local_health(self) -> int:
         """The Lifeguard awareness score: 0 is healthy, higher means slower probing."""
         return self._require_core().local_health
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether this node holds keys: it seals (unless sending plaintext) and
+        authenticates what it opens."""
+        security = self._security
+        return security.keyring is not None
+
+    @property
+    def label(self) -> str:
+        """The cluster label every packet carries."""
+        security = self._security
+        if isinstance(security, SecurityConfig):
+            return security.label
+        return security.label.decode("utf-8", "replace")
+
+    def update_security(
+        self, *, accept_plaintext: bool | None = None, send_plaintext: bool | None = None
+    ) -> None:
+        """Turn the rolling-upgrade switches of a running node with keys on or off.
+
+        The keyring itself is shared: rotate keys with `Keyring.install` / `use` /
+        `remove` on it. A node started without keys cannot be given some (its packet
+        budget has no room for the sealed overhead): restart it with a keyring.
+        """
+        self._require_running()
+        sealer = self._sealer
+        assert sealer is not None
+        if sealer.keyring is None:
+            raise ValueError("this node has no keyring; the plaintext switches need one")
+        if accept_plaintext is not None:
+            sealer.accept_plaintext = accept_plaintext
+        if send_plaintext is not None:
+            sealer.send_plaintext = send_plaintext
 
     def events(self, max_buffer: int = DEFAULT_EVENT_BUFFER) -> EventSubscription:
         """Subscribe to every event from now on, in order (see `EventSubscription`).
@@ -343,6 +440,7 @@ class Node:
             join_attempts=core.join_rounds,
             streams_in_flight=self._streams_in_flight,
             streams_failed=self._streams_failed,
+            security=attrs.evolve(self._sealer.stats) if self._sealer else SealStats(),
         )
 
     # ================================================================ the tasks
@@ -353,7 +451,7 @@ class Node:
         if self._timer_scope is not None:
             self._timer_scope.cancel()
 
-    async def _pump(self, core: Core, transport: Transport) -> None:
+    async def _pump(self, core: Core, transport: Transport, sealer: Sealer) -> None:
         """Send what is due, re-arm the one timer, repeat."""
         handled_at = -math.inf
         deadline = -math.inf
@@ -371,9 +469,11 @@ class Node:
                 handled_at = now
             out = core.poll()
             deadline = out.deadline
+            wall = self._wall_clock()
             for datagram in out.datagrams:
+                wire = sealer.seal(datagram.data, now=wall)
                 try:
-                    sent = await transport.send(datagram.data, datagram.addr)
+                    sent = await transport.send(wire, datagram.addr)
                 except OSError:  # transports should not raise it; count it if one does
                     sent = False
                 if not sent:
@@ -387,34 +487,53 @@ class Node:
             if out.leave_done:
                 self._left.set()
 
-    async def _receive_loop(self, core: Core, transport: Transport) -> None:
+    async def _receive_loop(self, core: Core, transport: Transport, sealer: Sealer) -> None:
+        wall_clock = self._wall_clock
         async for data, addr in transport.receive():
-            core.receive_datagram(data, addr, now=trio.current_time())
+            try:
+                payload = sealer.open_untrusted(data, now=wall_clock())
+            except Rejected:
+                continue  # counted in sealer.stats; the core never sees it
+            core.receive_datagram(payload, addr, now=trio.current_time())
             self._poke()
 
     async def _handle_stream(self, data: bytes, addr: Address) -> bytes | None:
         """Answer a stream a peer opened (the transport calls this)."""
         core = self._core
-        if core is None or self._stopped:
+        sealer = self._sealer
+        if core is None or sealer is None or self._stopped:
             return None
-        reply = core.handle_stream_request(data, addr, now=trio.current_time())
+        try:
+            payload = sealer.open_untrusted(data, now=self._wall_clock())
+        except Rejected:
+            return None  # counted; the stream is closed unanswered
+        reply = core.handle_stream_request(payload, addr, now=trio.current_time())
         self._poke()
-        return None if reply is None else reply.data
+        return None if reply is None else sealer.seal(reply.data, now=self._wall_clock())
 
     async def _run_stream(self, core: Core, transport: Transport, request: StreamRequest) -> None:
         response: bytes | None = None
+        sealer = self._sealer
+        assert sealer is not None
         self._streams_in_flight += 1
         try:
             async with self._stream_limiter:
+                # Sealed once a slot is free, so the timestamp is fresh when it is sent.
+                frame = sealer.seal(request.data, now=self._wall_clock())
                 with trio.move_on_after(self.config.tcp_timeout_s):
                     try:
                         response = await transport.request(
-                            request.addr, request.data, timeout_s=self.config.tcp_timeout_s
+                            request.addr, frame, timeout_s=self.config.tcp_timeout_s
                         )
                     except (TransportError, OSError):
                         response = None
         finally:
             self._streams_in_flight -= 1
+        if response is not None:
+            try:
+                response = sealer.open_untrusted(response, now=self._wall_clock())
+            except Rejected:
+                response = None  # counted by the sealer; a failed stream for the core
         if response is None:
             self._streams_failed += 1
         core.receive_stream_response(request.id, response, now=trio.current_time())
@@ -449,12 +568,21 @@ class Node:
         return core
 
 
-def _default_transport_factory(bind: Address, config: Config) -> TransportFactory:
+def _default_transport_factory(bind: Address, config: Config, overhead: int) -> TransportFactory:
     from transport.udp import open_udp_tcp_transport
+
+    # A sealed frame is the codec's largest frame plus the sealer's overhead.
+    max_frame_bytes = MAX_STREAM_BYTES + overhead
 
     def factory(handler: StreamHandler) -> AbstractAsyncContextManager[Transport]:
         # Incoming streams get the same bound as ours (a stalled peer is cut off).
-        return open_udp_tcp_transport(bind, handler, stream_timeout_s=config.tcp_timeout_s)
+        return open_udp_tcp_transport(
+            bind,
+            handler,
+            stream_timeout_s=config.tcp_timeout_s,
+            max_frame_bytes=max_frame_bytes,
+            max_buffered_bytes=2 * max_frame_bytes,
+        )
 
     return factory
 

@@ -32,6 +32,8 @@ import trio
 from swim.core import Config, Event, MemberState
 from swim.runtime.node import Node, NodeStats, TransportFactory
 from swim.runtime.subscriptions import EventOverflow, EventSubscription
+from swim.security.config import SecurityConfig
+from swim.security.seal import Sealer
 from transport.base import Address
 
 _log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class ThreadedNode:
         leave_timeout_s: float = 5.0,
         join_backoff_s: float = 1.0,
         join_backoff_max_s: float = 30.0,
+        security: SecurityConfig | Sealer | None = None,
         event_queue_size: int = 10_000,
     ) -> None:
         if event_queue_size < 1:
@@ -82,6 +85,7 @@ class ThreadedNode:
             leave_timeout_s=leave_timeout_s,
             join_backoff_s=join_backoff_s,
             join_backoff_max_s=join_backoff_max_s,
+            security=security,
         )
         self.name: Final = name
         #: Every event, in order, for the application to read (bounded; see module docs).

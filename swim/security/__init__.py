@@ -5,6 +5,10 @@ argument) and draw no randomness of their own (it is passed in), so the simulato
 sealed clusters on virtual time. Only `load_keyring`, `save_keyring` and
 `generate_key_text` touch the operating system.
 
+A node is configured with a `SecurityConfig` (keyring or None, label, the plaintext
+switches, the replay window); `swim.Node` builds its `Sealer` from it at start. The
+default, ``SecurityConfig()``, is plaintext mode: checksum and empty label, no keys.
+
 Typical use by a driver::
 
     ring = Keyring(decode_key(args.encrypt))           # or load_keyring(path)
@@ -23,6 +27,7 @@ comes from `Sealer.open_untrusted`; `SecurityError` and its subclasses `KeyringE
 `KeyfileError` are the caller's mistakes.
 """
 
+from swim.security.config import SecurityConfig
 from swim.security.keyfile import KeyfileError, generate_key_text, load_keyring, save_keyring
 from swim.security.keyring import (
     DEFAULT_KEY_SIZE,
@@ -70,6 +75,7 @@ __all__ = [
     "Rejected",
     "SealStats",
     "Sealer",
+    "SecurityConfig",
     "SecurityError",
     "check_key",
     "decode_key",

@@ -21,10 +21,12 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 #: Key sizes in bytes accepted: AES-128, AES-192 and AES-256.
 KEY_SIZES: Final = frozenset({16, 24, 32})
@@ -182,6 +184,10 @@ class Keyring:
         return True
 
     def _rebuild(self) -> None:
+        # Imported here, not at the top: a node in plaintext mode (no keyring) never
+        # loads cryptography.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aeads = tuple(AESGCM(key) for key in self._keys)
 
     def __repr__(self) -> str:

@@ -146,7 +146,6 @@ from collections.abc import Callable
 from typing import Final
 
 import attrs
-from cryptography.exceptions import InvalidTag
 
 from swim.security.keyring import Keyring, SecurityError
 
@@ -440,6 +439,10 @@ class Sealer:
         sender = bytes(data[start : start + SENDER_ID_BYTES])
         if self._replayed(sender, counter, stamp):
             raise self._reject(Reason.REPLAYED)
+        # Only reached with a keyring, which has loaded cryptography already; plaintext
+        # mode never imports it.
+        from cryptography.exceptions import InvalidTag
+
         nonce_at = start + REPLAY_HEADER_BYTES
         view = memoryview(data)
         aad = view[:nonce_at]
