@@ -21,17 +21,52 @@ is dropped and counted; `send` never raises `OSError`; `request` raises only
 `TransportError`.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
-from transport.memory import (
-    MemoryNetwork,
-    MemoryTransport,
-    NetworkStats,
-    Packet,
-    PacketKind,
-    Route,
-    RouteHook,
-)
-from transport.udp import UdpTcpTransport, open_udp_tcp_transport
+
+#: The module each implementation's names come from, imported on first use (PEP 562),
+#: so a program that runs over UDP never loads the in-memory network, and the reverse.
+_SOURCES = {
+    "MemoryNetwork": "transport.memory",
+    "MemoryTransport": "transport.memory",
+    "NetworkStats": "transport.memory",
+    "Packet": "transport.memory",
+    "PacketKind": "transport.memory",
+    "Route": "transport.memory",
+    "RouteHook": "transport.memory",
+    "UdpTcpTransport": "transport.udp",
+    "open_udp_tcp_transport": "transport.udp",
+}
+
+if TYPE_CHECKING:
+    from transport.memory import (
+        MemoryNetwork,
+        MemoryTransport,
+        NetworkStats,
+        Packet,
+        PacketKind,
+        Route,
+        RouteHook,
+    )
+    from transport.udp import UdpTcpTransport, open_udp_tcp_transport
+else:
+
+    def __getattr__(name: str) -> Any:
+        module = _SOURCES.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        # __import__ rather than importlib.import_module, so -X importtime lists it.
+        value = getattr(__import__(module, fromlist=[name]), name)
+        globals()[name] = value  # later lookups find it without calling this
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SOURCES})
+
 
 __all__ = [
     "Address",

@@ -14,9 +14,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import trio
-
 from swim.agent import output, rpc
+from swim.agent.entry import run_trio
 from swim.agent.tags import TagError, parse_tag_assignment
 from swim.core.messages import Address
 
@@ -172,9 +171,21 @@ def register(sub: Any) -> None:
     _add_rpc(p)
     p.set_defaults(handler=info_command)
 
-    from swim.agent import demo
-
-    demo.register(sub)
+    p = sub.add_parser(
+        "demo", help="run a local cluster: crash a member, watch it fail and rejoin"
+    )
+    p.add_argument(
+        "--agents", type=int, default=5, choices=range(3, 21), metavar="N",
+        help="how many agents to start (3..20, default 5)",
+    )
+    p.add_argument(
+        "--profile", choices=("local", "lan"), default="local",
+        help="timing profile (default local)",
+    )
+    p.add_argument(
+        "--plain", action="store_true", help="plain progress lines even on a terminal"
+    )
+    p.set_defaults(handler=demo_command)
 
 
 # =============================================================================== handlers
@@ -198,16 +209,11 @@ def run_agent_command(args: argparse.Namespace) -> int:
     return run_agent(options)
 
 
-def run_trio(fn: Callable[..., Awaitable[int]], *args: Any) -> int:
-    """`trio.run`, with a Ctrl-C that trio wrapped in an exception group re-raised as a
-    plain KeyboardInterrupt (the `swim` entry point turns it into exit code 130)."""
-    try:
-        return trio.run(fn, *args)
-    except BaseExceptionGroup as group:
-        interrupt, rest = group.split(KeyboardInterrupt)
-        if interrupt is not None and rest is None:
-            raise KeyboardInterrupt from None
-        raise
+def demo_command(args: argparse.Namespace) -> int:
+    # The demo (the cluster helper, rich's live display) loads only when it runs.
+    from swim.agent.demo import run_demo
+
+    return run_demo(args)
 
 
 def _client(command: str, fn: Callable[[], Awaitable[int]]) -> int:

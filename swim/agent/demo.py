@@ -20,29 +20,11 @@ import trio
 
 from swim.agent import output, rpc
 from swim.agent.cluster import AgentProcess, ClusterError, LocalCluster, Observers
+from swim.agent.entry import run_trio
 from swim.agent.output import Record
 
 #: The whole demo must finish within this long (it normally takes 15-25 s).
 DEMO_TIMEOUT_S = 100.0
-
-
-def register(sub: Any) -> None:
-    """Add the `demo` subcommand."""
-    p: argparse.ArgumentParser = sub.add_parser(
-        "demo", help="run a local cluster: crash a member, watch it fail and rejoin"
-    )
-    p.add_argument(
-        "--agents", type=int, default=5, choices=range(3, 21), metavar="N",
-        help="how many agents to start (3..20, default 5)",
-    )
-    p.add_argument(
-        "--profile", choices=("local", "lan"), default="local",
-        help="timing profile (default local)",
-    )
-    p.add_argument(
-        "--plain", action="store_true", help="plain progress lines even on a terminal"
-    )
-    p.set_defaults(handler=run_demo)
 
 
 class Display:
@@ -191,10 +173,7 @@ class Demo:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """The `swim demo` command."""
-
-    from swim.agent.cli import run_trio
-
+    """The `swim demo` command (its options are parsed by `swim.agent.cli`)."""
     async def main(workdir: pathlib.Path, display: Display) -> int:
         with trio.fail_after(DEMO_TIMEOUT_S):
             async with LocalCluster.open(workdir, profile=args.profile) as cluster:

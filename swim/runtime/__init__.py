@@ -2,11 +2,46 @@
 (a `Node` in a background thread, for applications that do not run trio).
 
 Prometheus metrics live in `swim.runtime.metrics` (needs prometheus-client).
+
+Each name's module is imported on first use (PEP 562), so ``from swim.runtime import
+Node`` does not load `ThreadedNode`'s module.
 """
 
-from swim.runtime.node import DeliveryError, Node, NodeStats, TransportFactory
-from swim.runtime.subscriptions import EventOverflow, EventSubscription
-from swim.runtime.threaded import EventCallback, ThreadedNode
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+#: The module each public name comes from.
+_SOURCES = {
+    "DeliveryError": "swim.runtime.node",
+    "Node": "swim.runtime.node",
+    "NodeStats": "swim.runtime.node",
+    "TransportFactory": "swim.runtime.node",
+    "EventOverflow": "swim.runtime.subscriptions",
+    "EventSubscription": "swim.runtime.subscriptions",
+    "EventCallback": "swim.runtime.threaded",
+    "ThreadedNode": "swim.runtime.threaded",
+}
+
+if TYPE_CHECKING:
+    from swim.runtime.node import DeliveryError, Node, NodeStats, TransportFactory
+    from swim.runtime.subscriptions import EventOverflow, EventSubscription
+    from swim.runtime.threaded import EventCallback, ThreadedNode
+else:
+
+    def __getattr__(name: str) -> Any:
+        module = _SOURCES.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        # __import__ rather than importlib.import_module, so -X importtime lists it.
+        value = getattr(__import__(module, fromlist=[name]), name)
+        globals()[name] = value  # later lookups find it without calling this
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_SOURCES})
+
 
 __all__ = [
     "DeliveryError",
