@@ -24,6 +24,7 @@ COMMANDS: Mapping[str, str] = {
     "tags": "swim.agent.cli",
     "info": "swim.agent.cli",
     "demo": "swim.agent.cli",
+    "keygen": "swim.security.cli",
     "sim": "simulations.cli",
 }
 

@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import attrs
 import trio
@@ -32,6 +32,9 @@ from swim.core.core import ProtocolError
 from swim.core.events import Event, JoinCompleted, NameConflict
 from swim.core.messages import Address, MemberState
 from swim.runtime import EventOverflow, Node
+
+if TYPE_CHECKING:
+    from swim.security import SecurityConfig
 
 #: Upper bound on how long a graceful leave waits for its news to be gossiped.
 LEAVE_TIMEOUT_S = 10.0
@@ -56,6 +59,19 @@ class AgentOptions:
     #: False serves RPC to anyone who can connect, without a token (for in-process tests;
     #: there is no command-line switch for it).
     rpc_auth_required: bool = True
+    #: The base64 key of ``--encrypt`` (never printed), or None.
+    encrypt_key: str | None = attrs.field(default=None, repr=False)
+    #: The keyring file of ``--keyring-file`` (read at start), or None.
+    keyring_file: str | None = None
+    #: The cluster label of ``--label``.
+    label: str = ""
+    #: ``--accept-plaintext`` / ``--send-plaintext``: the rolling-upgrade switches.
+    accept_plaintext: bool = False
+    send_plaintext: bool = False
+
+    @property
+    def encrypted(self) -> bool:
+        return self.encrypt_key is not None or self.keyring_file is not None
 
 
 class AgentNode(Protocol):
@@ -175,7 +191,8 @@ class Agent:
                     f"running: gossip on {output.format_addr(self._node.addr)}, "
                     f"rpc on {output.format_addr(self.options.rpc)}"
                     + (f" (token in {self._token_file}), " if self._token_file else ", ")
-                    + f"profile {self.options.profile}"
+                    + f"profile {self.options.profile}, "
+                    + _security_line(self.options)
                     + (
                         f", metrics on http://{output.format_addr(self.options.metrics)}/metrics"
                         if self.options.metrics and metrics_listeners
@@ -340,6 +357,7 @@ class Agent:
         )
 
     def _info(self) -> Record:
+        stats = self._node.stats()
         counts: dict[str, int] = {}
         for member in self._node.members():
             status = output.STATUS_NAMES[member.status]
@@ -354,7 +372,8 @@ class Agent:
             "health": self._node.local_health(),
             "members": counts,
             "leaving": self._leaving,
-            "stats": _stats_record(self._node.stats()),
+            "security": _security_record(self.options, stats),
+            "stats": _stats_record(stats),
         }
 
     def _event(self, request: Mapping[str, Any]) -> Record:
@@ -419,8 +438,67 @@ def _stats_record(stats: Any, prefix: str = "") -> Record:
     return record
 
 
+def _security_line(options: AgentOptions) -> str:
+    """How the agent seals its traffic, for its start-up line."""
+    if not options.encrypted:
+        mode = "no encryption"
+    elif options.send_plaintext:
+        mode = "keys loaded, sending plaintext"
+    else:
+        mode = "encrypted"
+    if options.encrypted and options.accept_plaintext:
+        mode += ", accepting plaintext"
+    return mode + (f", label {options.label!r}" if options.label else "")
+
+
+def _security_record(options: AgentOptions, stats: object) -> Record:
+    """What `swim info` shows of the security layer: the mode and the rejections."""
+    from swim.security import Reason
+
+    seal_stats = getattr(stats, "security", None)
+    record: Record = {
+        "encrypted": options.encrypted,
+        "label": options.label,
+        "accept_plaintext": options.encrypted and options.accept_plaintext,
+        "send_plaintext": options.encrypted and options.send_plaintext,
+    }
+    if seal_stats is not None:
+        record["rejected"] = {reason.value: seal_stats.count(reason) for reason in Reason}
+        record["rejected_total"] = seal_stats.rejected
+    return record
+
+
+def security_config(options: AgentOptions) -> SecurityConfig:
+    """The node's security settings from the agent's options; `StartupError` (one line)
+    for a bad key, an unsafe or malformed keyring file, or switches without a key.
+
+    cryptography is imported only if a key is given."""
+    from swim.security import Keyring, SecurityConfig, SecurityError, decode_key, load_keyring
+
+    if (options.accept_plaintext or options.send_plaintext) and not options.encrypted:
+        raise StartupError(
+            "--accept-plaintext and --send-plaintext need a key (--encrypt or --keyring-file)"
+        )
+    try:
+        keyring = None
+        if options.keyring_file is not None:
+            keyring = load_keyring(options.keyring_file)
+        elif options.encrypt_key is not None:
+            keyring = Keyring(decode_key(options.encrypt_key))
+        return SecurityConfig(
+            keyring=keyring,
+            label=options.label,
+            accept_plaintext=options.accept_plaintext,
+            send_plaintext=options.send_plaintext,
+        )
+    except SecurityError as exc:
+        what = "--encrypt" if options.keyring_file is None else "--keyring-file"
+        raise StartupError(f"{what}: {exc}") from None
+
+
 async def _start(options: AgentOptions, out: TextIO, err: TextIO) -> int:
     config = Config.profile(options.profile)
+    security = security_config(options)
     if options.advertise is None and ipaddress.ip_address(options.bind[0]).is_unspecified:
         raise StartupError(
             f"--bind {output.format_addr(options.bind)} listens on every interface; add "
@@ -436,6 +514,7 @@ async def _start(options: AgentOptions, out: TextIO, err: TextIO) -> int:
             seeds=list(options.join),
             meta=meta,
             leave_timeout_s=LEAVE_TIMEOUT_S,
+            security=security,
         )
     except (TagError, ValueError, ProtocolError) as exc:
         raise StartupError(str(exc)) from None

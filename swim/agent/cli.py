@@ -96,6 +96,52 @@ def _add_rpc(
     )
 
 
+def _encrypt_key(text: str) -> str:
+    from swim.security import KeyringError, decode_key
+
+    try:
+        decode_key(text)
+    except KeyringError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _label(text: str) -> str:
+    if len(text.encode("utf-8")) > 255:
+        raise argparse.ArgumentTypeError("a cluster label is at most 255 bytes (UTF-8)")
+    return text
+
+
+def _add_security(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group(
+        "security", "sealing of gossip and state exchange (see README, Security)"
+    )
+    keys = group.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--encrypt", type=_encrypt_key, metavar="KEY",
+        help="encrypt and authenticate all traffic with this base64 AES key (16, 24 or 32 "
+        "bytes; make one with `swim keygen`)",
+    )
+    keys.add_argument(
+        "--keyring-file", metavar="PATH",
+        help="read the keys from this keyring file (a JSON array of base64 keys, primary "
+        "first; mode 0600 required; make one with `swim keygen --keyring-file PATH`)",
+    )
+    group.add_argument(
+        "--label", type=_label, default="", metavar="TEXT",
+        help="cluster label carried by every packet; members with another label are "
+        "ignored (default: empty)",
+    )
+    group.add_argument(
+        "--accept-plaintext", action="store_true",
+        help="with a key, also accept unencrypted packets (rolling upgrade)",
+    )
+    group.add_argument(
+        "--send-plaintext", action="store_true",
+        help="with a key, still send unencrypted packets (first step of a rolling upgrade)",
+    )
+
+
 def register(sub: Any) -> None:
     """Add the agent's subcommands to the `swim` parser's subparsers."""
     p: argparse.ArgumentParser = sub.add_parser(
@@ -133,6 +179,7 @@ def register(sub: Any) -> None:
         "--log-json", action="store_true",
         help="print one JSON object per line instead of human lines",
     )
+    _add_security(p)
     p.set_defaults(handler=run_agent_command)
 
     p = sub.add_parser("members", help="list the members an agent knows")
@@ -205,6 +252,11 @@ def run_agent_command(args: argparse.Namespace) -> int:
         metrics=args.metrics,
         log_json=args.log_json,
         rpc_auth=args.rpc_auth,
+        encrypt_key=args.encrypt,
+        keyring_file=args.keyring_file,
+        label=args.label,
+        accept_plaintext=args.accept_plaintext,
+        send_plaintext=args.send_plaintext,
     )
     return run_agent(options)
 

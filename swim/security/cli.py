@@ -1,21 +1,54 @@
-"""``swim keygen``: print a fresh AES-256 key as base64 (for ``--encrypt`` or a keyring file)."""
+"""``swim keygen``: print a fresh AES-256 key as base64 (for ``--encrypt`` or a keyring file),
+or with ``--keyring-file PATH`` write a new keyring file holding one (created 0600).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
 
-from swim.security.keyfile import generate_key_text
+from swim.security.keyfile import KeyfileError, generate_key_text, save_keyring
+from swim.security.keyring import Keyring, decode_key
 
 
 def register(sub: Any) -> None:
     """Add the ``keygen`` subcommand to the ``swim`` parser's subparsers *sub*."""
     p: argparse.ArgumentParser = sub.add_parser(
-        "keygen", help="print a new 32-byte (AES-256) encryption key as base64"
+        "keygen",
+        help="print a new 32-byte (AES-256) encryption key as base64",
+        description=(
+            "Print a new 32-byte (AES-256) key as base64, for `swim agent --encrypt`; with "
+            "--keyring-file, write it to a new keyring file instead (mode 0600), for "
+            "`swim agent --keyring-file`."
+        ),
+    )
+    p.add_argument(
+        "--keyring-file",
+        metavar="PATH",
+        help="create this keyring file holding the new key (refused if it exists)",
     )
     p.set_defaults(handler=_keygen)
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    print(generate_key_text())
+    text = generate_key_text()
+    path = getattr(args, "keyring_file", None)
+    if path is None:
+        print(text)
+        return 0
+    if os.path.lexists(path):
+        print(
+            f"swim keygen: {path} already exists; not overwriting a keyring "
+            "(remove it first, or choose another path)",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        save_keyring(path, Keyring(decode_key(text)))
+    except KeyfileError as exc:
+        print(f"swim keygen: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote a new keyring with one key to {path} (mode 0600)")
     return 0
