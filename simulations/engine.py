@@ -4,6 +4,16 @@ Every action is an entry ``(time, sequence number, op, ...)`` in one heap; the s
 number breaks ties, so entries due at the same instant run in the order they were
 scheduled and nothing else is ever compared. Time jumps from one entry to the next.
 
+The network is the one link model (`transport.links.Links`, over member indices, built
+from the scenario's `NetworkModel`): it decides every datagram's delay, loss, duplication,
+partition, one-way loss and clog, and every stream's reachability and leg delays, exactly
+as it does for the in-memory transport and the core tests' router. While nothing impairs
+the network (no partition, one-way loss or clog), `Engine._send` runs the model's loss,
+duplication and delay steps inline from its precomputed `transport.links.LinkParams`,
+with the same draws in the same order (a test checks the trace does not change when
+every datagram goes through `Links.datagram` instead): that loop is the simulator's
+hottest code.
+
 Randomness comes from the run seed only: the network draws from
 ``Random(f"{seed}/net")``, the process of member ``i`` in its ``g``-th life from
 ``Random(f"{seed}/{i}/{g}")`` (string seeds are hashed with SHA-512, so these do not
@@ -21,9 +31,10 @@ restarts behave as production ones do.
 
 Streams are a request and a response, one network delay each way. The responder
 handles the request when it arrives; the requester gets the response (or None, after
-``Config.tcp_timeout_s`` from the start, when the responder is down or cut off by a
-partition). A paused responder answers when it resumes, if that is before the timeout
-(the kernel holds the connection meanwhile).
+``Config.tcp_timeout_s`` from the start, when the responder is down or the model finds
+the two ends not `connectable` or loses the stream when the request arrives). A paused
+responder answers when it resumes, if that is before the timeout (the kernel holds the
+connection meanwhile).
 
 Node states: not started / down, up (running), paused (no input, no timers; datagrams
 to it are dropped), leaving (running until its departure has been gossiped).
@@ -42,10 +53,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal
 
 from simulations.metrics import DOWN, FAULTY, HEALTHY, Collector, LinkBytes, NetworkCounters
-from simulations.network import LinkClass, NetworkModel
+from simulations.network import NetworkModel
 from swim.core import Config, Core, DriverPolicy
 from swim.core.messages import Address, MemberState
 from swim.core.outputs import Datagram, StreamReply, StreamRequest
+from transport.links import JITTER_EXPONENTIAL, JITTER_UNIFORM, Drop, Links
 
 Mode = Literal["wire", "object"]
 
@@ -79,14 +91,6 @@ def addr_of(i: int) -> Address:
 def name_of(i: int) -> str:
     """The name of member `i`."""
     return f"node-{i}"
-
-
-class _Partition:
-    __slots__ = ("one_way", "side")
-
-    def __init__(self, side: list[int], one_way: bool) -> None:
-        self.side = side
-        self.one_way = one_way
 
 
 class Engine:
@@ -127,7 +131,12 @@ class Engine:
         self.addrs = [addr_of(i) for i in range(nodes)]
         self.index_of: dict[Address, int] = {a: i for i, a in enumerate(self.addrs)}
         self.now = 0.0
-        self.rng = random.Random(f"{seed}/net")
+        #: The network: the one link model (`transport.links`), over member indices.
+        self.links: Links[int] = network.links(random.Random(f"{seed}/net"), range(nodes))
+        #: The network's random stream (the link model's).
+        self.rng = self.links.rng
+        # Zone of each member, read once for the fast path (zones do not change).
+        self._zone = [self.links.zone_of(i) for i in range(nodes)]
         self.cores: list[Core | None] = [None] * nodes
         self.state = bytearray(nodes)
         self.generation = [0] * nodes
@@ -150,7 +159,7 @@ class Engine:
         self.st_bytes_out = [0] * nodes
         self.st_bytes_in = [0] * nodes
         self.link_stats = link_stats
-        self.links: dict[int, list[int]] = {}
+        self.links_bytes: dict[int, list[int]] = {}
         # Network counters.
         self.sent = 0
         self.lost = 0
@@ -160,21 +169,6 @@ class Engine:
         self.undeliverable = 0
         self.streams = 0
         self.streams_failed = 0
-        # Dynamic network state.
-        self._partitions: dict[int, _Partition] = {}
-        self._partition_ids = itertools.count(1)
-        self._clogs: dict[tuple[int, int], float] = {}
-        self._loss_windows: dict[tuple[int, int], list[float]] = {}
-        self._static_loss: dict[tuple[int, int], float] = {}
-        for ow in network.one_way:
-            self._static_loss[(ow.src, ow.dst)] = ow.loss
-        self._impaired = bool(self._static_loss)
-        self._uniform_link = network.cross_zone is None or network.zones == 1
-        self._zones = network.zones
-        self._link_params = {
-            (a, b): self._params(network.link_between(a, b))
-            for a in range(network.zones) for b in range(network.zones)
-        }
         self._heap: list[tuple[Any, ...]] = []
         self._seq = itertools.count()
         self.processed = 0
@@ -189,31 +183,11 @@ class Engine:
         self.collector = Collector(self.names, seed=seed, restart_grace_s=grace)
         self.progress: Callable[[float], None] | None = None
 
-    @staticmethod
-    def _params(link: LinkClass) -> tuple[float, float, int, float, float]:
-        kind = {"exponential": 1, "uniform": 2, "none": 0}[link.jitter]
-        if link.jitter_s == 0:
-            kind = 0
-        return (link.delay_min_s, link.jitter_s, kind, link.loss, link.duplicate)
-
     # ================================================================== scheduling
 
     def at(self, when: float, action: Callable[..., None], *args: Any) -> None:
         """Run ``action(*args)`` at simulated time `when` (not before now)."""
         heapq.heappush(self._heap, (max(when, self.now), next(self._seq), _CALL, action, args))
-
-    def _delay(self, i: int, j: int) -> tuple[float, float, float]:
-        """(one-way delay, loss, duplicate) from `i` to `j`, drawing the delay."""
-        if self._uniform_link:
-            dmin, jit, kind, loss, dup = self._link_params[(0, 0)]
-        else:
-            z = self._zones
-            dmin, jit, kind, loss, dup = self._link_params[(i % z, j % z)]
-        if kind == 1:
-            dmin += self.rng.expovariate(1.0 / jit)
-        elif kind == 2:
-            dmin += self.rng.random() * 2.0 * jit
-        return dmin, loss, dup
 
     # ============================================================== node lifecycle
 
@@ -382,66 +356,33 @@ class Engine:
 
     def partition(self, groups: Sequence[Sequence[int]], *, one_way: bool = False) -> int:
         """Split the members into `groups` (the unlisted form one more); returns its id."""
-        side = [len(groups)] * self.n
-        for g, group in enumerate(groups):
-            for i in group:
-                side[i] = g
-        pid = next(self._partition_ids)
-        self._partitions[pid] = _Partition(side, one_way)
-        self._impaired = True
-        return pid
+        return self.links.partition(groups, one_way=one_way)
 
     def heal(self, pid: int) -> None:
         """End partition `pid` and mark the moment for convergence."""
-        if self._partitions.pop(pid, None) is not None:
-            self._refresh_impaired()
+        if self.links.heal(pid):
             self.collector.mark(f"heal-{pid}", self.now)
 
     def clog(self, src: int, dst: int, until: float) -> None:
         """Hold datagrams from `src` to `dst` until `until`."""
-        self._clogs[(src, dst)] = until
-        self.at(until, self._unclog, src, dst, until)
+        self.links.clog(src, dst, until)
 
-    def _unclog(self, src: int, dst: int, until: float) -> None:
-        if self._clogs.get((src, dst)) == until:
-            del self._clogs[(src, dst)]
-
-    def set_loss(self, src: int, dst: int, loss: float) -> None:
-        """One-way loss from `src` to `dst` (0 removes it)."""
-        if loss > 0:
-            self._loss_windows[(src, dst)] = [loss]
-        else:
-            self._loss_windows.pop((src, dst), None)
-        self._refresh_impaired()
-
-    def _refresh_impaired(self) -> None:
-        self._impaired = bool(self._partitions or self._loss_windows or self._static_loss)
-
-    def _cut(self, i: int, j: int) -> bool:
-        for p in self._partitions.values():
-            si = p.side[i]
-            if si != p.side[j] and (not p.one_way or si == 0):
-                return True
-        return False
+    def set_loss(self, src: int, dst: int, loss: float, *, until: float = _INF) -> None:
+        """One-way loss from `src` to `dst` until `until` (0 removes it)."""
+        self.links.set_loss(src, dst, loss, until=until)
 
     def _blocked(self, i: int, j: int) -> bool:
-        if self._partitions and self._cut(i, j):
+        """A datagram from `i` to `j` sent now would be cut by a partition or lost to
+        one-way loss (drawing like the network would)."""
+        links = self.links
+        if links.cut(i, j):
             return True
-        key = (i, j)
-        loss = self._static_loss.get(key, 0.0)
-        window = self._loss_windows.get(key)
-        if window is not None:
-            loss = max(loss, window[0])
-        return loss > 0 and (loss >= 1 or self.rng.random() < loss)
+        loss = links.one_way_loss(i, j, self.now)
+        return loss > 0 and (loss >= 1 or links.rng.random() < loss)
 
     def _stream_blocked(self, i: int, j: int) -> bool:
-        if self._partitions and (self._cut(i, j) or self._cut(j, i)):
-            return True
-        for key in ((i, j), (j, i)):
-            window = self._loss_windows.get(key)
-            if self._static_loss.get(key, 0.0) >= 1 or (window is not None and window[0] >= 1):
-                return True
-        return False
+        """A stream between `i` and `j` could not be set up now."""
+        return self.links.connectable(i, j, self.now) is not None
 
     # ================================================================== the loop
 
@@ -469,15 +410,22 @@ class Engine:
                 )
 
     def _send(self, i: int, datagrams: list[Datagram], now: float) -> None:
+        # The link model's decision (`Links.datagram`). While the network is unimpaired
+        # (no partition, one-way loss or clog) its steps 3-5 (loss, duplication, delay)
+        # run here inline, with the model's parameters and the same draws in the same
+        # order; otherwise every datagram goes through `Links.datagram`.
         index_of = self.index_of
         heap = self._heap
         seq = self._seq
-        rng = self.rng
         push = heapq.heappush
-        uniform = self._uniform_link
-        if uniform:
-            dmin, jit, kind, loss, dup = self._link_params[(0, 0)]
-            rate = 1.0 / jit if kind == 1 else 0.0
+        links = self.links
+        rng = links.rng
+        impaired = links.impaired
+        cross = links.cross_params
+        same = links.link_params
+        dmin, jit, kind, rate, loss, dup = same
+        zone = self._zone
+        zi = zone[i]
         out_bytes = 0
         out_msgs = 0
         for d in datagrams:
@@ -490,37 +438,45 @@ class Engine:
                 continue
             if self.link_stats:
                 key = i * self.n + j
-                entry = self.links.get(key)
+                entry = self.links_bytes.get(key)
                 if entry is None:
-                    self.links[key] = [1, size]
+                    self.links_bytes[key] = [1, size]
                 else:
                     entry[0] += 1
                     entry[1] += size
-            if self._impaired and self._blocked(i, j):
-                self.blocked += 1
+            if impaired:
+                fate = links.datagram(i, j, now)
+                drop = fate.drop
+                if drop is not None:
+                    if drop is Drop.LOST:
+                        self.lost += 1
+                    else:
+                        self.blocked += 1
+                    continue
+                if fate.duplicated:
+                    self.duplicated += 1
+                if fate.clogged:
+                    self.clogged += len(fate.arrivals)
+                for t in fate.arrivals:
+                    push(heap, (t, next(seq), _DELIVER, j, i, d, False))
                 continue
-            if not uniform:
-                z = self._zones
-                dmin, jit, kind, loss, dup = self._link_params[(i % z, j % z)]
-                rate = 1.0 / jit if kind == 1 else 0.0
+            if cross is not None:
+                dmin, jit, kind, rate, loss, dup = same if zone[j] == zi else cross
             if loss and rng.random() < loss:
                 self.lost += 1
                 continue
-            copies = 2 if dup and rng.random() < dup else 1
-            if copies == 2:
+            if dup and rng.random() < dup:
                 self.duplicated += 1
+                copies = 2
+            else:
+                copies = 1
             for _ in range(copies):
-                if kind == 1:
+                if kind == JITTER_EXPONENTIAL:
                     t = now + dmin + rng.expovariate(rate)
-                elif kind == 2:
+                elif kind == JITTER_UNIFORM:
                     t = now + dmin + rng.random() * 2.0 * jit
                 else:
                     t = now + dmin
-                if self._clogs:
-                    until = self._clogs.get((i, j))
-                    if until is not None and until > now:
-                        self.clogged += 1
-                        t += until - now
                 push(heap, (t, next(seq), _DELIVER, j, i, d, False))
         self.sent += len(datagrams)
         self.dg_out[i] += len(datagrams)
@@ -536,7 +492,7 @@ class Engine:
             if j is None:
                 self._stream_fail(i, core, r, now)
                 continue
-            delay = self._delay(i, j)[0]
+            delay = self.links.delay(i, j)
             heapq.heappush(
                 self._heap, (now + delay, next(self._seq), _STREAM_REQUEST, j, i, core, r, now,
                              False),
@@ -555,7 +511,7 @@ class Engine:
         now = self.now
         state = self.state[j]
         timeout_at = started + self.config.tcp_timeout_s
-        if state == DOWN_STATE or (self._impaired and self._stream_blocked(i, j)):
+        if state == DOWN_STATE or self.links.connectable(i, j, now) is not None:
             self._stream_fail(i, core_i, r, started)
             return
         if state == PAUSED:
@@ -570,6 +526,9 @@ class Engine:
             heapq.heappush(self._heap, (now + self.slow[j], next(self._seq), _STREAM_REQUEST,
                                         j, i, core_i, r, started, True))
             return
+        if self.links.stream_lost(i, j):
+            self._stream_fail(i, core_i, r, started)
+            return
         core_j = self.cores[j]
         assert core_j is not None
         self.st_bytes_in[j] += len(r.data)
@@ -583,7 +542,7 @@ class Engine:
             self._trace.update(r.data)
             self._trace.update(struct.pack("<q", size if response is not None else -1))
         self._flush(j, core_j, now)
-        delay = self._delay(j, i)[0]
+        delay = self.links.delay(j, i)
         heapq.heappush(self._heap, (now + delay, next(self._seq), _STREAM_RESULT, i, core_i, r,
                                     response, size))
 
@@ -705,7 +664,7 @@ class Engine:
             return None
         return tuple(
             LinkBytes(src=key // self.n, dst=key % self.n, datagrams=v[0], bytes=v[1])
-            for key, v in sorted(self.links.items())
+            for key, v in sorted(self.links_bytes.items())
         )
 
     def trace_digest(self) -> str | None:

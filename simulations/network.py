@@ -1,7 +1,11 @@
-"""The simulated network: link classes with named options, as values.
+"""The simulated network as a value: link classes with named options, zones and
+permanent one-way loss.
 
-A `NetworkModel` is a frozen description; the engine samples it with the run's network
-`random.Random`. Every datagram gets, independently:
+A `NetworkModel` is a frozen description; `NetworkModel.links` turns it into the one link
+model every in-memory network uses (`transport.links.Links`): the engine builds it over
+member indices, trio mode over addresses for the in-memory transport, so both see the
+same network. `LinkClass` lives in `transport.links` and is re-exported here. Every
+datagram gets, independently (the model's documented order of decisions and draws):
 
 * a one-way delay ``delay_min_s + jitter`` where the jitter is exponential (mean
   ``jitter_s``), uniform on ``[0, 2 * jitter_s]`` or zero, per link class; random delays
@@ -9,66 +13,30 @@ A `NetworkModel` is a frozen description; the engine samples it with the run's n
 * loss with probability ``loss`` (plus any one-way loss configured between two members);
 * duplication with probability ``duplicate`` (the copy gets its own delay).
 
-Streams (push-pull, fallback ping, reliable user messages) model TCP: they are never
-lost at random, take one delay each way, and fail (after ``Config.tcp_timeout_s``) when
-the peer is down or a partition separates the two ends.
+Streams (push-pull, fallback ping, reliable user messages) model TCP: they are not lost
+at random (``stream_loss`` is 0 unless set), take one delay each way, and fail (after
+``Config.tcp_timeout_s``) when the peer is down or a partition or a one-way block
+separates the two ends in either direction.
 
 Members are spread over ``zones`` (member ``i`` is in zone ``i % zones``); links inside a
 zone use `NetworkModel.link`, links between zones `NetworkModel.cross_zone`. Partitions,
 clogged links and time-limited one-way loss are scheduled faults (see
-`simulations.faults`), not part of the static model.
+`simulations.faults`) that the engine or trio mode applies to the same model at run time.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import random
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
 
 import attrs
 
-Jitter = Literal["exponential", "uniform", "none"]
+from transport.links import Jitter, LinkClass, Links
 
+K = TypeVar("K", bound=Hashable)
 
-@attrs.frozen(kw_only=True)
-class LinkClass:
-    """Delay, loss and duplication of one kind of link."""
-
-    #: Name shown in results ("lan", "wan"...).
-    name: str = "lan"
-    #: Fixed part of the one-way delay.
-    delay_min_s: float = attrs.field(default=0.0002, validator=attrs.validators.ge(0))
-    #: Mean of the random part of the one-way delay.
-    jitter_s: float = attrs.field(default=0.0003, validator=attrs.validators.ge(0))
-    #: Distribution of the random part.
-    jitter: Jitter = attrs.field(
-        default="exponential", validator=attrs.validators.in_(("exponential", "uniform", "none"))
-    )
-    #: Independent probability that a datagram is lost.
-    loss: float = attrs.field(
-        default=0.0, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
-    )
-    #: Independent probability that a datagram is delivered twice.
-    duplicate: float = attrs.field(
-        default=0.0, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
-    )
-
-    @classmethod
-    def lan(cls) -> LinkClass:
-        """A data-centre LAN: 0.2 ms plus exponential jitter of mean 0.3 ms."""
-        return cls(name="lan", delay_min_s=0.0002, jitter_s=0.0003)
-
-    @classmethod
-    def wan(cls) -> LinkClass:
-        """A wide-area link: 30 ms plus uniform jitter of mean 10 ms."""
-        return cls(name="wan", delay_min_s=0.030, jitter_s=0.010, jitter="uniform")
-
-    @classmethod
-    def local(cls) -> LinkClass:
-        """One host's loopback: 50 us plus exponential jitter of mean 50 us."""
-        return cls(name="local", delay_min_s=0.00005, jitter_s=0.00005)
-
-    def mean_delay_s(self) -> float:
-        """Expected one-way delay."""
-        return self.delay_min_s + (0.0 if self.jitter == "none" else self.jitter_s)
+__all__ = ["Jitter", "LinkClass", "NetworkModel", "OneWayLoss"]
 
 
 @attrs.frozen(kw_only=True)
@@ -139,3 +107,17 @@ class NetworkModel:
         if self.cross_zone is None or src % self.zones == dst % self.zones:
             return self.link
         return self.cross_zone
+
+    def links(self, rng: random.Random, endpoints: Sequence[K]) -> Links[K]:
+        """This model as a `transport.links.Links` over `endpoints` (member ``i`` is
+        ``endpoints[i]``: the engine passes indices, trio mode addresses), drawing from
+        `rng`. Every link class, zone and permanent one-way loss carries over."""
+        zones = {key: i % self.zones for i, key in enumerate(endpoints)} \
+            if self.cross_zone is not None and self.zones > 1 else None
+        one_way: dict[tuple[K, K], float] = {}
+        for ow in self.one_way:
+            key = (endpoints[ow.src], endpoints[ow.dst])
+            one_way[key] = max(one_way.get(key, 0.0), ow.loss)
+        return Links(rng=rng, link=self.link,
+                     cross_zone=self.cross_zone if zones is not None else None,
+                     zones=zones, one_way=one_way)

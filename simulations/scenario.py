@@ -159,9 +159,7 @@ class Simulation:
                 case Clog():
                     engine.at(f.at, engine.clog, f.src, f.dst, f.until)
                 case LossWindow():
-                    engine.at(f.at, engine.set_loss, f.src, f.dst, f.loss)
-                    if f.until != float("inf"):
-                        engine.at(f.until, engine.set_loss, f.src, f.dst, 0.0)
+                    engine.at(f.at, self._loss_window, f)
                 case Churn():
                     self._schedule(tuple(f.expand(churn_rng, candidates)))
 
@@ -169,6 +167,9 @@ class Simulation:
         pid = self.engine.partition(f.groups, one_way=f.one_way)
         if f.heal_at != float("inf"):
             self.engine.at(f.heal_at, self.engine.heal, pid)
+
+    def _loss_window(self, f: LossWindow) -> None:
+        self.engine.set_loss(f.src, f.dst, f.loss, until=f.until)
 
     def _sample(self, interval: float) -> None:
         engine = self.engine

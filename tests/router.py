@@ -1,13 +1,19 @@
 """A tiny synchronous network for core tests: explicit time, chosen drops, no I/O.
 
-Every datagram takes `delay_s` to arrive; `drop(src, dst, messages)` decides which to
-lose (streams are subject to the same rule, judged on the request). Streams are answered
-after a round trip. Time advances only inside `run_until` / `run_until_true`, straight
-from one deadline to the next: nothing sleeps.
+The network is the one link model every in-memory network uses (`transport.links`, over
+addresses, as `router.links`): by default a fixed `delay_s` per datagram and no loss;
+`partition`, `lossy` and `heal` configure it, and anything else it can do (one-way
+partitions and loss, clogs, jitter, duplication) is there through `router.links`. On top
+of it, `drop(src, dst, messages)` is a test's scripted rule (streams are subject to the
+same rule, judged on the request, unless `drop_stream` is set). A stream is answered
+after a round trip (one `Links.delay` each way) if the model finds it `connectable` and
+not lost then. Time advances only inside `run_until` / `run_until_true`, straight from one
+deadline to the next: nothing sleeps.
 
-The router is deterministic: one seeded `random.Random` feeds every core's rng, events
-and timers are ordered by (time, sequence number), and `trace` records every datagram
-handed to the network so two runs can be compared by hash.
+The router is deterministic: one seeded `random.Random` feeds every core's rng, the link
+model has its own seeded one, events and timers are ordered by (time, sequence number),
+and `trace` records every datagram handed to the network so two runs can be compared by
+hash.
 """
 
 from __future__ import annotations
@@ -17,8 +23,12 @@ import heapq
 import random
 from collections.abc import Callable, Iterable, Sequence
 
+import attrs
+
 from swim.core import Config, Core, Event, MemberStatus
 from swim.core.messages import Address, Message
+from swim.core.outputs import Datagram, StreamRequest
+from transport.links import LinkClass, Links
 
 DropRule = Callable[[Address, Address, Sequence[Message]], bool]
 
@@ -37,6 +47,11 @@ class Router:
         self.delay_s = delay_s
         self.seed = seed
         self.rng = random.Random(seed)
+        #: The lossless link every datagram takes (restored by `heal`).
+        self.link = LinkClass.fixed(delay_s, name="router")
+        #: The network: partitions, loss, delays are all decided here.
+        self.links: Links[Address] = Links(rng=random.Random(f"{seed}/net"), link=self.link)
+        self._partition: int | None = None
         self.cores: dict[Address, Core] = {}
         self.down: set[Address] = set()
         self.drop: DropRule = lambda src, dst, msgs: False
@@ -81,18 +96,26 @@ class Router:
         self.down.add(core.addr)
 
     def partition(self, *groups: Iterable[Core]) -> None:
-        """Drop everything between members of different groups (symmetric)."""
-        side = {c.addr: i for i, group in enumerate(groups) for c in group}
-        self.drop = lambda src, dst, msgs: side.get(src, -1) != side.get(dst, -1)
+        """Drop everything between members of different groups (symmetric; members in
+        no group form one more). Replaces the previous `partition`."""
+        pid = self.links.partition([c.addr for c in group] for group in groups)
+        if self._partition is not None:
+            self.links.heal(self._partition)
+        self._partition = pid
 
     def heal(self) -> None:
+        """Back to a lossless network: no partition, loss, clog or drop rule."""
+        self._partition = None
+        self.links.heal_all()
+        self.links.link = self.link
         self.drop = lambda src, dst, msgs: False
         self.drop_stream = None
 
     def lossy(self, p: float, *, seed: int) -> None:
-        """Lose each datagram and stream independently with probability `p`."""
-        rng = random.Random(seed)
-        self.drop = lambda src, dst, msgs: rng.random() < p
+        """Lose each datagram and stream independently with probability `p` (drawn
+        from a fresh ``Random(seed)``)."""
+        self.links.rng = random.Random(seed)
+        self.links.link = attrs.evolve(self.link, loss=p, stream_loss=p)
 
     def inject(self, data: bytes, src: Address, dst: Address) -> None:
         """Deliver raw bytes (e.g. a hostile datagram) to `dst` now, as if from `src`."""
@@ -124,22 +147,29 @@ class Router:
             if src in self.down or self.drop(src, dgram.addr, dgram.messages):
                 self.datagrams_dropped += 1
                 continue
+            fate = self.links.datagram(src, dgram.addr, self.now)
+            if fate.drop is not None:
+                self.datagrams_dropped += 1
+                continue
 
-            def deliver(d=dgram, s=src) -> None:
+            def deliver(d: Datagram = dgram, s: Address = src) -> None:
                 target = self.cores.get(d.addr)
                 if target is not None and d.addr not in self.down:
                     target.receive_datagram(d.data, s, now=self.now)
                     self._flush(target)
 
-            self._at(self.now + self.delay_s, deliver)
+            for at in fate.arrivals:
+                self._at(at, deliver)
         for req in out.streams:
 
-            def answer(r=req, c=core) -> None:
+            def answer(r: StreamRequest = req, c: Core = core) -> None:
                 target = self.cores.get(r.addr)
                 response = None
                 if (
                     target is not None and r.addr not in self.down
                     and c.addr not in self.down
+                    and self.links.connectable(c.addr, r.addr, self.now) is None
+                    and not self.links.stream_lost(c.addr, r.addr)
                     and not (self.drop_stream or self.drop)(c.addr, r.addr, r.messages)
                 ):
                     reply = target.handle_stream_request(r.data, c.addr, now=self.now)
@@ -149,7 +179,8 @@ class Router:
                     c.receive_stream_response(r.id, response, now=self.now)
                     self._flush(c)
 
-            self._at(self.now + 2 * self.delay_s, answer)
+            round_trip_s = self.links.delay(src, req.addr) + self.links.delay(req.addr, src)
+            self._at(self.now + round_trip_s, answer)
         self.events[core.name].extend(out.events)
         self._refresh(core, out.deadline)
 

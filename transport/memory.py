@@ -1,25 +1,41 @@
 """An in-process network for tests: many transports in one trio run, under MockClock.
 
-`MemoryNetwork` moves bytes between `MemoryTransport` objects with a one-way latency and
-a routing decision per packet. The decision comes in three layers, applied in order:
+`MemoryNetwork` moves bytes between `MemoryTransport` objects. Every decision about a
+packet (delay, jitter, loss, duplication, partitions symmetric or one-way, one-way loss
+and blocks, clogs, zones) is made by one `transport.links.Links` model over addresses,
+`network.links`: the same model the simulator's engine and the core tests' router use,
+so the three networks treat traffic alike. This module only delivers what it decides.
 
-1. reachability: `partition` (symmetric groups) and `block` (one-way links) drop a
-   packet outright; `heal` restores every link;
-2. the route hook `network.route(packet) -> Route` (by default `default_route`, which
-   draws loss, duplication and jitter from the network's seeded `random.Random`);
-3. delivery: each copy arrives ``latency_s + extra`` seconds later, in send order for
-   equal arrival times, into the destination's bounded receive queue (full: dropped and
-   counted in ``receive_overflows``, as over UDP).
+For each datagram, in order:
 
-Streams (`request`) model a TCP exchange: both directions must be reachable when it
-starts (a handshake needs both) or the request hangs until its timeout, as a connect
-into a black hole would. An unknown or closed address refuses the request after one
-latency. The handler runs in the destination's own tasks, bounded by its
+1. the model's reachability: a partition (`partition`, or `links.partition` for several
+   at once and one-way ones) or a one-way block or loss (`block`, `links.set_loss`)
+   drops it; `heal` ends them all;
+2. the route hook ``network.route(packet) -> Route``. The default, `default_route`, is
+   the model's own link draws (loss, duplication, jitter from the network's seeded
+   `random.Random`); a custom hook replaces them (its extra delays are on top of the
+   link's fixed delay, ``latency_s``);
+3. a clog on the link (`links.clog`) holds the copies until it ends;
+4. delivery: each copy arrives at its time, in send order for equal arrival times,
+   into the destination's bounded receive queue (full: dropped and counted in
+   ``receive_overflows``, as over UDP).
+
+`latency_s`, `loss`, `duplication` and `jitter_s` are views of the model's link class
+(``jitter_s`` is the width of a uniform jitter, so a mean of ``jitter_s / 2``; `loss`
+also fails stream exchanges with that probability); pass ``link=`` (a
+`transport.links.LinkClass`) for exponential jitter or finer control, or ``links=`` for a
+prebuilt model (zones, permanent one-way loss).
+
+Streams (`request`) model a TCP exchange: the model must find it `connectable` (both
+directions reachable: a handshake needs both) and not lost at random when it starts, or
+the request hangs until its timeout, as a connect into a black hole would. Each leg
+takes the model's `Links.delay`. An unknown or closed address refuses the request after
+one leg. The handler runs in the destination's own tasks, bounded by its
 ``stream_timeout_s``, ``max_concurrent_streams``, ``max_streams_per_source`` and
 ``max_buffered_bytes`` (a request holds its length of the budget until its handler is
 done), counted as over TCP; frames arrive whole, so there is no header deadline. The
-response travels back with the latency and is lost (the requester times out) if the way
-back is cut by then.
+response travels back and is lost (the requester times out) if the exchange is cut by
+then.
 
 Time is read only through `trio.current_time`, so under `trio.testing.MockClock` with
 ``autojump_threshold=0`` a test of many nodes runs in no wall time. Randomness comes only
@@ -55,6 +71,7 @@ from transport._common import (
     background_nursery,
 )
 from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
+from transport.links import Drop, LinkClass, Links
 
 logger = logging.getLogger(__name__)
 
@@ -120,10 +137,14 @@ class NetworkStats:
     """What the network did to the traffic it carried (transports count the rest)."""
 
     datagrams_routed: int = 0
-    #: Dropped by a partition, a one-way block or the route hook.
+    #: Dropped by a partition, a one-way block or loss, or the route hook.
     datagrams_dropped: int = 0
-    #: Extra copies delivered by the route hook.
+    #: Of those, dropped by a partition or one-way block or loss (`Drop.blocked`).
+    datagrams_blocked: int = 0
+    #: Extra copies delivered (duplicates drawn by the model or made by the route hook).
     datagrams_duplicated: int = 0
+    #: Copies held by a clog.
+    datagrams_clogged: int = 0
     #: Sent to an address with no open transport.
     datagrams_undeliverable: int = 0
     streams_routed: int = 0
@@ -136,8 +157,8 @@ class NetworkStats:
 class MemoryNetwork:
     """An in-process network of `MemoryTransport` objects (see the module docstring).
 
-    `loss`, `duplication` and `jitter_s` parametrize `default_route` and may be changed
-    at any time; set `route` to take over the decision entirely.
+    `latency_s`, `loss`, `duplication` and `jitter_s` parametrize the model's link
+    class and may be changed at any time; set `route` to take over the link draws.
     """
 
     def __init__(
@@ -148,75 +169,117 @@ class MemoryNetwork:
         loss: float = 0.0,
         duplication: float = 0.0,
         jitter_s: float = 0.0,
+        link: LinkClass | None = None,
+        links: Links[Address] | None = None,
     ) -> None:
         if latency_s < 0 or not math.isfinite(latency_s):
             raise ValueError(f"latency_s must be a finite non-negative number: {latency_s!r}")
-        self.latency_s = latency_s
-        self.rng = rng if rng is not None else random.Random(0)
-        #: Probability that `default_route` drops a packet.
-        self.loss = loss
-        #: Probability that `default_route` delivers a datagram twice.
-        self.duplication = duplication
-        #: `default_route` adds a uniform extra delay in [0, jitter_s].
-        self.jitter_s = jitter_s
+        if links is not None:
+            if link is not None or rng is not None:
+                raise ValueError("pass either links or link and rng, not both")
+            self.links = links
+        else:
+            if link is None:
+                link = LinkClass.fixed(latency_s, name="memory")
+                link = attrs.evolve(link, loss=loss, stream_loss=loss, duplicate=duplication)
+            #: The link model: every routing decision is its.
+            self.links = Links(rng=rng if rng is not None else random.Random(0), link=link)
+            if jitter_s:
+                self.jitter_s = jitter_s
         #: The route hook; replace it to script drops, delays and duplicates.
         self.route: RouteHook = self.default_route
         self.stats = NetworkStats()
         self._transports: dict[Address, MemoryTransport] = {}
-        # Address -> partition group; absent addresses share the implicit group -1.
-        self._groups: dict[Address, int] = {}
-        self._blocked: set[tuple[Address, Address]] = set()
+        # The partition `partition` made (replaced by the next call).
+        self._partition: int | None = None
         self._seq = 0
         self._next_port = 40_000
+
+    # ------------------------------------------------------------------ the link
+
+    @property
+    def rng(self) -> random.Random:
+        """The model's random stream."""
+        return self.links.rng
+
+    @property
+    def latency_s(self) -> float:
+        """The fixed one-way delay (the link class's ``delay_min_s``)."""
+        return self.links.link.delay_min_s
+
+    @latency_s.setter
+    def latency_s(self, value: float) -> None:
+        self.links.link = attrs.evolve(self.links.link, delay_min_s=value)
+
+    @property
+    def loss(self) -> float:
+        """Probability that a datagram, or a stream exchange, is lost."""
+        return self.links.link.loss
+
+    @loss.setter
+    def loss(self, value: float) -> None:
+        self.links.link = attrs.evolve(self.links.link, loss=value, stream_loss=value)
+
+    @property
+    def duplication(self) -> float:
+        """Probability that a datagram is delivered twice."""
+        return self.links.link.duplicate
+
+    @duplication.setter
+    def duplication(self, value: float) -> None:
+        self.links.link = attrs.evolve(self.links.link, duplicate=value)
+
+    @property
+    def jitter_s(self) -> float:
+        """Width of the extra uniform delay in [0, jitter_s] (twice the link class's mean
+        jitter; setting it makes the jitter uniform)."""
+        link = self.links.link
+        return 0.0 if link.jitter == "none" else 2 * link.jitter_s
+
+    @jitter_s.setter
+    def jitter_s(self, value: float) -> None:
+        self.links.link = attrs.evolve(
+            self.links.link, jitter="uniform" if value else "none", jitter_s=value / 2)
 
     # ------------------------------------------------------------------ topology
 
     def partition(self, groups: Iterable[Iterable[Address]]) -> None:
         """Split the network: addresses talk only within their own group.
 
-        Addresses named in no group form one more group together. Replaces any previous
-        partition; one-way blocks stay. Packets already in flight still arrive.
+        Addresses named in no group form one more group together. Replaces the previous
+        partition made here (those made through `links` stay, as do one-way blocks).
+        Packets already in flight still arrive.
         """
-        new: dict[Address, int] = {}
-        for index, group in enumerate(groups):
-            for addr in group:
-                if addr in new and new[addr] != index:
-                    raise ValueError(f"{addr} is in two partition groups")
-                new[addr] = index
-        self._groups = new
+        pid = self.links.partition(groups)
+        if self._partition is not None:
+            self.links.heal(self._partition)
+        self._partition = pid
 
     def block(self, src: Address, dst: Address) -> None:
         """Drop everything sent from `src` to `dst` (one way) until `unblock` or `heal`."""
-        self._blocked.add((src, dst))
+        self.links.set_loss(src, dst, 1.0)
 
     def unblock(self, src: Address, dst: Address) -> None:
-        self._blocked.discard((src, dst))
+        self.links.set_loss(src, dst, 0.0)
 
     def heal(self) -> None:
-        """Remove every partition and one-way block."""
-        self._groups = {}
-        self._blocked.clear()
+        """Remove every partition, one-way block or loss and clog."""
+        self._partition = None
+        self.links.heal_all()
 
     def reachable(self, src: Address, dst: Address) -> bool:
         """Whether partitions and blocks let a packet go from `src` to `dst` now."""
-        if (src, dst) in self._blocked:
-            return False
-        return self._groups.get(src, -1) == self._groups.get(dst, -1)
+        return self.links.reachable(src, dst, _now())
 
     def default_route(self, packet: Packet) -> Route:
-        """Loss, duplication and jitter drawn from the seeded rng (no draw when 0)."""
-        if self.loss > 0 and self.rng.random() < self.loss:
-            return Route.drop()
-        copies = 1
-        if (
-            packet.kind is PacketKind.DATAGRAM
-            and self.duplication > 0
-            and self.rng.random() < self.duplication
-        ):
-            copies = 2
-        if self.jitter_s > 0:
-            return Route(tuple(self.rng.uniform(0.0, self.jitter_s) for _ in range(copies)))
-        return Route((0.0,) * copies)
+        """The model's link draws: loss, duplication and jitter from the seeded rng (no
+        draw when 0). For a stream: its random loss and the first leg's jitter."""
+        links = self.links
+        if packet.kind is PacketKind.STREAM:
+            if links.stream_lost(packet.src, packet.dst):
+                return Route.drop()
+            return Route((links.jitter(packet.src, packet.dst),))
+        return Route(links.sample(packet.src, packet.dst))
 
     # ------------------------------------------------------------------ transports
 
@@ -232,7 +295,7 @@ class MemoryNetwork:
         stream_timeout_s: float = 10.0,
         max_concurrent_streams: int = 64,
         header_timeout_s: float = 1.0,
-        max_streams_per_source: int = 8,
+        max_streams_per_source: int = 32,
         max_buffered_bytes: int = MAX_BUFFERED_BYTES,
     ) -> AsyncIterator[MemoryTransport]:
         """Attach a transport at `addr` (port 0: a free port is chosen) for the block.
@@ -287,47 +350,76 @@ class MemoryNetwork:
         return self._seq
 
     def _route_datagram(self, src: Address, dst: Address, data: bytes) -> None:
-        self.stats.datagrams_routed += 1
-        if not self.reachable(src, dst):
-            self.stats.datagrams_dropped += 1
-            return
-        route = self.route(Packet(PacketKind.DATAGRAM, src, dst, data))
-        if route.dropped:
-            self.stats.datagrams_dropped += 1
+        stats = self.stats
+        stats.datagrams_routed += 1
+        now = trio.current_time()
+        hook = self.route
+        if hook == self.default_route:
+            fate = self.links.datagram(src, dst, now)
+        else:
+            packet = Packet(PacketKind.DATAGRAM, src, dst, data)
+            fate = self.links.datagram(src, dst, now, lambda: hook(packet).extra_delays_s)
+        if fate.drop is not None:
+            stats.datagrams_dropped += 1
+            if fate.drop.blocked:
+                stats.datagrams_blocked += 1
             return
         target = self._transports.get(dst)
         if target is None:
-            self.stats.datagrams_undeliverable += 1
+            stats.datagrams_undeliverable += 1
             return
-        self.stats.datagrams_duplicated += len(route.extra_delays_s) - 1
-        now = trio.current_time()
-        for extra_s in route.extra_delays_s:
-            target._schedule(now + self.latency_s + max(0.0, extra_s), self._next_seq(), data, src)
+        stats.datagrams_duplicated += len(fate.arrivals) - 1
+        if fate.clogged:
+            stats.datagrams_clogged += len(fate.arrivals)
+        for at in fate.arrivals:
+            target._schedule(at, self._next_seq(), data, src)
 
     async def _exchange(self, src: MemoryTransport, dst: Address, data: bytes) -> bytes:
         """One stream exchange; raises TransportError, or hangs if the packet is lost."""
         self.stats.streams_routed += 1
-        route = Route.drop()
-        if self.reachable(src.local_addr, dst) and self.reachable(dst, src.local_addr):
-            route = self.route(Packet(PacketKind.STREAM, src.local_addr, dst, data))
-        if route.dropped:
+        links = self.links
+        here = src.local_addr
+        hook = self.route
+        now = trio.current_time()
+        leg_s = 0.0
+        if hook == self.default_route:
+            drop = links.stream(here, dst, now)
+            leg_s = 0.0 if drop is not None else links.delay(here, dst)
+        else:
+            drop = links.connectable(here, dst, now)
+            if drop is None:
+                route = hook(Packet(PacketKind.STREAM, here, dst, data))
+                if route.dropped:
+                    drop = Drop.LOST
+                else:
+                    leg_s = links.params(here, dst).delay_min_s \
+                        + max(0.0, route.extra_delays_s[0])
+        if drop is not None:
             self.stats.streams_dropped += 1
             await trio.sleep_forever()
-        await trio.sleep(self.latency_s + max(0.0, route.extra_delays_s[0]))
+        await trio.sleep(leg_s)
         target = self._transports.get(dst)
         if target is None:
             self.stats.streams_refused += 1
             raise TransportError(f"connection refused by {dst}")
-        exchange = target._accept_stream(data, src.local_addr)
+        exchange = target._accept_stream(data, here)
         await exchange.done.wait()
-        if not self.reachable(dst, src.local_addr):
+        if links.connectable(here, dst, trio.current_time()) is not None:
             self.stats.streams_dropped += 1
             await trio.sleep_forever()
-        await trio.sleep(self.latency_s)
+        await trio.sleep(links.delay(dst, here))
         if exchange.error is not None:
             raise TransportError(f"{exchange.error} ({dst})")
         assert exchange.response is not None
         return exchange.response
+
+
+def _now() -> float:
+    """trio's clock inside a run; outside one, timed state counts as not yet ended."""
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return -math.inf
 
 
 @attrs.define(eq=False)
