@@ -36,7 +36,10 @@ from swim.core.messages import (
     Ping,
     PingReq,
     PushPull,
+    Query,
+    QueryResponse,
     Refusal,
+    Relay,
     Suspect,
     UserBroadcast,
     UserMessage,
@@ -78,6 +81,17 @@ KIND_USER_BROADCAST: Final = 7
 KIND_USER_MESSAGE: Final = 8
 KIND_PUSH_PULL: Final = 9
 KIND_REFUSAL: Final = 10
+KIND_QUERY: Final = 11
+KIND_QUERY_RESPONSE: Final = 12
+KIND_RELAY: Final = 13
+#: Most names or tag patterns in a query's filters.
+MAX_QUERY_FILTERS: Final = 64
+#: Longest tag pattern in a query filter (bytes of UTF-8).
+MAX_PATTERN_BYTES: Final = 255
+#: Most members a query's answers may be relayed through.
+MAX_RELAY_FACTOR: Final = 5
+#: Longest query timeout (ms): one hour.
+MAX_QUERY_TIMEOUT_MS: Final = 3_600_000
 
 #: Human names of kinds, for statistics.
 KIND_NAMES: Final = {
@@ -92,6 +106,9 @@ KIND_NAMES: Final = {
     UserMessage: "user_message",
     PushPull: "push_pull",
     Refusal: "refusal",
+    Query: "query",
+    QueryResponse: "query_response",
+    Relay: "relay",
 }
 
 _STATUSES: Final = tuple(MemberStatus)
@@ -143,6 +160,20 @@ def _message_items(msg: Message) -> list[Any]:
             return [KIND_USER_MESSAGE, source, payload]
         case Refusal(name, (host, port)):
             return [KIND_REFUSAL, name, _pack_host(host), port]
+        case Query():
+            return [
+                KIND_QUERY, msg.origin, msg.id, msg.name, msg.payload,
+                _pack_host(msg.reply_to[0]), msg.reply_to[1], msg.timeout_ms, msg.want_ack,
+                msg.relay_factor, list(msg.filter_names),
+                [[key, pattern] for key, pattern in msg.filter_tags],
+            ]
+        case QueryResponse(origin, id_, source, ack, payload, via):
+            items = [KIND_QUERY_RESPONSE, origin, id_, source, ack, payload]
+            if via:
+                items.append(via)
+            return items
+        case Relay((host, port), response):
+            return [KIND_RELAY, _pack_host(host), port, _message_items(response)]
         case PushPull(join, members, broadcasts):
             items = [KIND_PUSH_PULL, join, [_state_fields(m) for m in members]]
             if broadcasts:  # omitted when empty, so plain exchanges stay as small
@@ -324,6 +355,17 @@ def _message(items: Any, stream: bool) -> Message:
         )
     if kind == KIND_REFUSAL and n == 4 and stream:
         return Refusal(_name(items[1]), _addr(items[2], items[3]))
+    if kind == KIND_QUERY and n == 12:
+        return _query(items)
+    if kind == KIND_QUERY_RESPONSE and n in (6, 7):
+        return _query_response(items)
+    if kind == KIND_RELAY and n == 4:
+        inner = items[3]
+        if type(inner) is not list or not inner or inner[0] != KIND_QUERY_RESPONSE:
+            _bad("a relay carries a query response")
+        response = _message(inner, stream=False)
+        assert isinstance(response, QueryResponse)
+        return Relay(_addr(items[1], items[2]), response)
     if kind == KIND_NACK and n == 2:
         return Nack(_int(items[1], MAX_SEQ, "seq"))
     if kind == KIND_USER_BROADCAST and n == 4:
@@ -350,6 +392,47 @@ def _message(items: Any, stream: bool) -> Message:
             _bool(items[1], "join"), tuple(_state(m) for m in members), broadcasts
         )
     _bad(f"unknown message kind or wrong arity: kind={kind!r} items={n}")
+
+
+def _query(items: list[Any]) -> Query:
+    names, tags = items[10], items[11]
+    if type(names) is not list or len(names) > MAX_QUERY_FILTERS:
+        _bad("query name filters must be a bounded array")
+    if type(tags) is not list or len(tags) > MAX_QUERY_FILTERS:
+        _bad("query tag filters must be a bounded array")
+    filter_tags = []
+    for pair in tags:
+        if type(pair) is not list or len(pair) != 2:
+            _bad("a tag filter is a [key, pattern] pair")
+        key, pattern = pair
+        if type(key) is not str or type(pattern) is not str:
+            _bad("a tag filter's key and pattern are strings")
+        if len(pattern.encode("utf-8", "surrogatepass")) > MAX_PATTERN_BYTES:
+            _bad("tag pattern too long")
+        filter_tags.append((_name(key, "tag key"), pattern))
+    return Query(
+        _name(items[1], "origin"),
+        _int(items[2], MAX_INCARNATION, "query id"),
+        _name(items[3], "query name"),
+        _bytes(items[4], MAX_USER_PAYLOAD_BYTES, "payload"),
+        _addr(items[5], items[6]),
+        _int(items[7], MAX_QUERY_TIMEOUT_MS, "timeout"),
+        _bool(items[8], "want_ack"),
+        _int(items[9], MAX_RELAY_FACTOR, "relay factor"),
+        tuple(_name(x, "filter name") for x in names),
+        tuple(filter_tags),
+    )
+
+
+def _query_response(items: list[Any]) -> QueryResponse:
+    return QueryResponse(
+        _name(items[1], "origin"),
+        _int(items[2], MAX_INCARNATION, "query id"),
+        _name(items[3], "source"),
+        _bool(items[4], "ack"),
+        _bytes(items[5], MAX_USER_PAYLOAD_BYTES, "payload"),
+        _name(items[6], "via") if len(items) == 7 else "",
+    )
 
 
 def _replayed_broadcast(items: Any) -> UserBroadcast:

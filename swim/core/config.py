@@ -75,6 +75,12 @@ class Config:
     #: (a join response is bounded by `max_members` alone); the rest are dropped and
     #: counted, and arrive by gossip or later exchanges if real.
     push_pull_new_max: int = attrs.field(default=1024, validator=attrs.validators.ge(0))
+    #: A query's default timeout is ``gossip_interval * query_timeout_mult *
+    #: ceil(log10(n + 1))`` (Serf's formula).
+    query_timeout_mult: int = attrs.field(default=16, validator=attrs.validators.gt(0))
+    #: Largest query payload and largest answer (bytes), as Serf's defaults.
+    query_size_limit: int = attrs.field(default=1024, validator=attrs.validators.ge(0))
+    query_response_size_limit: int = attrs.field(default=1024, validator=attrs.validators.ge(0))
     #: How many user-broadcast ids to remember for deduplication.
     user_broadcast_memory: int = attrs.field(default=4096, validator=attrs.validators.gt(0))
     #: How many recent user broadcasts each push-pull carries, so members that missed one

@@ -60,6 +60,9 @@ from swim.core.messages import (
     Nack,
     Ping,
     PingReq,
+    Query,
+    QueryResponse,
+    Relay,
     Suspect,
     UserBroadcast,
     UserMessage,
@@ -68,6 +71,7 @@ from swim.core.outputs import Output, StreamKind, StreamReply
 from swim.core.policy import DriverPolicy
 from swim.core.probing import Prober, advance
 from swim.core.pushpull import ExchangeRules
+from swim.core.queries import Queries, default_timeout_s
 from swim.core.stats import Stats
 from swim.core.timing import push_pull_scale
 
@@ -133,6 +137,7 @@ class Core(ExchangeRules):
             first_probe_at=first_probe_at,
         )
         self._exchange = Exchange(config, self.policy, self.stats, rng)
+        self._queries = Queries(config, self.stats, self._dis, name)
         self._notices: list[tuple[Address, Dead | Alive]] = []
         self._owe_alive = False
         self._leave_deadline = _INF
@@ -213,8 +218,7 @@ class Core(ExchangeRules):
         """
         if not isinstance(payload, bytes):
             raise ProtocolError("payload must be bytes")
-        self._user_broadcast_id = (self._user_broadcast_id + 1) & ((1 << 63) - 1)
-        msg = UserBroadcast(self.name, self._user_broadcast_id, payload)
+        msg = UserBroadcast(self.name, self._next_user_id(), payload)
         encoded = encode_message(msg)
         if len(encoded) + DATAGRAM_OVERHEAD > self.config.packet_budget:
             raise ProtocolError(
@@ -225,6 +229,60 @@ class Core(ExchangeRules):
         if event is not None:
             self._events.append(event)
         return msg.id
+
+    def query(
+        self,
+        name: str,
+        payload: bytes = b"",
+        *,
+        now: float,
+        filter_names: Sequence[str] = (),
+        filter_tags: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+        timeout_s: float | None = None,
+        want_ack: bool = False,
+        relay_factor: int = 0,
+    ) -> int:
+        """Ask every member matching the filters; returns the query's id.
+
+        `filter_names` limits it to those members; `filter_tags` maps tag keys to
+        shell-style patterns their values must match. Answers arrive as
+        `QueryResponded` (and, with `want_ack`, receipts as `QueryAcked`), once per
+        member, until `QueryFinished` at the timeout (Serf's default:
+        ``gossip_interval * query_timeout_mult * ceil(log10(n + 1))``). Answers also
+        travel through `relay_factor` random members (0..5).
+        """
+        if not isinstance(payload, bytes) or not isinstance(name, str) or not name:
+            raise ProtocolError("a query needs a non-empty name and bytes as payload")
+        tags = tuple(filter_tags.items()) if isinstance(filter_tags, Mapping) else tuple(
+            filter_tags
+        )
+        if timeout_s is None:
+            timeout_s = default_timeout_s(self.config, self._membership.count())
+        if not 0 < timeout_s <= 3600:
+            raise ProtocolError("timeout_s must be in (0, 3600]")
+        msg = Query(
+            self.name, self._next_user_id(), name, payload, self.addr,
+            max(1, round(timeout_s * 1000)), want_ack, relay_factor, tuple(filter_names), tags,
+        )
+        try:
+            encode_message(msg)
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError(f"invalid query: {exc}") from None
+        self._events.extend(self._queries.ask(msg, now, self._membership.local))
+        return msg.id
+
+    def respond(self, origin: str, query_id: int, payload: bytes = b"", *, now: float) -> None:
+        """Answer query `query_id` from `origin` (a `QueryReceived`), once, before its
+        deadline; raises `ProtocolError` otherwise or if the answer is too large."""
+        if not isinstance(payload, bytes):
+            raise ProtocolError("payload must be bytes")
+        relays = self._queries.relays_wanted(origin, query_id)
+        through = [
+            m.addr for m in self._membership.sample(
+                relays, exclude=origin, live_only=True, alive_only=True
+            )
+        ] if relays else []
+        self._events.extend(self._queries.respond(origin, query_id, payload, now, through))
 
     def send_user_message(
         self, addr: Address, payload: bytes, *, now: float, reliable: bool = False
@@ -370,6 +428,7 @@ class Core(ExchangeRules):
                 self._join_round(seeds, now)
         if leaving and now >= self._leave_deadline:
             self._leave_expired = True
+        self._events.extend(self._queries.handle_timers(now))
 
     # =================================================================== outputs
 
@@ -440,7 +499,15 @@ class Core(ExchangeRules):
             when = self._leave_deadline
         if cfg.gossip_timer and cfg.gossip_nodes > 0 and self._dis.has_news:
             when = min(when, self._gossip_at)
+        query_at = self._queries.deadline()
+        if query_at is not None and query_at < when:
+            when = query_at
         return min(when, membership.next_deadline(), self._exchange.deadline())
+
+    def _next_user_id(self) -> int:
+        """A fresh id for a user broadcast or query (unique per origin)."""
+        self._user_broadcast_id = (self._user_broadcast_id + 1) & ((1 << 63) - 1)
+        return self._user_broadcast_id
 
     def _carry_out(self, fx: Effects) -> None:
         """Do what the membership table said its input did."""
@@ -532,6 +599,12 @@ class Core(ExchangeRules):
                     self._events.append(
                         UserMessageReceived(source=source, addr=addr, payload=payload, at=now)
                     )
+                case Query():
+                    self._events.extend(self._queries.on_query(msg, now, membership.local))
+                case QueryResponse():
+                    self._events.extend(self._queries.on_response(msg, addr, now, membership))
+                case Relay():
+                    self._queries.on_relay(msg, addr, membership)
                 case _:
                     self.stats.unexpected += 1
         self._flush_notices()

@@ -15,7 +15,7 @@ gets it at its next exchange.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import Final
 
 from swim.core.broadcasts import BroadcastQueue, SeenIds
@@ -96,6 +96,10 @@ class Dissemination:
             return None
         self._user_news.queue(key, msg, encode_message(msg) if encoded is None else encoded)
         return UserBroadcastReceived(origin=msg.origin, id=msg.id, payload=msg.payload, at=now)
+
+    def queue_user(self, key: Hashable, msg: Message, encoded: bytes) -> None:
+        """Queue a message for the user queue (a query), under `key`."""
+        self._user_news.queue(key, msg, encoded)
 
     def recent_user_broadcasts(self) -> tuple[UserBroadcast, ...]:
         """The latest user broadcasts, for push-pull replay."""

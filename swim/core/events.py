@@ -106,6 +106,49 @@ class NameConflict:
     at: float
 
 
+@attrs.frozen(kw_only=True)
+class QueryReceived:
+    """A query matched this member: the application may answer it with
+    `Core.respond(origin, id, payload)` until `deadline` (the core's clock)."""
+
+    origin: str
+    id: int
+    name: str
+    payload: bytes
+    deadline: float
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class QueryAcked:
+    """Member `source` received our query `id` (asked for with ``want_ack``)."""
+
+    id: int
+    source: str
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class QueryResponded:
+    """Member `source` answered our query `id` with `payload` (once per member)."""
+
+    id: int
+    source: str
+    payload: bytes
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class QueryFinished:
+    """Our query `id` timed out: no answer counts after this. `acks` and `responses`
+    are the members heard from."""
+
+    id: int
+    acks: int
+    responses: int
+    at: float
+
+
 Event = (
     MemberJoined
     | MemberSuspected
@@ -117,4 +160,8 @@ Event = (
     | UserMessageReceived
     | JoinCompleted
     | NameConflict
+    | QueryReceived
+    | QueryAcked
+    | QueryResponded
+    | QueryFinished
 )

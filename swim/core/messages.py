@@ -150,8 +150,53 @@ class Refusal:
     addr: Address
 
 
+@attrs.frozen(slots=True)
+class Query:
+    """A question gossiped to every member (Serf's query); those that match its filters
+    deliver it to their application, which may answer.
+
+    (origin, id) is unique. Filters: `filter_names` (empty: any member) and
+    `filter_tags`, ``(key, pattern)`` pairs matched against the member's tags as
+    shell-style patterns (fnmatch, never a regex, so a filter cannot cost a member
+    exponential time). Answers go to `reply_to` directly (and through `relay_factor`
+    random members too, for lossy paths), within `timeout_ms` of receipt.
+    """
+
+    origin: str
+    id: int
+    name: str
+    payload: bytes
+    reply_to: Address
+    timeout_ms: int
+    want_ack: bool = False
+    relay_factor: int = 0
+    filter_names: tuple[str, ...] = ()
+    filter_tags: tuple[tuple[str, str], ...] = ()
+
+
+@attrs.frozen(slots=True)
+class QueryResponse:
+    """`source`'s answer (or, with `ack`, receipt) to query (`origin`, `id`); `via` names
+    the member that relayed it, if any."""
+
+    origin: str
+    id: int
+    source: str
+    ack: bool
+    payload: bytes
+    via: str = ""
+
+
+@attrs.frozen(slots=True)
+class Relay:
+    """Ask a member to forward `response` to `dest` (the asker's address)."""
+
+    dest: Address
+    response: QueryResponse
+
+
 #: Every message kind the codec knows.
 Message = (
     Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | UserBroadcast | UserMessage
-    | PushPull | Refusal
+    | PushPull | Refusal | Query | QueryResponse | Relay
 )

@@ -38,6 +38,10 @@ class Stats:
     push_pull_new_capped: int = 0
     #: Ping-reqs refused: from a stranger, or for a target not known at that address.
     ping_reqs_refused: int = 0
+    #: Queries delivered to our application, and answers or relays refused (from a
+    #: stranger, for no query of ours, a duplicate, or too late).
+    queries_received: int = 0
+    query_responses_refused: int = 0
     #: Probes started, and probes that ended with no ack.
     probes: int = 0
     probe_failures: int = 0

@@ -1,5 +1,8 @@
 """Tags in member metadata, and user events in broadcast payloads.
 
+Pure code: the core filters queries by tags with it, and applications and the agent
+read and write tags with it.
+
 A member's metadata is at most 512 bytes (memberlist's limit). The agent stores its tags
 there in a compact length-prefixed form::
 
