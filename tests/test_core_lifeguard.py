@@ -251,7 +251,7 @@ def test_requester_asks_for_nacks_only_with_the_switch_on() -> None:
             d.messages[0] for _, d in run_timers(core, t0 + LAN.probe_timeout_s)
             if isinstance(d.messages[0], PingReq)
         ]
-        assert len(reqs) == 3 and all(r.nack is nacks for r in reqs)  # type: ignore[union-attr]
+        assert len(reqs) == 3 and all(r.nack is nacks for r in reqs)
         run_timers(core, t0 + LAN.probe_interval_s)
         # Nobody nacked: with nacks on that is 3 missing nacks, off a flat +1.
         assert core.local_health == (3 if nacks else 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
@@ -179,7 +180,7 @@ def test_random_inputs_never_crash_or_break_invariants(
             case "bytes":
                 core.receive_datagram(step.payload, src, now=now)  # type: ignore[arg-type]
             case "mutated":
-                base, pos, value = step.payload  # type: ignore[misc]
+                base, pos, value = cast(tuple[bytes, int, int], step.payload)
                 data = bytearray(base)
                 data[pos % len(data)] = value
                 core.receive_datagram(bytes(data), src, now=now)

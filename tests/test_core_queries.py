@@ -38,7 +38,7 @@ def cluster(n: int, *, seed: int = 1, tags: dict[int, dict[str, str]] | None = N
 
 
 def received(router: Router, core: Core) -> list[QueryReceived]:
-    return router.events_of(core.name, QueryReceived)  # type: ignore[return-value]
+    return router.events_of(core.name, QueryReceived)
 
 
 def answer_all(router: Router, cores: list[Core], payload: bytes = b"ok") -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from swim.core import Config, Core, MemberFailed, MemberJoined, MemberStatus
 from swim.core.codec import encode
-from swim.core.messages import Ack, Alive, Dead, MemberState, Ping, Suspect, UserBroadcast
+from swim.core.messages import Ack, Alive, Dead, MemberState, Message, Ping, Suspect, UserBroadcast
 from swim.core.outputs import StreamKind
 from swim.core.timing import nack_delay_s
 from tests.drain import next_deadline, out_datagrams, out_events, out_streams
@@ -235,7 +235,7 @@ def test_pending_bytes_track_the_queue() -> None:
     queue.queue("a", Ack(3), b"zz")  # replaces a
     assert queue.pending_bytes == 8
     encoded: list[bytes] = []
-    messages: list[object] = []
+    messages: list[Message] = []
     queue.take(100, 1, encoded, messages)  # limit 1: both leave after one transmit
     assert queue.pending_bytes == 0 and len(queue) == 0
 

@@ -23,7 +23,7 @@ from swim.core import (
     UserMessageReceived,
 )
 from swim.core.codec import encode
-from swim.core.messages import Ack, Alive, Dead, MemberState, Suspect
+from swim.core.messages import Ack, Alive, Dead, MemberState, Message, Suspect
 from swim.core.timing import suspicion_timeout_min_s
 from tests.router import Router, addr_of
 
@@ -83,7 +83,7 @@ def test_join_through_one_seed_converges(n: int) -> None:
         evs = [e for e in router.events[core.name] if not isinstance(e, MemberJoined)]
         assert len(evs) == 1 and evs[0].ok  # type: ignore[union-attr]  # JoinCompleted
     for core in cores:
-        joined_names = {e.member.name for e in router.events_of(core.name, MemberJoined)}  # type: ignore[attr-defined]
+        joined_names = {e.member.name for e in router.events_of(core.name, MemberJoined)}
         assert joined_names == set(names(cores)) - {core.name}
         assert core.stats.malformed == 0
 
@@ -155,8 +155,8 @@ def test_crash_is_detected_and_known_everywhere_within_bound(n: int) -> None:
     assert took <= bound
     for core in live:
         (failed,) = router.events_of(core.name, MemberFailed)
-        assert failed.member.name == victim.name  # type: ignore[attr-defined]
-        assert failed.at - crashed_at <= bound  # type: ignore[attr-defined]
+        assert failed.member.name == victim.name
+        assert failed.at - crashed_at <= bound
         assert not router.events_of(core.name, MemberLeft)
         # Nobody else was harmed.
         assert {m.name for m in core.members() if m.status == ALIVE} == set(names(live))
@@ -195,7 +195,7 @@ def test_graceful_leave_is_seen_as_left_not_failed() -> None:
         if core is leaver:
             continue
         (left,) = router.events_of(core.name, MemberLeft)
-        assert left.member.name == leaver.name  # type: ignore[attr-defined]
+        assert left.member.name == leaver.name
         assert not router.events_of(core.name, MemberFailed)
         assert not router.events_of(core.name, MemberSuspected)
 
@@ -289,8 +289,8 @@ def test_metadata_update_reaches_everyone() -> None:
         if core is cores[4]:
             continue
         (updated,) = router.events_of(core.name, MemberUpdated)
-        assert updated.member.meta == b"role=db"  # type: ignore[attr-defined]
-        assert updated.member.incarnation == 1  # type: ignore[attr-defined]
+        assert updated.member.meta == b"role=db"
+        assert updated.member.incarnation == 1
 
 
 def test_user_broadcast_delivered_exactly_once_everywhere() -> None:
@@ -300,10 +300,10 @@ def test_user_broadcast_delivered_exactly_once_everywhere() -> None:
     for core in cores:
         got = [
             e for e in router.events_of(core.name, UserBroadcastReceived)
-            if e.id == bid  # type: ignore[attr-defined]
+            if e.id == bid
         ]
         assert len(got) == 1, core.name
-        assert got[0].origin == "node-7" and got[0].payload == b"hello all"  # type: ignore[attr-defined]
+        assert got[0].origin == "node-7" and got[0].payload == b"hello all"
 
 
 @pytest.mark.parametrize("reliable", [False, True], ids=["datagram", "stream"])
@@ -313,8 +313,8 @@ def test_direct_user_message(reliable: bool) -> None:
     assert (sid is not None) is reliable
     router.run_until(router.now + 0.1)
     (msg,) = router.events_of("node-2", UserMessageReceived)
-    assert msg.payload == b"psst" and msg.source == "node-0"  # type: ignore[attr-defined]
-    assert msg.addr == cores[0].addr  # type: ignore[attr-defined]
+    assert msg.payload == b"psst" and msg.source == "node-0"
+    assert msg.addr == cores[0].addr
     assert not router.events_of("node-1", UserMessageReceived)
 
 
@@ -324,7 +324,7 @@ def test_large_user_message_goes_by_stream() -> None:
     assert sid is not None
     router.run_until(router.now + 0.1)
     (msg,) = router.events_of("node-1", UserMessageReceived)
-    assert msg.payload == b"x" * 5000  # type: ignore[attr-defined]
+    assert msg.payload == b"x" * 5000
 
 
 # ------------------------------------------- the memberlist failures that must not happen
@@ -383,11 +383,12 @@ def test_hostile_huge_incarnation_is_dropped_and_counted(kind: str) -> None:
     router, cores = joined(5)
     victim = cores[2]
     huge = 2**62
-    news = {
+    forged: dict[str, Message] = {
         "dead": Dead("node-2", huge, "mallory"),
         "suspect": Suspect("node-2", huge, "mallory"),
         "alive": Alive(MemberState("node-2", ("192.0.2.66", 7946), huge)),
-    }[kind]
+    }
+    news = forged[kind]
     router.inject(encode([news]), ("192.0.2.66", 4444), cores[0].addr)
     assert cores[0].stats.implausible_incarnation == 1
     router.run_until(router.now + detection_bound_s(LAN, 5))
@@ -417,7 +418,7 @@ def test_dead_name_reclaim_from_new_address(reclaim_s: float | None) -> None:
         limit_s=detection_bound_s(config, 4),
     )
     died_at = max(
-        e.at for c in cores[:3] for e in router.events_of(c.name, MemberFailed)  # type: ignore[attr-defined]
+        e.at for c in cores[:3] for e in router.events_of(c.name, MemberFailed)
     )
     new_addr = ("10.9.9.9", 7946)
     newcomer = router.add("node-3", new_addr, config)

@@ -148,7 +148,9 @@ def test_probe_ping_then_ping_req_then_suspect_at_period_end() -> None:
     reqs = first_kinds(sent, PingReq)
     assert len(reqs) == 3  # k = indirect_probes helpers, none of them the target
     assert all(t == t0 + LAN.probe_timeout_s for t, _ in reqs)
-    assert target not in {d.addr for _, d in reqs}
+    target_state = core.member(target)
+    assert target_state is not None
+    assert target_state.addr not in {d.addr for _, d in reqs}
     assert all(d.messages[0].nack for _, d in reqs)  # type: ignore[union-attr]
     assert core.member(target).status == MemberStatus.ALIVE  # type: ignore[union-attr]
     run_timers(core, t0 + LAN.probe_interval_s)

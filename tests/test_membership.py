@@ -10,8 +10,9 @@ import pytest
 
 from swim.core import Config, Effects, MemberFailed, MemberJoined, MemberLeft
 from swim.core.events import MemberAlive, MemberSuspected, MemberUpdated
-from swim.core.membership import PRECEDENCE, Membership, NewsKind, Order, Transition
+from swim.core.membership import Membership
 from swim.core.messages import Alive, Dead, MemberState, MemberStatus, Suspect
+from swim.core.precedence import PRECEDENCE, NewsKind, Order, Transition
 
 LAN = Config.lan()
 ME = MemberState("me", ("10.0.0.1", 7946), 0)

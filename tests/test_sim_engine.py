@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import attrs
 import pytest
@@ -23,7 +24,7 @@ from simulations.engine import Engine
 from swim.core import Config
 
 
-def small(seed: int, **kw: object) -> Scenario:
+def small(seed: int, **kw: Any) -> Scenario:
     base = Scenario(nodes=12, duration_s=40.0, seed=seed, trace=True,
                     faults=(Crash(member=7, at=10.0),))
     return attrs.evolve(base, **kw)
