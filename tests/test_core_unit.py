@@ -328,3 +328,90 @@ def test_nack_from_helper_is_counted() -> None:
     assert core.stats.nacks_received == 3
     # Every helper answered "target silent": the target is at fault, not us.
     assert core.local_health == 0
+
+
+# --------------------------------------------------------------------- paper switches
+
+
+def test_paper_presets_carry_the_papers_parameters() -> None:
+    lifeguard, swim = Config.paper_lifeguard(), Config.paper_swim()
+    assert (lifeguard.suspicion_mult, lifeguard.suspicion_max_timeout_mult) == (5, 6)
+    assert lifeguard.suspicion_confirmations == 3
+    assert lifeguard.nacks and lifeguard.awareness and lifeguard.buddy_system
+    assert (swim.suspicion_mult, swim.suspicion_max_timeout_mult) == (5, 1)
+    assert not (swim.nacks or swim.awareness or swim.dynamic_suspicion or swim.buddy_system)
+    assert lifeguard.gossip_ticker and swim.gossip_ticker and swim.gossip_timer
+
+
+def test_k_can_be_set_apart_from_the_suspicion_multiplier() -> None:
+    config = attrs.evolve(LAN, suspicion_mult=4, suspicion_confirmations=3)
+    core = make_core(config, peers=9)
+    core.receive_datagram(encode([Suspect("peer-1", 0, "peer-2")]), ME, now=0.0)
+    suspicion = core.membership.suspicion("peer-1")
+    assert suspicion is not None and suspicion.k == 3  # not suspicion_mult - 2 = 2
+
+
+def test_without_suspicion_a_failed_probe_declares_the_target_dead_at_once() -> None:
+    core = make_core(attrs.evolve(LAN, suspicion=False), peers=2)
+    t0, ping = next_probe(core)
+    target = ping_of(ping).target
+    run_timers(core, t0 + LAN.probe_interval_s)
+    state = core.member(target)
+    assert state is not None and state.status == MemberStatus.DEAD
+    (failed,) = [e for e in out_events(core) if isinstance(e, MemberFailed)]
+    assert failed.member.name == target and core.stats.suspicions == 0
+
+
+def test_uniform_targets_are_random_not_one_per_member_per_pass() -> None:
+    core = make_core(attrs.evolve(LAN, probe_selection="uniform"), peers=7)
+    targets = []
+    for _ in range(70):
+        t, ping = next_probe(core)
+        targets.append(ping_of(ping).target)
+        core.receive_datagram(encode([Ack(ping_of(ping).seq)]), ping.addr, now=t + 0.001)
+    passes = [sorted(targets[i:i + 7]) for i in range(0, 70, 7)]
+    everyone = [f"peer-{i}" for i in range(1, 8)]
+    assert any(p != everyone for p in passes)  # round robin would give `everyone` each time
+    assert set(targets) == set(everyone)
+
+
+def test_synchronous_rounds_put_every_member_on_one_grid() -> None:
+    config = attrs.evolve(LAN, synchronous_rounds=True)
+    starts = []
+    for seed in range(5):
+        core = Core(config, name="me", addr=ME, rng=random.Random(seed), now=0.3)
+        core.bootstrap([peer(1)], now=0.3)
+        t, _ = next_probe(core)
+        starts.append(t)
+    assert starts == [1.0] * 5
+
+
+def test_the_gossip_ticker_holds_news_until_the_next_tick() -> None:
+    def first_gossip_after_news(ticker: bool) -> float:
+        config = attrs.evolve(LAN, gossip_ticker=ticker, push_pull=False)
+        core = make_core(config, peers=3)
+        while core.news_pending():  # quiet: everything it knew has been sent
+            core.send_user_message(("10.0.9.9", 1), b"", now=0.0)
+        out_datagrams(core)
+        run_timers(core, 5.099)  # every timer up to the moment the news arrives
+        core.receive_datagram(encode([Alive(peer(4))]), ME, now=5.1)  # news arrives
+        t = max(next_deadline(core), 5.1)  # a driver runs what is overdue at once
+        core.handle_timer(now=t)
+        sent = [(t, d) for d in out_datagrams(core)] + run_timers(core, 6.0)
+        # Gossip packets carry news only (no probe message first).
+        return min(t for t, d in sent if d.messages[0] == Alive(peer(4)))
+
+    assert first_gossip_after_news(ticker=False) == 5.1  # at once
+    assert first_gossip_after_news(ticker=True) > 5.1  # at the ticker's next tick
+
+
+def test_awareness_can_scale_the_probe_timeout_too() -> None:
+    config = attrs.evolve(LAN, awareness_probe_timeout=True)
+    core = make_core(config, peers=3)
+    for inc in (0, 1):  # local health 2
+        core.receive_datagram(encode([Suspect("me", inc, "peer-1")]), ("10.0.1.1", 7946), now=0.0)
+    out_datagrams(core)
+    t0, _ = next_probe(core)
+    sent = run_timers(core, t0 + 3 * LAN.probe_interval_s)
+    (first_req,) = [t for t, d in sent if isinstance(d.messages[0], PingReq)][:1]
+    assert first_req == pytest.approx(t0 + 3 * LAN.probe_timeout_s)  # timeout x (2 + 1)

@@ -101,6 +101,12 @@ class Config:
         default=24 * 3600.0, validator=attrs.validators.ge(0)
     )
 
+    #: K, the independent confirmations that bring a suspicion's timeout down to its
+    #: minimum (Lifeguard); None: ``suspicion_mult - 2``, as memberlist.
+    suspicion_confirmations: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
+
     # --- switches (all on = SWIM + Lifeguard as memberlist runs it) ---
     #: Helpers send nacks when the target is silent (Lifeguard).
     nacks: bool = True
@@ -116,6 +122,26 @@ class Config:
     push_pull: bool = True
     #: TCP ping to the target in parallel with indirect probes.
     tcp_fallback_ping: bool = True
+    #: SWIM's suspicion mechanism; off, a failed probe declares the target dead at once
+    #: (the paper's basic SWIM).
+    suspicion: bool = True
+    #: Local health also scales the probe timeout, not only the interval (Lifeguard
+    #: paper's LHM; memberlist scales only the interval).
+    awareness_probe_timeout: bool = False
+    #: Probe targets: "round_robin" over a shuffled list (SWIM's improvement) or
+    #: "uniform" random choice each period (the original analysis).
+    probe_selection: str = attrs.field(
+        default="round_robin", validator=attrs.validators.in_(("round_robin", "uniform"))
+    )
+    #: Every member starts its probe periods on the same global grid (multiples of the
+    #: period), in lock step, as SWIM's analysis assumes; otherwise each staggers its
+    #: start at random.
+    synchronous_rounds: bool = False
+    #: The gossip timer ticks on its own every gossip interval, as memberlist's ticker
+    #: does, so news that arrives waits for the next tick. Off (our default), a member
+    #: that was quiet for longer than an interval gossips news as soon as it arrives:
+    #: faster dissemination, the same number of packets.
+    gossip_ticker: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.probe_timeout_s > self.probe_interval_s:
@@ -171,6 +197,26 @@ class Config:
             raise ValueError(
                 f"unknown profile {name!r}; choose one of {', '.join(profiles)}"
             ) from None
+
+    @classmethod
+    def paper_lifeguard(cls) -> Config:
+        """The Lifeguard paper's setting (Dadgar et al. 2017): memberlist's LAN timing
+        with alpha = 5, beta = 6, K = 3, every Lifeguard extension on, the gossip timer
+        on memberlist's free-running ticker, and no TCP fallback ping (in both presets,
+        so the comparison isolates Lifeguard)."""
+        return cls(
+            suspicion_mult=5, suspicion_max_timeout_mult=6, suspicion_confirmations=3,
+            gossip_ticker=True, tcp_fallback_ping=False,
+        )
+
+    @classmethod
+    def paper_swim(cls) -> Config:
+        """The paper's SWIM baseline: the same timing and gossip, alpha = 5, beta = 1 (a
+        fixed suspicion timeout), K = 0, and every Lifeguard extension off."""
+        return attrs.evolve(
+            cls.paper_lifeguard(), suspicion_max_timeout_mult=1, suspicion_confirmations=0,
+            nacks=False, awareness=False, dynamic_suspicion=False, buddy_system=False,
+        )
 
     def plain_swim(self) -> Config:
         """The same timing with every Lifeguard extension (and the gossip timer) off."""

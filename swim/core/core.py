@@ -124,8 +124,12 @@ class Core(ExchangeRules):
         )
         first_seq = rng.randrange(MAX_SEQ + 1)
         self._user_broadcast_id = rng.getrandbits(62)
-        # Staggered starts, so members started together do not probe in lock step.
+        # Staggered starts, so members started together do not probe in lock step
+        # (unless asked to: synchronous rounds start on the global grid of periods).
         first_probe_at = now + rng.uniform(0.0, config.probe_interval_s)
+        if config.synchronous_rounds:
+            period = config.probe_interval_s
+            first_probe_at = (int(now / period) + 1) * period
         self._gossip_at = now + rng.uniform(0.0, config.gossip_interval_s)
         self._push_pull_at = now + rng.uniform(0.5, 1.0) * push_pull_scale(
             config.push_pull_interval_s, 1
@@ -497,7 +501,7 @@ class Core(ExchangeRules):
                 when = self._reconnect_at
         elif not self._leave_expired and self._leave_deadline < when:
             when = self._leave_deadline
-        if cfg.gossip_timer and cfg.gossip_nodes > 0 and self._dis.has_news:
+        if cfg.gossip_timer and cfg.gossip_nodes > 0 and (self._dis.has_news or cfg.gossip_ticker):
             when = min(when, self._gossip_at)
         query_at = self._queries.deadline()
         if query_at is not None and query_at < when:

@@ -237,11 +237,16 @@ class Membership(Roster):
         """Our probe of `name` failed: suspect it at its current incarnation.
 
         If someone else already suspects it, our failed probe is an independent
-        confirmation (as in memberlist), shortening the suspicion timeout.
+        confirmation (as in memberlist), shortening the suspicion timeout. With the
+        suspicion mechanism off (basic SWIM), it is declared dead at once.
         """
         cur = self._members.get(name)
         if cur is not None and cur.status <= SUSPECT:
-            self._suspect(Suspect(name, cur.incarnation, self._local_name), now)
+            if not self.config.suspicion:
+                self._out().failures_declared += 1
+                self._dead(Dead(name, cur.incarnation, self._local_name), now)
+            else:
+                self._suspect(Suspect(name, cur.incarnation, self._local_name), now)
         return self._take()
 
     def update_local(self, meta: bytes) -> Effects:
@@ -555,7 +560,7 @@ class Membership(Roster):
         n = self.count()
         min_s = suspicion_timeout_min_s(cfg.suspicion_mult, n, cfg.probe_interval_s)
         if cfg.dynamic_suspicion:
-            k = suspicion_confirmations_needed(cfg.suspicion_mult, n)
+            k = suspicion_confirmations_needed(cfg.suspicion_mult, n, cfg.suspicion_confirmations)
             max_s = cfg.suspicion_max_timeout_mult * min_s
         else:
             k, max_s = 0, min_s  # plain SWIM: a fixed timeout

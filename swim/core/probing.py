@@ -143,10 +143,13 @@ class Prober:
             return
         seq = self.next_seq()
         self._stats.probes += 1
+        timeout = cfg.probe_timeout_s
+        if cfg.awareness and cfg.awareness_probe_timeout:
+            # The paper's LHM: a member in poor health also waits longer for acks,
+            # never past the end of its period.
+            timeout = min(self.awareness.scale(timeout), 0.9 * (self.next_probe_at - now))
         # The probe ends when the next one starts, so no outcome is ever lost.
-        self.probe = Probe(
-            seq, target.name, target.addr, now + cfg.probe_timeout_s, self.next_probe_at
-        )
+        self.probe = Probe(seq, target.name, target.addr, now + timeout, self.next_probe_at)
         ping = Ping(seq, target.name, self._name)
         if cfg.buddy_system and target.status == _SUSPECT:
             # Lifeguard buddy system: tell the suspect it is suspected, first thing.

@@ -167,9 +167,13 @@ class Roster:
     # --------------------------------------------------------------------------- probing
 
     def next_probe_target(self) -> MemberState | None:
-        """Round-robin over the shuffled probe order, re-shuffled after each pass."""
+        """Round-robin over the shuffled probe order, re-shuffled after each pass (or a
+        uniform random live member, with ``probe_selection="uniform"``)."""
         order = self._probe_order
         members = self._members
+        if self.config.probe_selection == "uniform":
+            picked = self.sample(1, exclude="", live_only=True)
+            return picked[0] if picked else None
         for _ in range(len(order) + 1):
             if self._probe_index >= len(order):
                 self._probe_index = 0

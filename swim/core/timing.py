@@ -15,13 +15,16 @@ def suspicion_timeout_min_s(suspicion_mult: int, n: int, probe_interval_s: float
     return suspicion_mult * node_scale * probe_interval_s
 
 
-def suspicion_confirmations_needed(suspicion_mult: int, n: int) -> int:
+def suspicion_confirmations_needed(
+    suspicion_mult: int, n: int, configured: int | None = None
+) -> int:
     """K, the independent confirmations that shrink the timeout to its minimum.
 
-    ``K = suspicion_mult - 2``, or 0 when there are too few other members to ever
-    supply K confirmations (``n - 2 < K``), so the minimum applies at once.
+    `configured` if given, else ``suspicion_mult - 2`` (memberlist); 0 when there are
+    too few other members to ever supply K confirmations (``n - 2 < K``), so the
+    minimum applies at once.
     """
-    k = suspicion_mult - 2
+    k = suspicion_mult - 2 if configured is None else configured
     return 0 if n - 2 < k else max(0, k)
 
 
