@@ -93,6 +93,15 @@ def name_of(i: int) -> str:
     return f"node-{i}"
 
 
+def default_restart_grace_s(config: Config, nodes: int) -> float:
+    """How long after a restart failures about the member are not counted as false
+    positives: the longest a failure about its previous process can still fire (the
+    longest suspicion, started up to one slowest probe period late)."""
+    return (config.suspicion_mult * config.suspicion_max_timeout_mult
+            * max(1.0, math.log10(max(nodes, 1))) * config.probe_interval_s
+            + config.awareness_max_multiplier * config.probe_interval_s)
+
+
 class Engine:
     """N members, a network model and one event heap. Drive it with `run_until`.
 
@@ -175,11 +184,7 @@ class Engine:
         self._trace = hashlib.sha256() if trace else None
         grace = restart_grace_s
         if grace is None:
-            # Longest a failure about a member's previous process can still fire: the
-            # longest suspicion, started up to one slowest probe period late.
-            grace = (config.suspicion_mult * config.suspicion_max_timeout_mult
-                     * max(1.0, math.log10(max(nodes, 1))) * config.probe_interval_s
-                     + config.awareness_max_multiplier * config.probe_interval_s)
+            grace = default_restart_grace_s(config, nodes)
         self.collector = Collector(self.names, seed=seed, restart_grace_s=grace)
         self.progress: Callable[[float], None] | None = None
 

@@ -15,7 +15,12 @@ Node faults
 Network faults
     `Partition` (groups that cannot reach each other, symmetric or one-way, with a start
     and a heal time), `Clog` (a link that holds its datagrams until it unclogs, then
-    delivers them), `LossWindow` (one-way loss between two members for a while).
+    delivers them), `LossWindow` (one-way loss between two members for a while). They
+    act on the run's link model (`transport.links.Links`), the same one in the engine
+    and in trio mode.
+
+Trio mode (`simulations.trio_mode`) plays every fault except `Pause` (a `swim.Node`
+cannot be frozen from outside) with real nodes.
 """
 
 from __future__ import annotations

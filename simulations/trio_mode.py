@@ -7,6 +7,14 @@ and join loop) over the in-memory network (`transport.memory.MemoryNetwork`), al
 trio run. Under ``trio.testing.MockClock(autojump_threshold=0)`` a minute of a small
 cluster takes well under a second of wall time.
 
+One network for both modes. The scenario's `NetworkModel` becomes the memory network's
+link model through `NetworkModel.links` (over the members' addresses), the very
+`transport.links.Links` the engine builds over member indices: the same link classes
+(delay, exponential/uniform/no jitter, loss, duplication), zones and permanent one-way
+loss. Network faults act on that model at their times, as the engine's do: `Partition`
+(symmetric or one-way, healed at ``heal_at`` with the engine's ``heal-<id>`` marker),
+`Clog`, `LossWindow`.
+
 Members have the engine's names and addresses (`name_of`, `addr_of`), and their events
 feed the engine's own `Collector`, so detections, false positives and convergence are
 computed by the same code and mean the same thing in both modes. Each event is stamped
@@ -15,15 +23,23 @@ that is the instant the node published it (the clock only jumps when every task
 sleeps).
 
 What carries over from a `Scenario`: ``nodes``, ``duration_s``, ``seed``, ``config``,
-``seeds``, ``join_stagger_s``, ``leave_timeout_s`` and the faults `Crash`, `Leave` and
-`Join`. The network's single link class becomes the memory network's latency
-(``delay_min_s``), jitter (uniform, same mean) and loss/duplication. Anything else
-(a converged start, zones, one-way loss, partitions, pauses, restarts...) raises
-`ValueError` rather than being silently ignored. The run is seeded (node rngs and the
-network's rng derive from ``scenario.seed``) but not bit-for-bit reproducible: trio
-shuffles tasks that become runnable together, so the order of sends varies. Compare the
-two modes against protocol bounds (`detection_bound_s`), not against each other's
-exact times.
+``network``, ``seeds``, ``join_stagger_s``, ``leave_timeout_s`` and the faults `Crash`,
+`Leave`, `Join`, `Restart` (the node is cancelled, as by a crash, and a fresh `Node` binds
+the same address and joins through the seeds), `Churn` (expanded from the seed as the
+engine does), `Slow` (the member's transport hands it every datagram and incoming stream
+``delay_s`` late, as the engine does; its timers and its own requests are not delayed),
+`Partition`, `Clog` and `LossWindow`. Refused with `ValueError` rather than ignored:
+
+* ``start="converged"``: a `Node` joins; it has no public way to start from a prebuilt
+  table;
+* `Pause`: a paused process runs no timers and handles nothing until it resumes.
+  `swim.Node` cannot be frozen from outside, and a network cut would be a different
+  fault (the "paused" node would go on probing and suspecting the others).
+
+The run is seeded (node rngs and the network's rng derive from ``scenario.seed``) but not
+bit-for-bit reproducible: trio shuffles tasks that become runnable together, so the order
+of sends, hence of the network's draws, varies. Compare the two modes against protocol
+bounds (`detection_bound_s`), not against each other's exact times.
 
     >>> result = run_trio(Scenario(nodes=6, duration_s=40.0, seed=1,
     ...                            faults=(Crash(member=4, at=10.0),)))  # doctest: +SKIP
@@ -31,25 +47,42 @@ exact times.
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import attrs
 import trio
 import trio.testing
 
-from simulations.engine import addr_of, name_of
-from simulations.faults import Crash, Join, Leave
+from simulations.engine import addr_of, default_restart_grace_s, name_of
+from simulations.faults import (
+    Churn,
+    Clog,
+    Crash,
+    Fault,
+    Join,
+    Leave,
+    LossWindow,
+    Partition,
+    Pause,
+    Restart,
+    Slow,
+)
 from simulations.metrics import (
     DOWN,
+    FAULTY,
     HEALTHY,
     Collector,
     Convergence,
     Detection,
     FalsePositives,
+    NetworkCounters,
     crash_summary,
 )
 from simulations.network import NetworkModel
@@ -57,7 +90,7 @@ from simulations.scenario import Scenario
 from swim.core import Config
 from swim.core.timing import retransmit_limit, suspicion_timeout_min_s
 from swim.runtime.node import Node
-from transport.base import StreamHandler
+from transport.base import Address, StreamHandler, Transport
 from transport.memory import MemoryNetwork
 
 __all__ = ["TrioResult", "detection_bound_s", "run_nodes", "run_trio"]
@@ -106,6 +139,9 @@ class TrioResult:
     event_counts: dict[str, int]
     #: Mean over members of datagrams sent per protocol period of running time.
     datagrams_out_per_period: float
+    #: What the memory network did (the engine's counters: ``streams_failed`` counts
+    #: exchanges the network cut or refused).
+    network: NetworkCounters
     wall_s: float
 
     def summary_row(self) -> dict[str, Any]:
@@ -125,6 +161,8 @@ class TrioResult:
 
 @attrs.define(eq=False)
 class _Member:
+    """One life (process) of a member."""
+
     index: int
     node: Node
     scope: trio.CancelScope
@@ -133,34 +171,140 @@ class _Member:
     #: Still feeding the collector (False once crashed or leaving).
     running: bool = True
     leave_requested: trio.Event = attrs.Factory(trio.Event)
+    #: Its task is over and its address released.
+    finished: trio.Event = attrs.Factory(trio.Event)
+
+
+def _faults(sc: Scenario) -> list[Fault]:
+    """The scenario's faults with `Churn` expanded, as the engine expands it."""
+    churn_rng = random.Random(f"{sc.seed}/churn")
+    candidates = [i for i in range(sc.nodes) if i >= sc.seeds]
+    out: list[Fault] = []
+
+    def add(faults: tuple[Fault, ...] | list[Crash | Restart]) -> None:
+        for f in faults:
+            if isinstance(f, Churn):
+                add(f.expand(churn_rng, candidates))
+            else:
+                out.append(f)
+
+    add(sc.faults)
+    return out
 
 
 def _check(sc: Scenario) -> None:
     if sc.start != "join":
-        raise ValueError("trio mode starts members by joining (start='join')")
-    net = sc.network
-    if net.zones != 1 or net.cross_zone is not None or net.one_way:
-        raise ValueError("trio mode models one link class: no zones, no one-way loss")
+        raise ValueError("trio mode starts members by joining (start='join'): swim.Node "
+                         "has no public way to start from a prebuilt membership table")
     late = [f.member for f in sc.faults if isinstance(f, Join)]
     for f in sc.faults:
-        if not isinstance(f, Crash | Leave | Join):
-            raise ValueError(f"trio mode supports Crash, Leave and Join faults, not {f!r}")
-        if not 0 <= f.member < sc.nodes:
+        if isinstance(f, Pause):
+            raise ValueError(
+                f"trio mode cannot model {f!r}: a paused process runs no timers and "
+                "handles nothing until it resumes, and swim.Node cannot be frozen from "
+                "outside (a network cut would be a different fault)")
+        if isinstance(f, Crash | Restart | Leave | Join | Slow) and not 0 <= f.member < sc.nodes:
             raise ValueError(f"{f!r}: no member {f.member} in a {sc.nodes}-member run")
+        members: tuple[int, ...] = ()
+        if isinstance(f, Clog | LossWindow):
+            members = (f.src, f.dst)
+        elif isinstance(f, Partition):
+            members = tuple(m for group in f.groups for m in group)
+        elif isinstance(f, Churn):
+            members = f.members
+        for m in members:
+            if not 0 <= m < sc.nodes:
+                raise ValueError(f"{f!r}: no member {m} in a {sc.nodes}-member run")
+    for ow in sc.network.one_way:
+        if not (0 <= ow.src < sc.nodes and 0 <= ow.dst < sc.nodes):
+            raise ValueError(f"{ow!r}: no such member in a {sc.nodes}-member run")
     if len(late) != len(set(late)):
         raise ValueError("a member can join late only once")
 
 
-def _network(model: NetworkModel, seed: int) -> MemoryNetwork:
-    link = model.link
-    return MemoryNetwork(
-        latency_s=link.delay_min_s,
-        # The memory network's jitter is uniform on [0, jitter_s]: the same mean.
-        jitter_s=0.0 if link.jitter == "none" else 2 * link.jitter_s,
-        loss=link.loss,
-        duplication=link.duplicate,
-        rng=random.Random(f"{seed}/network"),
-    )
+def _network(model: NetworkModel, seed: int, addrs: list[Address]) -> MemoryNetwork:
+    """The memory network whose link model is `model` over `addrs`."""
+    return MemoryNetwork(links=model.links(random.Random(f"{seed}/network"), addrs))
+
+
+class _LateInput(Transport):
+    """A member's transport that hands it each datagram `delay_s()` late (read when the
+    datagram arrives), as the engine's `Slow` does. Sending and requesting are not
+    delayed; incoming streams are delayed by the handler `_slow_handler` wraps."""
+
+    def __init__(self, inner: Transport, delay_s: Callable[[], float]) -> None:
+        self.inner = inner
+        self.stats = inner.stats
+        self._delay_s = delay_s
+        self._send, self._received = trio.open_memory_channel[tuple[bytes, Address]](math.inf)
+        self._held: list[tuple[float, int, bytes, Address]] = []
+        self._seq = 0
+        self._wake = trio.Event()
+
+    @property
+    def local_addr(self) -> Address:
+        return self.inner.local_addr
+
+    async def send(self, data: bytes, addr: Address) -> bool:
+        return await self.inner.send(data, addr)
+
+    def receive(self) -> AsyncIterator[tuple[bytes, Address]]:
+        return self._received
+
+    async def request(self, addr: Address, data: bytes, *, timeout_s: float) -> bytes:
+        return await self.inner.request(addr, data, timeout_s=timeout_s)
+
+    async def hold(self) -> None:
+        """Read the inner transport and hold each datagram for the current delay."""
+        async for data, addr in self.inner.receive():
+            delay_s = self._delay_s()
+            if delay_s <= 0:
+                self._send.send_nowait((data, addr))
+                continue
+            self._seq += 1
+            heapq.heappush(self._held, (trio.current_time() + delay_s, self._seq, data, addr))
+            self._wake.set()
+
+    async def release(self) -> None:
+        """Hand held datagrams on when their time comes."""
+        while True:
+            deadline = self._held[0][0] if self._held else math.inf
+            with trio.move_on_at(deadline):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            now = trio.current_time()
+            while self._held and self._held[0][0] <= now:
+                _, _, data, addr = heapq.heappop(self._held)
+                self._send.send_nowait((data, addr))
+
+
+def _slow_handler(handler: StreamHandler, delay_s: Callable[[], float]) -> StreamHandler:
+    async def late(data: bytes, addr: Address) -> bytes | None:
+        wait_s = delay_s()
+        if wait_s > 0:
+            await trio.sleep(wait_s)
+        return await handler(data, addr)
+
+    return late
+
+
+@contextlib.asynccontextmanager
+async def _open_late(network: MemoryNetwork, addr: Address, handler: StreamHandler,
+                     delay_s: Callable[[], float]) -> AsyncIterator[Transport]:
+    async with network.open(addr, _slow_handler(handler, delay_s)) as inner:
+        late = _LateInput(inner, delay_s)
+        body_exc: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(late.hold)
+            nursery.start_soon(late.release)
+            try:
+                yield late
+            except BaseException as exc:  # re-raised below, outside the nursery
+                body_exc = exc
+            finally:
+                nursery.cancel_scope.cancel()
+        if body_exc is not None:
+            raise body_exc
 
 
 async def run_nodes(scenario: Scenario) -> TrioResult:
@@ -172,46 +316,65 @@ async def run_nodes(scenario: Scenario) -> TrioResult:
     """
     _check(scenario)
     sc = scenario
+    faults = _faults(sc)
     wall_started = time.perf_counter()
     names = [name_of(i) for i in range(sc.nodes)]
     addrs = [addr_of(i) for i in range(sc.nodes)]
     seed_members = range(min(sc.seeds, sc.nodes))
-    # No restarts in trio mode, so no grace for failures about a previous process.
-    collector = Collector(names, seed=sc.seed, restart_grace_s=0.0)
-    network = _network(sc.network, sc.seed)
-    members: dict[int, _Member] = {}
+    collector = Collector(names, seed=sc.seed,
+                          restart_grace_s=default_restart_grace_s(sc.config, sc.nodes))
+    network = _network(sc.network, sc.seed, addrs)
+    links = network.links
+    # Slow and paused members count as faulty for the whole run, as in the engine.
+    anomalous = {f.member for f in faults if isinstance(f, Slow)}
+    slow = [0.0] * sc.nodes
+    current: dict[int, _Member] = {}
+    lives: list[_Member] = []
+    generation = [0] * sc.nodes
     t0 = trio.current_time()
 
     def now() -> float:
         return trio.current_time() - t0
 
     def opener(i: int) -> Callable[[StreamHandler], Any]:
-        return lambda handler: network.open(addrs[i], handler)
+        if i not in anomalous:
+            return lambda handler: network.open(addrs[i], handler)
+        return lambda handler: _open_late(network, addrs[i], handler, lambda: slow[i])
 
     async def run_member(i: int, *, task_status: trio.TaskStatus[_Member]) -> None:
+        life = generation[i]
+        node_seed = f"{sc.seed}/{i}" if life == 1 else f"{sc.seed}/{i}/{life}"
         node = Node(
             sc.config,
             name=names[i],
             bind=addrs[i],
             seeds=[addrs[s] for s in seed_members if s != i],
-            seed=random.Random(f"{sc.seed}/{i}").getrandbits(63),
+            seed=random.Random(node_seed).getrandbits(63),
             transport_factory=opener(i),
             leave_timeout_s=sc.leave_timeout_s,
         )
-        with trio.CancelScope() as scope:
-            async with node:
-                subscription = node.events(max_buffer=1_000_000)
-                member = _Member(i, node, scope, started_at=now())
-                members[i] = member
-                collector.reset_view(i)
-                collector.set_node(i, truth=True, observer=True, health=HEALTHY, now=now())
-                task_status.started(member)
-                async with trio.open_nursery() as inner:
-                    inner.start_soon(record, member, subscription)
-                    await member.leave_requested.wait()
-                    await node.leave(sc.leave_timeout_s)
-                    member.stopped_at = now()
-                    inner.cancel_scope.cancel()
+        member: _Member | None = None
+        try:
+            with trio.CancelScope() as scope:
+                async with node:
+                    subscription = node.events(max_buffer=1_000_000)
+                    member = _Member(i, node, scope, started_at=now())
+                    current[i] = member
+                    lives.append(member)
+                    collector.reset_view(i)
+                    collector.set_node(i, truth=True, observer=True,
+                                       health=FAULTY if i in anomalous else HEALTHY,
+                                       now=now())
+                    task_status.started(member)
+                    async with trio.open_nursery() as inner:
+                        inner.start_soon(record, member, subscription)
+                        await member.leave_requested.wait()
+                        await node.leave(sc.leave_timeout_s)
+                        member.stopped_at = now()
+                        inner.cancel_scope.cancel()
+        finally:
+            if member is not None:
+                member.finished.set()
 
     async def record(member: _Member, subscription: Any) -> None:
         async for event in subscription:
@@ -219,7 +382,7 @@ async def run_nodes(scenario: Scenario) -> TrioResult:
                 collector.on_events(member.index, [event], now())
 
     def stop(i: int, kind: str) -> None:
-        member = members.get(i)
+        member = current.get(i)
         if member is None or not member.running:
             return
         member.running = False
@@ -231,51 +394,110 @@ async def run_nodes(scenario: Scenario) -> TrioResult:
         else:
             member.leave_requested.set()
 
+    async def start(i: int, *, restart: bool = False) -> None:
+        old = current.get(i)
+        if old is not None and not old.finished.is_set():
+            if old.running:
+                stop(i, "crash")
+            else:  # still leaving: the new process replaces it at once
+                old.stopped_at = now()
+                old.scope.cancel()
+            await old.finished.wait()  # its address is free again
+        generation[i] += 1
+        await nursery.start(run_member, i)
+        if restart:
+            collector.restarted(i, now())
+
+    def partition(f: Partition, pids: dict[int, int], key: int) -> None:
+        groups = [[addrs[m] for m in group] for group in f.groups]
+        pids[key] = links.partition(groups, one_way=f.one_way)
+
+    def heal(pids: dict[int, int], key: int) -> None:
+        pid = pids.pop(key, None)
+        if pid is not None and links.heal(pid):
+            collector.mark(f"heal-{pid}", now())
+
+    def set_slow(i: int, delay_s: float) -> None:
+        slow[i] = delay_s
+
+    def mark(label: str, when: float | None) -> None:
+        collector.mark(label, now() if when is None else when)
+
     # The schedule, in the engine's order: starts (staggered), the join marker, faults;
     # ties keep this order (the sequence number).
-    late = {f.member for f in sc.faults if isinstance(f, Join)}
+    schedule: list[tuple[float, int, Callable[[], Awaitable[None] | None]]] = []
+
+    def at(when: float, action: Callable[[], Awaitable[None] | None]) -> None:
+        schedule.append((when, len(schedule), action))
+
+    late = {f.member for f in faults if isinstance(f, Join)}
     initial = [i for i in range(sc.nodes) if i not in late]
-    schedule: list[tuple[float, int, str, int]] = []
     last = 0.0
     for i in initial:
-        at = sc.join_stagger_s * i / sc.nodes
-        last = max(last, at)
-        schedule.append((at, len(schedule), "start", i))
-    schedule.append((last, len(schedule), "mark", -1))
-    for f in sc.faults:
-        if isinstance(f, Crash | Leave | Join):  # all of them (`_check`)
-            kind = "crash" if isinstance(f, Crash) else "leave" if isinstance(f, Leave) \
-                else "start"
-            schedule.append((f.at, len(schedule), kind, f.member))
-    schedule.sort()
+        when = sc.join_stagger_s * i / sc.nodes
+        last = max(last, when)
+        at(when, partial(start, i))
+    at(last, partial(mark, "join", None))
+    pids: dict[int, int] = {}
+    for key, f in enumerate(faults):
+        match f:
+            case Crash():
+                at(f.at, partial(stop, f.member, "crash"))
+            case Leave():
+                at(f.at, partial(stop, f.member, "leave"))
+            case Join():
+                at(f.at, partial(start, f.member))
+                at(f.at, partial(mark, f"join-{f.member}", f.at))
+            case Restart():
+                at(f.at, partial(start, f.member, restart=True))
+                at(f.at, partial(mark, f"restart-{f.member}", f.at))
+            case Slow():
+                at(f.at, partial(set_slow, f.member, f.delay_s))
+                if f.until != math.inf:
+                    at(f.until, partial(set_slow, f.member, 0.0))
+            case Partition():
+                at(f.at, partial(partition, f, pids, key))
+                if f.heal_at != math.inf:
+                    at(max(f.heal_at, f.at), partial(heal, pids, key))
+            case Clog():
+                at(f.at, partial(links.clog, addrs[f.src], addrs[f.dst], until=t0 + f.until))
+            case LossWindow():
+                at(f.at, partial(links.set_loss, addrs[f.src], addrs[f.dst], f.loss,
+                                 until=t0 + f.until))
+            case _:  # refused by _check
+                raise AssertionError(f)
+    schedule.sort(key=lambda entry: (entry[0], entry[1]))
 
     async with trio.open_nursery() as nursery:
-        for at, _, kind, i in schedule:
-            if at > sc.duration_s:
+        for when, _, action in schedule:
+            if when > sc.duration_s:
                 break
-            await trio.sleep_until(t0 + at)
-            if kind == "start":
-                await nursery.start(run_member, i)
-            elif kind == "mark":
-                collector.mark("join", now())
-            else:
-                stop(i, kind)
+            await trio.sleep_until(t0 + when)
+            outcome = action()
+            if outcome is not None:
+                await outcome
         await trio.sleep_until(t0 + sc.duration_s)
         end = now()
-        result = _result(sc, collector, members, end, time.perf_counter() - wall_started)
+        result = _result(sc, collector, lives, network, end=end,
+                         wall_s=time.perf_counter() - wall_started)
         nursery.cancel_scope.cancel()
     return result
 
 
-def _result(sc: Scenario, collector: Collector, members: dict[int, _Member], end: float,
-            wall_s: float) -> TrioResult:
+def _result(sc: Scenario, collector: Collector, lives: list[_Member], network: MemoryNetwork,
+            *, end: float, wall_s: float) -> TrioResult:
     period = sc.config.probe_interval_s
-    rates = []
-    for i in sorted(members):
-        member = members[i]
-        up_s = (member.stopped_at if member.stopped_at is not None else end) - member.started_at
-        if up_s > 0:
-            rates.append(member.node.stats().transport.datagrams_sent / (up_s / period))
+    up_s = [0.0] * sc.nodes
+    sent = [0] * sc.nodes
+    delivered = 0
+    for life in lives:
+        up_s[life.index] += (life.stopped_at if life.stopped_at is not None else end) \
+            - life.started_at
+        transport = life.node.stats().transport
+        sent[life.index] += transport.datagrams_sent
+        delivered += transport.datagrams_received
+    ns = network.stats
+    rates = [sent[i] / (up_s[i] / period) for i in range(sc.nodes) if up_s[i] > 0]
     return TrioResult(
         seed=sc.seed,
         nodes=sc.nodes,
@@ -287,6 +509,13 @@ def _result(sc: Scenario, collector: Collector, members: dict[int, _Member], end
         disagreement_final=collector.wrong,
         event_counts=dict(sorted(collector.event_counts.items())),
         datagrams_out_per_period=math.fsum(rates) / len(rates) if rates else 0.0,
+        network=NetworkCounters(
+            sent=ns.datagrams_routed, delivered=delivered,
+            lost=ns.datagrams_dropped - ns.datagrams_blocked,
+            duplicated=ns.datagrams_duplicated, blocked=ns.datagrams_blocked,
+            clogged=ns.datagrams_clogged, undeliverable=ns.datagrams_undeliverable,
+            streams=ns.streams_routed, streams_failed=ns.streams_dropped + ns.streams_refused,
+        ),
         wall_s=wall_s,
     )
 

@@ -1,8 +1,10 @@
 """Trio mode: real `swim.Node` objects over the in-memory network under trio's
 MockClock, checked against the same protocol bounds as the engine for the same scenario.
 
-Both modes run the same core, but the trio runtime's task scheduling differs from the
-engine's heap, so their times are compared with the bounds, not with each other.
+Both modes run the same core over the same link model (`transport.links`), but the trio
+runtime's task scheduling differs from the engine's heap, so their outcomes are compared
+(who detected what, convergence, the network's effect) and their times checked against
+the protocol's bounds, not against each other.
 """
 
 from __future__ import annotations
@@ -11,8 +13,23 @@ import pytest
 import trio
 import trio.testing
 
-from simulations import Crash, Join, Leave, NetworkModel, Partition, Restart, Scenario, run
-from simulations.trio_mode import detection_bound_s, run_nodes, run_trio
+from simulations import (
+    Clog,
+    Crash,
+    Join,
+    Leave,
+    LinkClass,
+    LossWindow,
+    NetworkModel,
+    Partition,
+    Pause,
+    Restart,
+    RunResult,
+    Scenario,
+    Slow,
+    run,
+)
+from simulations.trio_mode import TrioResult, detection_bound_s, run_nodes, run_trio
 from swim.core import Config
 from swim.core.timing import suspicion_timeout_min_s
 
@@ -68,20 +85,106 @@ async def test_leave_and_late_join(autojump_clock: trio.testing.MockClock) -> No
     assert d.kind == "leave" and d.name == "node-3"
     assert d.all_know_s is not None and d.all_know_s < 5.0
     labels = [c.label for c in result.convergence]
-    assert labels == ["join"]
+    assert labels == ["join", "join-5"] == [c.label for c in run(sc).convergence]
+    assert all(c.took_s is not None for c in result.convergence)
     assert result.false_positives.total == 0
     assert result.disagreement_final == 0
     assert result.event_counts.get("left", 0) >= 4  # every other live member saw it
+
+
+# ------------------------------------------------------- network faults, both modes
+
+
+def both(sc: Scenario) -> list[tuple[str, RunResult | TrioResult]]:
+    return [("engine", run(sc)), ("trio", run_trio(sc))]
+
+
+def failures(result: RunResult | TrioResult) -> set[tuple[str, str]]:
+    """(observer, subject) of every failure declared about a live member."""
+    fps = result.false_positives
+    assert len(fps.samples) == fps.total  # all of them, not just the first few
+    return {(fp.observer, fp.subject) for fp in fps.samples}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_partition_and_heal_agree_with_the_engine(seed: int) -> None:
+    sc = Scenario(nodes=6, duration_s=90.0, seed=seed,
+                  faults=(Partition(groups=((0, 1, 2),), at=10.0, heal_at=40.0),))
+    bound = detection_bound_s(sc.config, sc.nodes)
+    sides = [{f"node-{i}" for i in range(3)}, {f"node-{i}" for i in range(3, 6)}]
+    across = {(a, b) for x, y in (sides, sides[::-1]) for a in x for b in y}
+    for mode, result in both(sc):
+        where = f"{mode} mode, seed {seed}"
+        # Each side declared every member of the other failed, within the bound, and
+        # nobody within its own side.
+        assert failures(result) == across, where
+        assert all(10.0 < fp.at <= 10.0 + bound for fp in result.false_positives.samples), where
+        assert result.network.blocked > 0 and result.network.streams_failed > 0, where
+        assert result.network.lost == 0, where
+        # Healed: views converge again, through push-pull or gossip to the dead.
+        _, heal = result.convergence
+        assert heal.label == "heal-1" and heal.at == 40.0, where
+        assert heal.took_s is not None, f"{where}: never reconverged"
+        assert heal.took_s <= sc.config.gossip_to_the_dead_s, where
+        assert result.disagreement_final == 0, where
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_one_way_loss_agrees_with_the_engine(seed: int) -> None:
+    """Member 5 hears everybody but nobody hears it from 10 s to 40 s: the others
+    declare it failed (it never acks) and it suspects them (its pings are lost). Every
+    false failure is about member 5 or raised by it (a suspicion it started while mute
+    may still time out after it can speak again, and then spread); by the end it has
+    refuted and every view has converged."""
+    faults = tuple(LossWindow(src=5, dst=j, at=10.0, until=40.0) for j in range(5))
+    sc = Scenario(nodes=6, duration_s=80.0, seed=seed, faults=faults)
+    bound = detection_bound_s(sc.config, sc.nodes)
+    others = {f"node-{i}" for i in range(5)}
+    for mode, result in both(sc):
+        where = f"{mode} mode, seed {seed}"
+        pairs = failures(result)
+        assert {o for o, s in pairs if s == "node-5"} == others, where
+        assert all("node-5" in (fp.subject, fp.accuser)
+                   for fp in result.false_positives.samples), where
+        assert all(10.0 < fp.at <= 40.0 + bound for fp in result.false_positives.samples), \
+            where
+        assert result.network.blocked > 0 and result.network.lost == 0, where
+        assert result.disagreement_final == 0, where
+
+
+def test_every_network_fault_and_restart_run_in_trio_mode() -> None:
+    """Zones with a WAN between them, loss and duplicates, a one-way partition, a clog,
+    a restart, a slow member and a crash: both modes see each one's effect and end
+    converged."""
+    network = NetworkModel(zones=2, cross_zone=LinkClass.wan()).with_loss(0.05) \
+        .with_duplicates(0.02)
+    sc = Scenario(nodes=6, duration_s=80.0, seed=1, network=network, faults=(
+        Partition(groups=((0,),), at=10.0, heal_at=20.0, one_way=True),
+        Clog(src=1, dst=2, at=5.0, until=9.0),
+        Restart(member=3, at=30.0),
+        Slow(member=4, at=5.0, delay_s=0.2, until=50.0),
+        Crash(member=5, at=45.0),
+    ))
+    for mode, result in both(sc):
+        where = f"{mode} mode, seed 1"
+        net = result.network
+        assert net.lost > 0 and net.duplicated > 0 and net.blocked > 0, where
+        assert net.clogged > 0, where
+        assert [c.label for c in result.convergence] == ["join", "heal-1", "restart-3"], where
+        assert all(c.took_s is not None for c in result.convergence), where
+        crash = next(d for d in result.detections if d.name == "node-5")
+        assert crash.all_know_s is not None and crash.all_know_s < 20.0, where
+        assert result.disagreement_final == 0, where
 
 
 @pytest.mark.parametrize(
     "scenario",
     [
         Scenario(nodes=4, start="converged"),
-        Scenario(nodes=4, faults=(Restart(member=1, at=1.0),)),
-        Scenario(nodes=4, faults=(Partition(groups=((0, 1), (2, 3)), at=1.0),)),
-        Scenario(nodes=4, network=NetworkModel(zones=2)),
+        Scenario(nodes=4, faults=(Pause(member=1, at=1.0, duration_s=2.0),)),
         Scenario(nodes=4, faults=(Crash(member=7, at=1.0),)),
+        Scenario(nodes=4, faults=(Clog(src=0, dst=9, at=1.0, until=2.0),)),
+        Scenario(nodes=4, faults=(Partition(groups=((0, 5),), at=1.0),)),
     ],
 )
 def test_what_trio_mode_cannot_model_is_refused(scenario: Scenario) -> None:
