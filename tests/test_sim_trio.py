@@ -177,6 +177,23 @@ def test_every_network_fault_and_restart_run_in_trio_mode() -> None:
         assert result.disagreement_final == 0, where
 
 
+def test_a_slow_member_is_suspected_in_both_modes_and_lifeguard_refutes() -> None:
+    """Member 3 handles every input 1.5 s late (longer than a probe period) for 30 s:
+    probes of it fail in both modes. Lifeguard's members refute every suspicion in time;
+    plain SWIM's declare it failed."""
+    fault = Slow(member=3, at=10.0, delay_s=1.5, until=40.0)
+    for variant, config in CONFIGS.items():
+        sc = Scenario(nodes=6, duration_s=70.0, seed=1, config=config, faults=(fault,))
+        for mode, result in both(sc):
+            where = f"{mode} mode, {variant}, seed 1"
+            assert result.event_counts.get("suspected", 0) > 0, where
+            if variant == "lifeguard":
+                assert result.false_positives.total == 0, where
+            else:
+                assert result.false_positives.total > 0, where
+            assert result.disagreement_final == 0, where
+
+
 @pytest.mark.parametrize(
     "scenario",
     [
