@@ -17,6 +17,13 @@ _SOURCES = {
     "Node": "swim.runtime.node",
     "NodeStats": "swim.runtime.node",
     "TransportFactory": "swim.runtime.node",
+    "KeyCommand": "swim.runtime.keyops",
+    "KeyReport": "swim.runtime.keyops",
+    "QueryResult": "swim.runtime.queries",
+    "QueryResultKind": "swim.runtime.queries",
+    "QueryStream": "swim.runtime.queries",
+    "QuerySummary": "swim.runtime.queries",
+    "BlockingQuery": "swim.runtime.threaded",
     "EventOverflow": "swim.runtime.subscriptions",
     "EventSubscription": "swim.runtime.subscriptions",
     "EventCallback": "swim.runtime.threaded",
@@ -24,9 +31,11 @@ _SOURCES = {
 }
 
 if TYPE_CHECKING:
+    from swim.runtime.keyops import KeyCommand, KeyReport
     from swim.runtime.node import DeliveryError, Node, NodeStats, TransportFactory
+    from swim.runtime.queries import QueryResult, QueryResultKind, QueryStream, QuerySummary
     from swim.runtime.subscriptions import EventOverflow, EventSubscription
-    from swim.runtime.threaded import EventCallback, ThreadedNode
+    from swim.runtime.threaded import BlockingQuery, EventCallback, ThreadedNode
 else:
 
     def __getattr__(name: str) -> Any:
@@ -44,12 +53,19 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BlockingQuery",
     "DeliveryError",
     "EventCallback",
     "EventOverflow",
     "EventSubscription",
+    "KeyCommand",
+    "KeyReport",
     "Node",
     "NodeStats",
+    "QueryResult",
+    "QueryResultKind",
+    "QueryStream",
+    "QuerySummary",
     "ThreadedNode",
     "TransportFactory",
 ]

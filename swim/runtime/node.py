@@ -36,6 +36,13 @@ that budget less the sealer's largest overhead (`SecurityConfig.overhead`: 6 byt
 the label in plaintext mode, 54 plus the label with a keyring), so a sealed datagram
 never exceeds ``Config.packet_budget``; `Node.core`'s config shows the reduced figure.
 
+Queries (Serf's): `Node.query` returns a `QueryStream` of acks and answers as they
+arrive, fed by the pump without waiting (bounded; see `swim.runtime.queries`), and the
+application answers the `QueryReceived` events it sees with `Node.respond`. Queries
+named ``_swim_*`` are the runtime's own: the key commands (`install_key`, `use_key`,
+`remove_key`, `list_keys`; see `swim.runtime.keyops`) are answered by the pump itself,
+and neither they nor their acks and answers are published to `Node.events`.
+
 Shutdown: leaving the ``async with`` block normally leaves the cluster gracefully
 (bounded by ``leave_timeout_s``) and then closes the transport. Leaving it by an
 exception, cancellation included, skips the leave, like a crash: the tasks are cancelled
@@ -51,16 +58,38 @@ import math
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Final
 
 import attrs
 import trio
 
-from swim.core import Config, Core, DriverPolicy, Event, MemberState, Stats
+from swim.core import (
+    Config,
+    Core,
+    DriverPolicy,
+    Event,
+    MemberState,
+    MemberStatus,
+    ProtocolError,
+    QueryAcked,
+    QueryFinished,
+    QueryReceived,
+    QueryResponded,
+    Stats,
+)
 from swim.core.codec import MAX_STREAM_BYTES
 from swim.core.outputs import StreamKind, StreamRequest
+from swim.core.queries import default_timeout_s
+from swim.runtime import keyops
+from swim.runtime.keyops import KeyCommand, KeyReport
+from swim.runtime.queries import (
+    DEFAULT_QUERY_BUFFER,
+    QueryResult,
+    QueryResultKind,
+    QueryStream,
+)
 from swim.runtime.subscriptions import EventSubscription
 from swim.security.config import SecurityConfig, sealer_overhead
 from swim.security.seal import Rejected, Sealer, SealStats
@@ -140,6 +169,9 @@ class Node:
         wall_clock: the clock whose ``now`` seals and opens packets (default
             `time.time`); every member's must agree to within the replay window. A
             simulation running every node in one trio run may pass `trio.current_time`.
+        keyring_file: the keyring file the node's keys were loaded from, if any; it is
+            rewritten atomically (`swim.security.save_keyring`) after every key command
+            this member applies, so the change survives a restart.
     """
 
     def __init__(
@@ -158,6 +190,7 @@ class Node:
         join_backoff_max_s: float = 30.0,
         security: SecurityConfig | Sealer | None = None,
         wall_clock: Callable[[], float] = time.time,
+        keyring_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if advertise is not None:
             _check_advertise(advertise, "advertise")
@@ -207,6 +240,11 @@ class Node:
         self._left = trio.Event()
         self._subscribers: list[EventSubscription] = []
         self._waiters: dict[int, _Waiter] = {}
+        self._keyring_file = keyring_file
+        #: Our open queries, by id, until their QueryFinished (or the node stops).
+        self._queries: dict[int, QueryStream] = {}
+        #: Ids of our open internal (``_swim_*``) queries: their events stay unpublished.
+        self._internal_queries: set[int] = set()
         self._stream_limiter = trio.CapacityLimiter(MAX_CONCURRENT_STREAMS)
         self._events_published = 0
         self._subscriber_overflows = 0
@@ -296,6 +334,9 @@ class Node:
             self._subscribers.clear()
             for waiter in self._waiters.values():
                 waiter.done.set()
+            for stream in self._queries.values():
+                stream._finish(at=trio.current_time(), complete=False)
+            self._queries.clear()
 
     # ================================================================ application API
 
@@ -428,6 +469,128 @@ class Node:
         await self._left.wait()
         return core.leave_complete
 
+    def query(
+        self,
+        name: str,
+        payload: bytes = b"",
+        *,
+        filter_nodes: Iterable[str] = (),
+        filter_tags: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        want_ack: bool = False,
+        relay_factor: int = 0,
+        max_buffer: int = DEFAULT_QUERY_BUFFER,
+    ) -> QueryStream:
+        """Ask every member matching the filters (this one included); the results.
+
+        `filter_nodes` limits the query to those member names; `filter_tags` maps tag
+        keys to shell-style patterns their values must match. With `want_ack` members
+        ack at once; answers come from the applications that call `respond`. Answers
+        also travel through `relay_factor` random members (0..5). The default timeout
+        is Serf's, ``gossip_interval * query_timeout_mult * ceil(log10(n + 1))``.
+
+        Returns a `QueryStream` (an async iterator and context manager of
+        `QueryResult`, ending at the deadline; see `swim.runtime.queries`). Raises
+        `ProtocolError` for a bad query (too large, a name starting with ``_swim_``,
+        which the runtime reserves, too many open).
+        """
+        if keyops.is_internal(name):
+            raise ProtocolError(
+                f"query names starting with {keyops.INTERNAL_PREFIX!r} are reserved for the "
+                "runtime's own queries"
+            )
+        return self._open_query(
+            name, payload, filter_nodes=tuple(filter_nodes), filter_tags=dict(filter_tags or {}),
+            timeout_s=timeout_s, want_ack=want_ack, relay_factor=relay_factor,
+            max_buffer=max_buffer,
+        )
+
+    def respond(self, origin: str, query_id: int, payload: bytes = b"") -> None:
+        """Answer the query `query_id` from `origin` (a `QueryReceived` event), once,
+        before its deadline; raises `ProtocolError` otherwise or if it is too large."""
+        core = self._require_running()
+        core.respond(origin, query_id, payload, now=trio.current_time())
+        self._poke()
+
+    async def install_key(self, key: bytes | str, *, timeout_s: float | None = None) -> KeyReport:
+        """Install `key` (raw, or base64 text) on every member's keyring: it opens,
+        it does not seal yet. Returns each member's outcome (see `KeyReport`).
+
+        Raises `swim.security.KeyringError` if this node has no keys or sends
+        plaintext (the key travels in the cluster's gossip), or for a bad key.
+        """
+        return await self._key_command(KeyCommand.INSTALL, key, timeout_s)
+
+    async def use_key(self, key: bytes | str, *, timeout_s: float | None = None) -> KeyReport:
+        """Make the installed `key` every member's primary (the key that seals). A
+        member that does not hold it refuses. Raises as `install_key`."""
+        return await self._key_command(KeyCommand.USE, key, timeout_s)
+
+    async def remove_key(self, key: bytes | str, *, timeout_s: float | None = None) -> KeyReport:
+        """Remove `key` from every member's keyring; a member whose primary it is
+        refuses. Raises as `install_key`."""
+        return await self._key_command(KeyCommand.REMOVE, key, timeout_s)
+
+    async def list_keys(self, *, timeout_s: float | None = None) -> KeyReport:
+        """Every member's keys (`KeyReport.member_keys`, `keys`, `primary_keys`).
+        Raises `swim.security.KeyringError` if this node has no keys or sends plaintext."""
+        return await self._key_command(KeyCommand.LIST, None, timeout_s)
+
+    async def _key_command(
+        self, command: KeyCommand, key: bytes | str | None, timeout_s: float | None
+    ) -> KeyReport:
+        core = self._require_running()
+        payload = keyops.request_payload(command, key, self._sealer)
+        # Serf's count: the members not known to be dead or gone when we ask.
+        asked = [
+            m.name for m in core.members()
+            if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)
+        ]
+        stream = self._open_query(
+            command.query_name, payload, filter_nodes=(), filter_tags={},
+            timeout_s=timeout_s, want_ack=False, relay_factor=0,
+            max_buffer=DEFAULT_QUERY_BUFFER, internal=True,
+        )
+        if not keyops.deferred_on_asker(command.query_name):
+            return keyops.build_report(command, asked, await keyops.gather(stream, asked))
+        # The pump left our own copy unanswered: we switch last (see deferred_on_asker).
+        answers = await keyops.gather(stream, [name for name in asked if name != self.name])
+        answers[self.name] = keyops.encode_answer(self._apply_internal(command.query_name,
+                                                                       payload))
+        return keyops.build_report(command, asked, answers)
+
+    def _open_query(
+        self,
+        name: str,
+        payload: bytes,
+        *,
+        filter_nodes: tuple[str, ...],
+        filter_tags: dict[str, str],
+        timeout_s: float | None,
+        want_ack: bool,
+        relay_factor: int,
+        max_buffer: int,
+        internal: bool = False,
+    ) -> QueryStream:
+        core = self._require_running()
+        now = trio.current_time()
+        if timeout_s is None:
+            timeout_s = default_timeout_s(core.config, len(core.members()))
+        query_id = core.query(
+            name, payload, now=now, filter_names=filter_nodes, filter_tags=filter_tags,
+            timeout_s=timeout_s, want_ack=want_ack, relay_factor=relay_factor,
+        )
+        # Registered before the pump runs again, so no result of ours can be missed.
+        stream = QueryStream(
+            query_id=query_id, name=name, deadline=now + max(1, round(timeout_s * 1000)) / 1000,
+            max_buffer=max_buffer,
+        )
+        self._queries[query_id] = stream
+        if internal:
+            self._internal_queries.add(query_id)
+        self._poke()
+        return stream
+
     def stats(self) -> NodeStats:
         """A snapshot of the core's, the transport's and the runtime's counters."""
         core = self._require_core()
@@ -483,7 +646,7 @@ class Node:
                 assert nursery is not None
                 nursery.start_soon(self._run_stream, core, transport, request)
             for event in out.events:
-                self._publish(event)
+                self._route(core, sealer, event)
             if out.leave_done:
                 self._left.set()
 
@@ -544,6 +707,53 @@ class Node:
             waiter.done.set()
 
     # ============================================================== internals
+
+    def _route(self, core: Core, sealer: Sealer, event: Event) -> None:
+        """Hand one core event on: query results to their stream, internal queries to
+        the runtime's own handler, everything else (and user queries' events too) to
+        the subscribers."""
+        if isinstance(event, QueryReceived) and keyops.is_internal(event.name):
+            self._answer_internal(core, sealer, event)
+            return
+        if isinstance(event, QueryAcked | QueryResponded | QueryFinished):
+            stream = self._queries.get(event.id)
+            if stream is not None:
+                if isinstance(event, QueryFinished):
+                    del self._queries[event.id]
+                    stream._finish(at=event.at, complete=True)
+                elif isinstance(event, QueryAcked):
+                    stream._push(QueryResult(
+                        id=event.id, member=event.source, kind=QueryResultKind.ACK, at=event.at
+                    ))
+                else:
+                    stream._push(QueryResult(
+                        id=event.id, member=event.source, kind=QueryResultKind.RESPONSE,
+                        payload=event.payload, at=event.at,
+                    ))
+            if event.id in self._internal_queries:
+                if isinstance(event, QueryFinished):
+                    self._internal_queries.discard(event.id)
+                return
+        self._publish(event)
+
+    def _answer_internal(self, core: Core, sealer: Sealer, event: QueryReceived) -> None:
+        """Apply an internal query (a key command) here and answer it. The keyring file
+        is written synchronously: a few milliseconds, once per command, and it keeps
+        commands applied and saved in the order they came."""
+        if event.origin == self.name and keyops.deferred_on_asker(event.name):
+            return  # applied by _key_command once the others have answered
+        answer = self._apply_internal(event.name, event.payload)
+        # Past its deadline (a slow pump) or answered already: nothing more to do.
+        with contextlib.suppress(ProtocolError):
+            core.respond(event.origin, event.id, keyops.encode_answer(answer),
+                         now=trio.current_time())
+        self._poke()
+
+    def _apply_internal(self, query_name: str, payload: bytes) -> keyops.MemberAnswer:
+        return keyops.answer_key_query(
+            query_name, payload, self._sealer, keyring_file=self._keyring_file,
+            size_limit=self._require_core().config.query_response_size_limit,
+        )
 
     def _publish(self, event: Event) -> None:
         self._events_published += 1

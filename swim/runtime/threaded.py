@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Final, TypeVar
 
 import trio
 
 from swim.core import Config, Event, MemberState
+from swim.runtime.keyops import KeyReport
 from swim.runtime.node import Node, NodeStats, TransportFactory
+from swim.runtime.queries import DEFAULT_QUERY_BUFFER, QueryResult, QueryStream, QuerySummary
 from swim.runtime.subscriptions import EventOverflow, EventSubscription
 from swim.security.config import SecurityConfig
 from swim.security.seal import Sealer
@@ -68,6 +71,7 @@ class ThreadedNode:
         join_backoff_s: float = 1.0,
         join_backoff_max_s: float = 30.0,
         security: SecurityConfig | Sealer | None = None,
+        keyring_file: str | os.PathLike[str] | None = None,
         event_queue_size: int = 10_000,
     ) -> None:
         if event_queue_size < 1:
@@ -86,6 +90,7 @@ class ThreadedNode:
             join_backoff_s=join_backoff_s,
             join_backoff_max_s=join_backoff_max_s,
             security=security,
+            keyring_file=keyring_file,
         )
         self.name: Final = name
         #: Every event, in order, for the application to read (bounded; see module docs).
@@ -208,6 +213,59 @@ class ThreadedNode:
 
         return trio.from_thread.run(leave, trio_token=token)
 
+    def query(
+        self,
+        name: str,
+        payload: bytes = b"",
+        *,
+        filter_nodes: Iterable[str] = (),
+        filter_tags: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        want_ack: bool = False,
+        relay_factor: int = 0,
+        max_buffer: int = DEFAULT_QUERY_BUFFER,
+    ) -> BlockingQuery:
+        """Ask the cluster (see `Node.query`); a blocking iterator of the results.
+
+        Iterating blocks until the next result or the deadline; `BlockingQuery.summary`
+        is set once it ends. Raises `ProtocolError` for a bad query.
+        """
+        filter_nodes = tuple(filter_nodes)
+        tags = dict(filter_tags or {})
+
+        def start() -> QueryStream:
+            return self._node.query(
+                name, payload, filter_nodes=filter_nodes, filter_tags=tags,
+                timeout_s=timeout_s, want_ack=want_ack, relay_factor=relay_factor,
+                max_buffer=max_buffer,
+            )
+
+        return BlockingQuery(self._call(start), self._require_token())
+
+    def respond(self, origin: str, query_id: int, payload: bytes = b"") -> None:
+        """Answer a `QueryReceived` (see `Node.respond`)."""
+        self._call(self._node.respond, origin, query_id, payload)
+
+    def install_key(self, key: bytes | str, *, timeout_s: float | None = None) -> KeyReport:
+        """Install `key` on every member (see `Node.install_key`); blocks for the report."""
+        return self._run(self._node.install_key, key, timeout_s=timeout_s)
+
+    def use_key(self, key: bytes | str, *, timeout_s: float | None = None) -> KeyReport:
+        """Make `key` every member's primary (see `Node.use_key`)."""
+        return self._run(self._node.use_key, key, timeout_s=timeout_s)
+
+    def remove_key(self, key: bytes | str, *, timeout_s: float | None = None) -> KeyReport:
+        """Remove `key` from every member (see `Node.remove_key`)."""
+        return self._run(self._node.remove_key, key, timeout_s=timeout_s)
+
+    def list_keys(self, *, timeout_s: float | None = None) -> KeyReport:
+        """Every member's keys (see `Node.list_keys`)."""
+
+        async def list_keys() -> KeyReport:
+            return await self._node.list_keys(timeout_s=timeout_s)
+
+        return self._run_async(list_keys)
+
     def add_callback(self, callback: EventCallback) -> Callable[[], None]:
         """Call `callback(event)` for every event, on the dispatcher thread.
 
@@ -313,6 +371,21 @@ class ThreadedNode:
             raise RuntimeError(f"node {self.name!r} is not running")
         return self._token
 
+    def _run(
+        self, fn: Callable[..., Awaitable[KeyReport]], key: bytes | str, *, timeout_s: float | None
+    ) -> KeyReport:
+        async def run() -> KeyReport:
+            return await fn(key, timeout_s=timeout_s)
+
+        return self._run_async(run)
+
+    def _run_async(self, fn: Callable[[], Awaitable[T]]) -> T:
+        token = self._require_token()
+        try:
+            return trio.from_thread.run(fn, trio_token=token)
+        except trio.RunFinishedError:
+            raise RuntimeError(f"node {self.name!r} is not running") from None
+
     def _call(self, fn: Callable[..., T], *args: object) -> T:
         token = self._require_token()
         try:
@@ -325,3 +398,56 @@ class ThreadedNode:
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout_s)
 
+
+class BlockingQuery:
+    """A `QueryStream` read from another thread: iterate it (each step blocks until the
+    next result, or the query's end), then read `summary`. Use ``with`` (or `close`)
+    to stop early. If the node stops, iteration ends."""
+
+    def __init__(self, stream: QueryStream, token: trio.lowlevel.TrioToken) -> None:
+        self._stream = stream
+        self._token = token
+        self.id: Final = stream.id
+        self.name: Final = stream.name
+
+    @property
+    def summary(self) -> QuerySummary | None:
+        """How the query ended; None while it is open."""
+        return self._stream.summary
+
+    def __iter__(self) -> Iterator[QueryResult]:
+        return self
+
+    def __next__(self) -> QueryResult:
+        async def next_result() -> QueryResult | None:
+            try:
+                return await self._stream.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        try:
+            result = trio.from_thread.run(next_result, trio_token=self._token)
+        except trio.RunFinishedError:
+            result = None
+        if result is None:
+            raise StopIteration
+        return result
+
+    def collect(self) -> tuple[list[QueryResult], QuerySummary | None]:
+        """Every result until the query ends, and its summary (None only if the node
+        stopped before it could be made)."""
+        results = list(self)
+        with contextlib.suppress(trio.RunFinishedError):
+            trio.from_thread.run(self._stream.wait_finished, trio_token=self._token)
+        return results, self._stream.summary
+
+    def close(self) -> None:
+        """Stop taking results."""
+        with contextlib.suppress(trio.RunFinishedError):
+            trio.from_thread.run_sync(self._stream.close, trio_token=self._token)
+
+    def __enter__(self) -> BlockingQuery:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
