@@ -20,6 +20,8 @@ COMMANDS: Mapping[str, str] = {
     "members": "swim.agent.cli",
     "monitor": "swim.agent.cli",
     "event": "swim.agent.cli",
+    "query": "swim.agent.cli",
+    "keys": "swim.agent.cli",
     "leave": "swim.agent.cli",
     "tags": "swim.agent.cli",
     "info": "swim.agent.cli",

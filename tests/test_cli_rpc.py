@@ -28,8 +28,11 @@ from swim.agent.tags import (
     parse_tag_assignment,
     tags_of,
 )
+from swim.core.errors import ProtocolError
 from swim.core.events import Event, MemberFailed, MemberJoined, UserBroadcastReceived
 from swim.core.messages import MemberState, MemberStatus
+from swim.runtime import KeyReport, QueryStream
+from swim.security import KeyringError
 
 # ================================================================================ tags
 
@@ -146,6 +149,22 @@ class FakeNode:
 
     def local_health(self) -> int:
         return 0
+
+    # Queries and key commands are exercised with real agents (tests/test_cli_queries.py).
+
+    def query(self, name: str, payload: bytes = b"", **filters: Any) -> QueryStream:
+        raise ProtocolError("this fake node sends no queries")
+
+    def respond(self, origin: str, query_id: int, payload: bytes = b"") -> None:
+        raise ProtocolError("this fake node answers no queries")
+
+    async def install_key(self, key: str, *, timeout_s: float | None = None) -> KeyReport:
+        raise KeyringError("encryption is not enabled on this fake node")
+
+    use_key = remove_key = install_key
+
+    async def list_keys(self, *, timeout_s: float | None = None) -> KeyReport:
+        raise KeyringError("encryption is not enabled on this fake node")
 
 
 @attrs.define(eq=False)

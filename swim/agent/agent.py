@@ -7,6 +7,12 @@ SIGTERM makes it leave gracefully and exit 0; a second signal exits at once.
 
 Event records go to stdout; the agent's own log lines (start, joins, leaving, errors) go
 to stderr, as JSON too with ``--log-json``.
+
+Queries: the agent answers a query only if it was started with ``--query-response
+NAME=TEXT`` for that name (a static answer); acks are automatic whenever the asker wants
+them. Every query it matches is printed and streamed to monitors as a ``query`` record.
+The RPC ``query`` command asks the cluster and streams the results; ``keys`` runs a
+cluster-wide key command (`swim.runtime.keyops`) and answers its per-member report.
 """
 
 from __future__ import annotations
@@ -29,11 +35,12 @@ from swim.agent.output import Record
 from swim.agent.tags import TagError, UserEvent, check_key, encode_tags, encode_user_event
 from swim.core.config import Config
 from swim.core.core import ProtocolError
-from swim.core.events import Event, JoinCompleted, NameConflict
+from swim.core.events import Event, JoinCompleted, NameConflict, QueryReceived
 from swim.core.messages import Address, MemberState
 from swim.runtime import EventOverflow, Node
 
 if TYPE_CHECKING:
+    from swim.runtime import KeyReport, QueryStream
     from swim.security import SecurityConfig
 
 #: Upper bound on how long a graceful leave waits for its news to be gossiped.
@@ -68,6 +75,8 @@ class AgentOptions:
     #: ``--accept-plaintext`` / ``--send-plaintext``: the rolling-upgrade switches.
     accept_plaintext: bool = False
     send_plaintext: bool = False
+    #: ``--query-response NAME=TEXT``: the answer this agent gives to queries NAME.
+    query_responses: Mapping[str, str] = attrs.field(factory=dict)
 
     @property
     def encrypted(self) -> bool:
@@ -96,6 +105,28 @@ class AgentNode(Protocol):
     def stats(self) -> object: ...
 
     def local_health(self) -> int: ...
+
+    def query(
+        self,
+        name: str,
+        payload: bytes = b"",
+        *,
+        filter_nodes: Sequence[str] = (),
+        filter_tags: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        want_ack: bool = False,
+        relay_factor: int = 0,
+    ) -> QueryStream: ...
+
+    def respond(self, origin: str, query_id: int, payload: bytes = b"") -> None: ...
+
+    async def install_key(self, key: str, *, timeout_s: float | None = None) -> KeyReport: ...
+
+    async def use_key(self, key: str, *, timeout_s: float | None = None) -> KeyReport: ...
+
+    async def remove_key(self, key: str, *, timeout_s: float | None = None) -> KeyReport: ...
+
+    async def list_keys(self, *, timeout_s: float | None = None) -> KeyReport: ...
 
 
 class StartupError(Exception):
@@ -289,11 +320,22 @@ class Agent:
                 f"this member's name {event.name!r}; it is refused, but check your agents"
             )
             return
+        if isinstance(event, QueryReceived):
+            self._answer_query(event)
         record = output.event_record(event, incarnation_of=self._incarnation_of)
         if record is None:
             return
         self._print(record)
         self._fan_out(record)
+
+    def _answer_query(self, event: QueryReceived) -> None:
+        text = self.options.query_responses.get(event.name)
+        if text is None:
+            return
+        try:
+            self._node.respond(event.origin, event.id, text.encode("utf-8"))
+        except ProtocolError as exc:
+            self.log(f"cannot answer query {event.name!r} from {event.origin}: {exc}")
 
     def _incarnation_of(self, name: str) -> int | None:
         if name == self._node.name:
@@ -352,9 +394,85 @@ class Agent:
         if cmd == "leave":
             await self.leave()
             return {"left": True}
+        if cmd == "keys":
+            return await self._keys(request)
         raise rpc.RequestError(
-            f"unknown command {cmd!r} (try: event, info, leave, members, monitor, tags)"
+            f"unknown command {cmd!r} "
+            "(try: event, info, keys, leave, members, monitor, query, tags)"
         )
+
+    def query(self, request: Mapping[str, Any]) -> tuple[Record, rpc.RecordStream]:
+        """Start the query a ``query`` request describes: the header of the answer and
+        the records to stream (`QueryRecords`)."""
+        name = request.get("name")
+        payload = request.get("payload", "")
+        nodes = request.get("nodes", [])
+        tags = request.get("tags", {})
+        timeout_s = request.get("timeout_s")
+        want_ack = request.get("ack", False)
+        relay_factor = request.get("relay_factor", 0)
+        if not isinstance(name, str) or not name or not isinstance(payload, str):
+            raise rpc.RequestError('"query" needs a "name" and a "payload" string')
+        if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+            raise rpc.RequestError('"nodes" must be a list of member names')
+        if not isinstance(tags, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+        ):
+            raise rpc.RequestError('"tags" must be an object of shell-style patterns')
+        if timeout_s is not None and (
+            isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float)
+        ):
+            raise rpc.RequestError('"timeout_s" must be a number of seconds')
+        if not isinstance(want_ack, bool):
+            raise rpc.RequestError('"ack" must be true or false')
+        if isinstance(relay_factor, bool) or not isinstance(relay_factor, int):
+            raise rpc.RequestError('"relay_factor" must be an integer')
+        if self._leaving:
+            raise rpc.RequestError("the agent is leaving; no more queries")
+        try:
+            stream = self._node.query(
+                name, payload.encode("utf-8"), filter_nodes=nodes, filter_tags=tags,
+                timeout_s=None if timeout_s is None else float(timeout_s),
+                want_ack=want_ack, relay_factor=relay_factor,
+            )
+        except ProtocolError as exc:
+            raise rpc.RequestError(f"cannot send query: {exc}") from None
+        header: Record = {
+            "id": stream.id,
+            "name": name,
+            "timeout_s": round(stream.deadline - trio.current_time(), 3),
+        }
+        return header, QueryRecords(stream)
+
+    async def _keys(self, request: Mapping[str, Any]) -> Record:
+        from swim.security import KeyringError
+
+        op = request.get("op")
+        key = request.get("key")
+        timeout_s = request.get("timeout_s")
+        if op not in ("install", "use", "remove", "list"):
+            raise rpc.RequestError('"keys" needs "op": one of install, use, remove, list')
+        if op != "list" and not isinstance(key, str):
+            raise rpc.RequestError(f'"keys" with "op": "{op}" needs a "key" (base64)')
+        if timeout_s is not None and (
+            isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float)
+            or not 0 < timeout_s <= 3600
+        ):
+            raise rpc.RequestError('"timeout_s" must be a number of seconds in (0, 3600]')
+        timeout = None if timeout_s is None else float(timeout_s)
+        node = self._node
+        try:
+            if op == "list":
+                report = await node.list_keys(timeout_s=timeout)
+            else:
+                assert isinstance(key, str)
+                command = {"install": node.install_key, "use": node.use_key,
+                           "remove": node.remove_key}[op]
+                report = await command(key, timeout_s=timeout)
+        except (KeyringError, ProtocolError) as exc:
+            raise rpc.RequestError(f"cannot run keys {op}: {exc}") from None
+        self.log(f"keys {op}: {report.summary}")
+        return key_report_record(report)
 
     def _info(self) -> Record:
         stats = self._node.stats()
@@ -416,6 +534,63 @@ class Agent:
         self._tags = tags
         self.log(f"tags now {output.format_tags(tags) or '(none)'}")
         return {"tags": dict(tags)}
+
+
+class QueryRecords:
+    """A query's results as the RPC ``query`` command streams them: one record per ack
+    or answer (``{"type": "ack"|"response", "member", "ts"}``, answers with their
+    ``payload``), then ``{"type": "done", ...}`` with the summary."""
+
+    def __init__(self, stream: QueryStream) -> None:
+        self._stream = stream
+        self._done = False
+
+    def __aiter__(self) -> QueryRecords:
+        return self
+
+    async def __anext__(self) -> Record:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            result = await self._stream.__anext__()
+        except StopAsyncIteration:
+            self._done = True
+            summary = await self._stream.wait_finished()
+            return {
+                "type": "done", "id": summary.id, "name": summary.name,
+                "acks": summary.acks, "responses": summary.responses,
+                "dropped": summary.dropped, "complete": summary.complete,
+            }
+        record: Record = {
+            "type": result.kind.value,
+            "member": result.member,
+            # The node's clock, as wall-clock time.
+            "ts": time.time() - (trio.current_time() - result.at),
+        }
+        if result.kind.value == "response":
+            record.update(output.payload_fields(result.payload))
+        return record
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def key_report_record(report: KeyReport) -> Record:
+    """A `KeyReport` as the RPC ``keys`` command answers it."""
+    record: Record = {
+        "op": report.command.value,
+        "members": list(report.members),
+        "succeeded": list(report.succeeded),
+        "failed": dict(report.failed),
+        "no_answer": list(report.no_answer),
+        "success": report.ok,
+        "summary": report.summary,
+    }
+    if report.command.value == "list":
+        record["keys"] = report.keys
+        record["primary_keys"] = report.primary_keys
+        record["member_keys"] = {m: list(keys) for m, keys in report.member_keys.items()}
+    return record
 
 
 def _stats_record(stats: Any, prefix: str = "") -> Record:
@@ -515,6 +690,7 @@ async def _start(options: AgentOptions, out: TextIO, err: TextIO) -> int:
             meta=meta,
             leave_timeout_s=LEAVE_TIMEOUT_S,
             security=security,
+            keyring_file=options.keyring_file,
         )
     except (TagError, ValueError, ProtocolError) as exc:
         raise StartupError(str(exc)) from None

@@ -1,4 +1,5 @@
-"""The agent's subcommands of `swim`: agent, members, monitor, event, leave, tags, info, demo.
+"""The agent's subcommands of `swim`: agent, members, monitor, event, query, keys, leave,
+tags, info, demo.
 
 `swim agent` runs a member; the others are clients of a running agent's RPC address
 (``--rpc``, default 127.0.0.1:7373). Exit codes: 0 success, 1 failure (agent
@@ -8,6 +9,7 @@ unreachable, request refused, address in use), 2 wrong usage (argparse), 130 Ctr
 from __future__ import annotations
 
 import argparse
+import base64
 import ipaddress
 import json
 import sys
@@ -70,6 +72,43 @@ def _key(text: str) -> str:
     if not text or "=" in text:
         raise argparse.ArgumentTypeError(f"expected a tag KEY, got {text!r}")
     return text
+
+
+#: Queries named so are the runtime's own (key commands).
+_RESERVED_QUERY_PREFIX = "_swim_"
+#: Largest answer a member may give (Serf's default, `Config.query_response_size_limit`).
+_MAX_ANSWER_BYTES = 1024
+
+
+def _query_response(text: str) -> tuple[str, str]:
+    name, sep, answer = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=TEXT, got {text!r}")
+    if name.startswith(_RESERVED_QUERY_PREFIX):
+        raise argparse.ArgumentTypeError(
+            f"query names starting with {_RESERVED_QUERY_PREFIX!r} are reserved"
+        )
+    if len(answer.encode("utf-8")) > _MAX_ANSWER_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"an answer is at most {_MAX_ANSWER_BYTES} bytes (UTF-8)"
+        )
+    return name, answer
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError("a timeout is more than 0 and at most 3600 seconds")
+    return value
+
+
+def _relay_factor(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 5:
+        raise argparse.ArgumentTypeError(f"a relay factor is 0..5, got {text!r}")
+    return int(text)
 
 
 def _add_rpc(
@@ -180,6 +219,12 @@ def register(sub: Any) -> None:
         help="print one JSON object per line instead of human lines",
     )
     _add_security(p)
+    p.add_argument(
+        "--query-response", type=_query_response, action="append", default=[],
+        metavar="NAME=TEXT",
+        help="answer queries named NAME with TEXT (repeatable; without it the agent "
+        "answers no query, but acks those that ask for acks)",
+    )
     p.set_defaults(handler=run_agent_command)
 
     p = sub.add_parser("members", help="list the members an agent knows")
@@ -197,6 +242,57 @@ def register(sub: Any) -> None:
     p.add_argument("name", help="event name")
     p.add_argument("payload", nargs="?", default="", help="event payload (text)")
     p.set_defaults(handler=event_command)
+
+    p = sub.add_parser(
+        "query", help="ask the cluster a question and print the acks and answers",
+        description="Send a query to every member matching the filters and print the "
+        "acks and answers as they arrive, until the timeout.",
+    )
+    _add_rpc(p)
+    p.add_argument("name", help="query name")
+    p.add_argument("payload", nargs="?", default="", help="query payload (text)")
+    p.add_argument(
+        "--node", action="append", default=[], metavar="NAME",
+        help="ask only this member (repeatable)",
+    )
+    p.add_argument(
+        "--tag", type=_tag, action="append", default=[], metavar="KEY=PATTERN",
+        help="ask only members whose tag KEY matches the shell-style PATTERN (repeatable)",
+    )
+    p.add_argument(
+        "--timeout", type=_seconds, metavar="S",
+        help="how long to wait for answers (default: Serf's, from the cluster size)",
+    )
+    p.add_argument("--ack", action="store_true", help="ask every member to ack receipt")
+    p.add_argument(
+        "--relay-factor", type=_relay_factor, default=0, metavar="K",
+        help="members also send their answer through K other members (0..5, default 0)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    p.set_defaults(handler=query_command)
+
+    p = sub.add_parser(
+        "keys", help="install, use, remove or list encryption keys on every member",
+        description="Run a key command on every member of the cluster and report each "
+        "member's outcome. Rotation: --install NEW, then --use NEW, then --remove OLD. "
+        "Exit code 1 unless every member succeeded.",
+    )
+    _add_rpc(p)
+    op = p.add_mutually_exclusive_group(required=True)
+    op.add_argument("--install", type=_encrypt_key, metavar="KEY",
+                    help="add KEY to every keyring (it opens; it does not seal yet)")
+    op.add_argument("--use", type=_encrypt_key, metavar="KEY",
+                    help="make the installed KEY the primary (the key that seals) everywhere")
+    op.add_argument("--remove", type=_encrypt_key, metavar="KEY",
+                    help="remove KEY everywhere (refused where it is the primary)")
+    op.add_argument("--list", action="store_true",
+                    help="list every member's keys, with how many members hold each")
+    p.add_argument(
+        "--timeout", type=_seconds, metavar="S",
+        help="how long to wait for every member (default: Serf's, from the cluster size)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=keys_command)
 
     p = sub.add_parser("leave", help="make an agent leave the cluster gracefully and exit")
     _add_rpc(p)
@@ -257,6 +353,7 @@ def run_agent_command(args: argparse.Namespace) -> int:
         label=args.label,
         accept_plaintext=args.accept_plaintext,
         send_plaintext=args.send_plaintext,
+        query_responses=dict(args.query_response),
     )
     return run_agent(options)
 
@@ -324,6 +421,99 @@ def event_command(args: argparse.Namespace) -> int:
         return 0
 
     return _client("event", go)
+
+
+def query_command(args: argparse.Namespace) -> int:
+    request: dict[str, Any] = {
+        "name": args.name, "payload": args.payload, "nodes": list(args.node),
+        "tags": dict(args.tag), "ack": args.ack, "relay_factor": args.relay_factor,
+    }
+    if args.timeout is not None:
+        request["timeout_s"] = args.timeout
+
+    async def go() -> int:
+        async with rpc.connect(args.rpc, auth=args.rpc_auth) as conn:
+            header = await conn.query(request)
+            if not args.json:
+                print(f"Query {args.name!r} dispatched (id {header.get('id')}, "
+                      f"timeout {header.get('timeout_s')} s)", flush=True)
+            acks: list[str] = []
+            responses: dict[str, str] = {}
+            binary: dict[str, str] = {}
+            done: dict[str, Any] = {}
+            async for record in conn.records():
+                kind = record.get("type")
+                member = str(record.get("member"))
+                if kind == "ack":
+                    acks.append(member)
+                    if not args.json:
+                        print(f"Ack from {member!r}", flush=True)
+                elif kind == "response":
+                    text = record.get("payload")
+                    if text is None:
+                        binary[member] = str(record.get("payload_b64", ""))
+                        text = f"<{len(base64.b64decode(binary[member]))} bytes>"
+                    else:
+                        responses[member] = str(text)
+                    if not args.json:
+                        print(f"Response from {member!r}: {text}", flush=True)
+                elif kind == "done":
+                    done = record
+                    break
+        if not done:
+            print("swim query: the agent closed the stream before the end", file=sys.stderr)
+            return 1
+        if args.json:
+            result: dict[str, Any] = {
+                "id": done.get("id"), "name": args.name, "acks": acks,
+                "responses": responses, "total_acks": done.get("acks"),
+                "total_responses": done.get("responses"), "dropped": done.get("dropped"),
+                "complete": done.get("complete"),
+            }
+            if binary:
+                result["responses_b64"] = binary
+            print(json.dumps(result, indent=2, ensure_ascii=False))
+        else:
+            print(f"Total Acks: {done.get('acks')}")
+            print(f"Total Responses: {done.get('responses')}")
+            if done.get("dropped"):
+                print(f"({done.get('dropped')} results were dropped: the agent's buffer "
+                      "was full)")
+        return 0
+
+    return _client("query", go)
+
+
+_KEYS_INTRO = {
+    "install": "Installing key on all members...",
+    "use": "Changing primary key on all members...",
+    "remove": "Removing key on all members...",
+    "list": "Asking all members for installed keys...",
+}
+
+
+def keys_command(args: argparse.Namespace) -> int:
+    op = next(o for o in ("install", "use", "remove", "list") if getattr(args, o))
+    request: dict[str, Any] = {"cmd": "keys", "op": op}
+    if op != "list":
+        request["key"] = getattr(args, op)
+    if args.timeout is not None:
+        request["timeout_s"] = args.timeout
+
+    async def go() -> int:
+        if not args.json:
+            print(f"==> {_KEYS_INTRO[op]}", flush=True)
+        # Bounded by the command's own timeout (at most an hour), with room to spare.
+        bound = (args.timeout or 300.0) + 30.0
+        report = await rpc.call(args.rpc, request, timeout_s=bound, auth=args.rpc_auth)
+        report.pop("ok", None)
+        if args.json:
+            print(json.dumps(report, indent=2, ensure_ascii=False))
+        else:
+            print(output.key_report_text(report))
+        return 0 if report.get("success") else 1
+
+    return _client("keys", go)
 
 
 def leave_command(args: argparse.Namespace) -> int:

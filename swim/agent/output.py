@@ -5,7 +5,9 @@ clock, when the agent saw the event), ``event`` (``joined``, ``suspect``, ``aliv
 ``failed``, ``left``, ``updated``, ``user``, ``message``), ``member`` (for ``user``: the
 member that sent the event) and ``incarnation``. Membership records add ``addr``,
 ``status`` and ``tags``; ``suspect`` and ``failed`` add ``accuser``; ``user`` adds
-``name``, ``id`` and ``payload`` (text, or ``payload_b64`` when it is not UTF-8).
+``name``, ``id`` and ``payload`` (text, or ``payload_b64`` when it is not UTF-8); ``query``
+(a query this member matched; ``member`` is the asker) adds ``name``, ``id`` and the
+payload the same way. Queries named ``_swim_*`` (key commands) never show.
 
 The same records are printed by ``swim agent --log-json``, streamed by the RPC
 ``monitor`` command and printed by ``swim monitor --json``.
@@ -29,6 +31,7 @@ from swim.core.events import (
     MemberLeft,
     MemberSuspected,
     MemberUpdated,
+    QueryReceived,
     UserBroadcastReceived,
     UserMessageReceived,
 )
@@ -69,6 +72,12 @@ def member_record(member: MemberState) -> Record:
         "incarnation": member.incarnation,
         "tags": tags_of(member.meta),
     }
+
+
+def payload_fields(payload: bytes) -> Record:
+    """``{"payload": text}``, or ``{"payload": None, "payload_b64": ...}`` when the bytes
+    are not UTF-8."""
+    return _payload_fields(payload)
 
 
 def _payload_fields(payload: bytes) -> Record:
@@ -124,6 +133,16 @@ def event_record(
             "id": event.id,
             **_payload_fields(payload),
         }
+    if isinstance(event, QueryReceived):
+        return {
+            "ts": now,
+            "event": "query",
+            "member": event.origin,
+            "incarnation": incarnation_of(event.origin),
+            "name": event.name,
+            "id": event.id,
+            **_payload_fields(event.payload),
+        }
     if isinstance(event, UserMessageReceived):
         return {
             "ts": now,
@@ -173,6 +192,11 @@ def human_line(record: Mapping[str, Any]) -> str:
         parts.append(f"event {name!r}: {payload}" if name is not None else f"broadcast: {payload}")
     elif kind == "message":
         parts.append(f"message: {record.get('payload')}")
+    elif kind == "query":
+        payload = record.get("payload")
+        if payload is None:
+            payload = f"<{len(base64.b64decode(record.get('payload_b64', '')))} bytes>"
+        parts.append(f"query {record.get('name')!r}: {payload}")
     else:
         parts.append(f"{record.get('addr')} inc={record.get('incarnation')}")
         if "accuser" in record:
@@ -201,3 +225,31 @@ def members_table(members: Sequence[Mapping[str, Any]], title: str | None = None
             format_tags(m.get("tags") or {}),
         )
     return table
+
+
+def key_report_text(report: Mapping[str, Any]) -> str:
+    """`swim keys`'s lines for a key command's report (as the RPC ``keys`` answers it):
+    one line per member, for the list each key with ``[holders/members]``, then Serf's
+    ``N/M nodes reported success``."""
+    members = [str(m) for m in report.get("members") or []]
+    failed: Mapping[str, str] = report.get("failed") or {}
+    silent = set(report.get("no_answer") or [])
+    width = max((len(m) for m in members), default=0)
+    lines = []
+    for member in members:
+        if member in failed:
+            outcome = f"failed: {failed[member]}"
+        elif member in silent:
+            outcome = "no answer"
+        else:
+            outcome = "ok"
+        lines.append(f"    {member:<{width}}  {outcome}")
+    keys: Mapping[str, int] = report.get("keys") or {}
+    if keys:
+        primary: Mapping[str, int] = report.get("primary_keys") or {}
+        lines += ["", "Keys:"]
+        for key, count in keys.items():
+            note = f"  primary on {primary[key]}" if primary.get(key) else ""
+            lines.append(f"    {key}  [{count}/{len(members)}]{note}")
+    lines.append(str(report.get("summary", "")))
+    return "\n".join(lines)

@@ -10,8 +10,14 @@ A client sends one JSON object per line and reads one JSON object per line back:
 Commands: ``info``, ``members``, ``event`` (``name``, ``payload``), ``tags`` (``set``:
 object, ``delete``: list), ``leave`` (answered once the departure was gossiped; then the
 agent exits), ``monitor`` (answered ``{"ok": true, "streaming": true}``, then one event
-record per line until the client closes the connection). Several requests may share one
-connection, one at a time; a connection ends after ``monitor``.
+record per line until the client closes the connection), ``query`` (``name``,
+``payload``, ``nodes``, ``tags``, ``timeout_s``, ``ack``, ``relay_factor``; answered
+``{"ok": true, "streaming": true, "id": ..., "name": ..., "timeout_s": ...}``, then one
+record per ack or answer, then a ``{"type": "done", ...}`` summary, then the connection is
+closed) and ``keys`` (``op``: install, use, remove or list; ``key``; ``timeout_s``;
+answered once every member has answered or the command timed out, with the per-member
+report). Several requests may share one connection, one at a time; a connection ends
+after ``monitor`` or ``query``.
 
 Authentication: every request carries the agent's token as ``"auth"`` (see
 `swim.agent.rpc_token`: a random token in a 0600 file of the agent's user, or
@@ -95,6 +101,16 @@ class LineTooLong(Exception):
     """A peer sent a line over the limit."""
 
 
+class RecordStream(Protocol):
+    """Records streamed to a client after a request's first answer (``query``)."""
+
+    def __aiter__(self) -> AsyncIterator[Record]: ...
+
+    def close(self) -> None:
+        """The client is gone or the stream is over: stop producing."""
+        ...
+
+
 class Dispatcher(Protocol):
     """What the server needs from the agent."""
 
@@ -108,6 +124,11 @@ class Dispatcher(Protocol):
 
     def subscribe(self) -> trio.MemoryReceiveChannel[Record]:
         """A channel of event records; the dispatcher closes its end if it overflows."""
+        ...
+
+    def query(self, request: Mapping[str, Any]) -> tuple[Record, RecordStream]:
+        """Start a query: the fields of the first answer and the records that follow;
+        raise `RequestError` for a bad one."""
         ...
 
     def unsubscribe(self, channel: trio.MemoryReceiveChannel[Record]) -> None:
@@ -423,6 +444,9 @@ class RpcServer:
             await self._monitor(stream, reader)
             return False
         request.pop("auth", None)  # the dispatcher never sees the token
+        if cmd == "query":
+            await self._query(stream, reader, request)
+            return False
         response = await self._answer(cmd, request)
         try:
             return await self._send(stream, response)
@@ -440,6 +464,40 @@ class RpcServer:
             self._dispatcher.log(f"rpc: internal error on {cmd!r}: {exc!r}")
             return error(f"internal error: {exc}")
         return {"ok": True, **answer}
+
+    async def _query(
+        self, stream: trio.SocketStream, reader: LineReader, request: Record
+    ) -> None:
+        """Answer a query request, stream its results until the summary, then end."""
+        try:
+            header, records = self._dispatcher.query(request)
+        except RequestError as exc:
+            await self._send(stream, error(str(exc)))
+            return
+        except Exception as exc:  # a bug must not take the agent down: answer and log it
+            self._dispatcher.log(f"rpc: internal error on 'query': {exc!r}")
+            await self._send(stream, error(f"internal error: {exc}"))
+            return
+        try:
+            if not await self._send(stream, {"ok": True, "streaming": True, **header}):
+                return
+            async with trio.open_nursery() as nursery:
+
+                async def until_client_closes() -> None:
+                    try:
+                        while await reader.read_line() is not None:
+                            pass
+                    except LineTooLong:
+                        pass
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(until_client_closes)
+                async for record in records:
+                    if not await self._send(stream, record):
+                        break
+                nursery.cancel_scope.cancel()
+        finally:
+            records.close()
 
     async def _monitor(self, stream: trio.SocketStream, reader: LineReader) -> None:
         channel = self._dispatcher.subscribe()
@@ -542,6 +600,11 @@ class RpcConnection:
     async def monitor(self) -> None:
         """Subscribe this connection to the agent's events (then read `records`)."""
         await self.call({"cmd": "monitor"})
+
+    async def query(self, request: Mapping[str, Any]) -> Record:
+        """Send a ``query`` request; its first answer (then read `records` until the
+        ``done`` record)."""
+        return await self.call({**request, "cmd": "query"})
 
     def records(self) -> _Records:
         """Event records after `monitor`, until the agent closes the stream.
