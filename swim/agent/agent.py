@@ -713,7 +713,9 @@ async def _start(options: AgentOptions, out: TextIO, err: TextIO) -> int:
 
 async def _listen(addr: Address, what: str) -> list[trio.SocketListener]:
     try:
-        return await trio.open_tcp_listeners(addr[1], host=addr[0])
+        # The host as bytes: given text, the stdlib loads the idna codec (and unicodedata)
+        # just to encode a numeric address.
+        return await trio.open_tcp_listeners(addr[1], host=addr[0].encode("ascii"))
     except OSError as exc:
         raise StartupError(f"cannot {what} {output.format_addr(addr)}: {_describe(exc)}") from None
 
