@@ -22,6 +22,7 @@ import hashlib
 import heapq
 import random
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import attrs
 
@@ -29,6 +30,8 @@ from swim.core import Config, Core, Event, MemberStatus
 from swim.core.messages import Address, Message
 from swim.core.outputs import Datagram, StreamRequest
 from transport.links import LinkClass, Links
+
+E = TypeVar("E")
 
 DropRule = Callable[[Address, Address, Sequence[Message]], bool]
 
@@ -262,7 +265,8 @@ class Router:
                 return False
         return True
 
-    def events_of(self, name: str, kind: type) -> list[Event]:
+    def events_of(self, name: str, kind: type[E]) -> list[E]:
+        """The events of one kind a member has seen, oldest first."""
         return [e for e in self.events[name] if isinstance(e, kind)]
 
     def trace_digest(self) -> str:
