@@ -12,6 +12,7 @@ import pathlib
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,8 @@ from swim.agent.output import format_addr
 from swim.security import load_keyring
 
 pytestmark = pytest.mark.slow
+
+REPO = pathlib.Path(__file__).parent.parent
 
 
 @pytest.fixture
@@ -197,3 +200,27 @@ async def test_swim_keys_on_an_agent_without_encryption_is_one_clear_error(
         "swim keys: cannot run keys list: encryption is not enabled on this node: key "
         "commands need a keyring, since the key travels inside the cluster's (sealed) gossip"
     )
+
+
+# ========================================================================= benchmark
+
+
+async def test_a_tiny_key_rotation_benchmark_reports_every_figure(
+    tmp_path: pathlib.Path,
+) -> None:
+    out = tmp_path / "figures.json"
+    with trio.fail_after(180):
+        result = await trio.run_process(
+            [sys.executable, "-m", "benchmarks.key_rotation_bench", "--agents", "3",
+             "--profile", "local", "--settle-s", "0.5", "--hold-s", "1", "--json", str(out)],
+            cwd=REPO, capture_stdout=True, capture_stderr=True, check=False,
+        )
+    assert out.exists(), result.stderr.decode()
+    figures = json.loads(out.read_text())
+    assert [step["op"] for step in figures["steps"]] == ["install", "use", "remove"]
+    assert all(step["summary"] == "3/3 nodes reported success" for step in figures["steps"])
+    assert figures["only_new_key_listed"] is True and figures["only_new_key_in_files"] is True
+    # False alarms are a figure (a loaded machine may see one), not a promise here.
+    assert isinstance(figures["false_failures"], int)
+    assert isinstance(figures["false_suspicions"], int)
+    assert b"every member holds only the new key" in result.stdout

@@ -461,6 +461,7 @@ class Agent:
             raise rpc.RequestError('"timeout_s" must be a number of seconds in (0, 3600]')
         timeout = None if timeout_s is None else float(timeout_s)
         node = self._node
+        began = trio.current_time()
         try:
             if op == "list":
                 report = await node.list_keys(timeout_s=timeout)
@@ -471,8 +472,9 @@ class Agent:
                 report = await command(key, timeout_s=timeout)
         except (KeyringError, ProtocolError) as exc:
             raise rpc.RequestError(f"cannot run keys {op}: {exc}") from None
-        self.log(f"keys {op}: {report.summary}")
-        return key_report_record(report)
+        elapsed = trio.current_time() - began
+        self.log(f"keys {op}: {report.summary} in {elapsed:.2f} s")
+        return {**key_report_record(report), "elapsed_s": round(elapsed, 3)}
 
     def _info(self) -> Record:
         stats = self._node.stats()
