@@ -517,7 +517,8 @@ class Node:
         it does not seal yet. Returns each member's outcome (see `KeyReport`).
 
         Raises `swim.security.KeyringError` if this node has no keys or sends
-        plaintext (the key travels in the cluster's gossip), or for a bad key.
+        plaintext (the key travels in the cluster's gossip), or for a bad key;
+        `ProtocolError` if too many queries are open.
         """
         return await self._key_command(KeyCommand.INSTALL, key, timeout_s)
 
@@ -555,8 +556,10 @@ class Node:
             return keyops.build_report(command, asked, await keyops.gather(stream, asked))
         # The pump left our own copy unanswered: we switch last (see deferred_on_asker).
         answers = await keyops.gather(stream, [name for name in asked if name != self.name])
-        answers[self.name] = keyops.encode_answer(self._apply_internal(command.query_name,
-                                                                       payload))
+        if not self._stopped:  # a node that stopped meanwhile reports itself silent
+            answers[self.name] = keyops.encode_answer(
+                self._apply_internal(command.query_name, payload)
+            )
         return keyops.build_report(command, asked, answers)
 
     def _open_query(
