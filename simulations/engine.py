@@ -16,7 +16,7 @@ hottest code.
 
 Randomness comes from the run seed only: the network draws from
 ``Random(f"{seed}/net")``, the process of member ``i`` in its ``g``-th life from
-``Random(f"{seed}/{i}/{g}")`` (string seeds are hashed with SHA-512, so these do not
+``Random(member_seed(seed, i, g))`` (string seeds are hashed with SHA-512, so these do not
 depend on the Python process), so the same seed gives a bit-identical trace.
 
 Delivery modes
@@ -81,6 +81,13 @@ _PACK: Final = struct.Struct("<dII").pack
 _EXACT_SHUFFLE_MAX: Final = 2048
 #: ...and above it rotate one of this many shared random orders (see `bootstrap`).
 _SHARED_ORDERS: Final = 16
+
+
+def member_seed(seed: int, i: int, life: int) -> int:
+    """The seed of member `i`'s core in its `life`-th process (1 for the first) in a run
+    seeded `seed`: the same in the engine and in trio mode, so both draw the same
+    choices (join jitter included) given the same inputs."""
+    return random.Random(f"{seed}/{i}/{life}").getrandbits(63)
 
 
 def addr_of(i: int) -> Address:
@@ -206,7 +213,7 @@ class Engine:
 
     def _new_core(self, i: int) -> Core:
         self.generation[i] += 1
-        rng = random.Random(f"{self.seed}/{i}/{self.generation[i]}")
+        rng = random.Random(member_seed(self.seed, i, self.generation[i]))
         core = Core(
             self.config, name=self.names[i], addr=self.addrs[i], rng=rng, now=self.now,
             policy=self.policy,

@@ -60,7 +60,7 @@ import attrs
 import trio
 import trio.testing
 
-from simulations.engine import addr_of, default_restart_grace_s, name_of
+from simulations.engine import addr_of, default_restart_grace_s, member_seed, name_of
 from simulations.faults import (
     Churn,
     Clog,
@@ -343,13 +343,12 @@ async def run_nodes(scenario: Scenario) -> TrioResult:
 
     async def run_member(i: int, *, task_status: trio.TaskStatus[_Member]) -> None:
         life = generation[i]
-        node_seed = f"{sc.seed}/{i}" if life == 1 else f"{sc.seed}/{i}/{life}"
         node = Node(
             sc.config,
             name=names[i],
             bind=addrs[i],
             seeds=[addrs[s] for s in seed_members if s != i],
-            seed=random.Random(node_seed).getrandbits(63),
+            seed=member_seed(sc.seed, i, life),
             transport_factory=opener(i),
             leave_timeout_s=sc.leave_timeout_s,
         )

@@ -215,3 +215,24 @@ def test_run_trio_is_the_synchronous_entry_point() -> None:
     assert d.all_know_s is not None and d.all_know_s <= detection_bound_s(Config.lan(), 5)
     assert result.summary_row()["mode"] == "trio"
     assert result.summary_row()["undetected"] == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_joins_retry_on_the_same_schedule_in_both_modes(seed: int) -> None:
+    """One driver policy: a member cut off from its seed retries the join with the
+    core's jittered, doubling backoff, drawn from the same member seed in both modes,
+    so the runtime and the engine rejoin it at the same moment after the heal."""
+    config = Config.local()  # tcp_timeout 1 s: each failed round takes a second
+    # The joiner starts once the partition is in place (trio does not order tasks that
+    # start at the same instant).
+    sc = Scenario(nodes=2, duration_s=60.0, seed=seed, config=config,
+                  faults=(Partition(groups=((0,),), at=0.0, heal_at=20.0),
+                          Join(member=1, at=1.0)))
+    joined_at = {}
+    for mode, result in both(sc):
+        heal = next(c for c in result.convergence if c.label == "heal-1")
+        # Several rounds failed while cut off; the first one after the heal succeeds.
+        assert heal.converged_at is not None and heal.converged_at > 20.0, mode
+        joined_at[mode] = heal.converged_at
+    # Same jitter, same timeouts: the same instant (up to the links' few ms of delay).
+    assert abs(joined_at["trio"] - joined_at["engine"]) < 0.05, joined_at
