@@ -20,7 +20,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(PACKAGES) tests $(wildcard benchmarks)
 
 typecheck: $(STAMP)
-	$(BIN)/mypy $(PACKAGES)
+	$(BIN)/mypy $(PACKAGES) tests $(wildcard benchmarks)
 
 pytest: $(STAMP)
 	$(BIN)/pytest

@@ -77,9 +77,11 @@ def main() -> int:
         "seeds": list(range(args.runs)),
         "crashes": len(detections),
         "not_known_to_all": len(missed),
-        "first_suspected": spread([d.first_suspected_s for d in known]),
-        "first_failed": spread([d.first_failed_s for d in known]),
-        "all_know": spread([d.all_know_s for d in known]),
+        "first_suspected": spread(
+            [d.first_suspected_s for d in known if d.first_suspected_s is not None]
+        ),
+        "first_failed": spread([d.first_failed_s for d in known if d.first_failed_s is not None]),
+        "all_know": spread([d.all_know_s for d in known if d.all_know_s is not None]),
         "false_positives": sum(r.false_positives.total for r in table.results if r),
         "wall_s": wall_s,
     }
