@@ -14,15 +14,11 @@ inputs each, by default each in a process of its own running at the same time
 one shared key). The input classes, the outcomes each may have and how they are made
 from captured traffic are in `benchmarks._fuzz_inputs`.
 
-Every member's transport is wrapped in a pass-through tap that records the datagrams and
-frames members send each other (the material of truncations, bit flips and replays). The
-target's tap also watches its receive path: the node handles each datagram synchronously
-between two reads of the transport's queue, and each stream frame within one call of its
-handler, so the target's counters (its `Sealer`'s rejections by reason, ``Stats.malformed``,
-the news-carrying kinds of ``Stats.messages_in``) read just before and just after give
-each single input's outcome. Datagrams go out in batches of ``--batch`` (32), each once
-the target has taken in the last, so the socket buffer does not overflow; a datagram that
-never arrives is counted as lost and must show in a drop counter. Stream connections
+Every member's transport is wrapped in a pass-through tap that records what members send
+each other, and the target's receive path is watched so that each single input's outcome
+is known (`benchmarks._fuzz_probe`). Datagrams go out in batches of ``--batch`` (32),
+each once the target has taken in the last, so the socket buffer does not overflow; one
+that never arrives is counted as lost and must show in a drop counter. Stream connections
 (``--stream-share``, 2 %) run alongside, 8 at a time; each closes with a reset.
 
 Reported per variant: inputs and their outcomes by class, and every input whose outcome
@@ -44,12 +40,10 @@ started ends with the run.
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import gc
 import json
 import logging
-import operator
 import os
 import pathlib
 import random
@@ -59,55 +53,33 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Final
 
 import attrs
 import trio
 
 from benchmarks._fuzz_inputs import (
-    HANDLER_ERROR,
-    HARMLESS,
-    HARMLESS_KINDS,
     HUNG,
     LABEL,
-    LOST,
-    MALFORMED,
-    NEWS,
     TRANSPORT,
     Captures,
     Datagram,
     Inputs,
     Stream,
     Variant,
-    allowed_datagram,
-    allowed_stream,
-    seal_outcome,
 )
-from swim import Config, Core, Event, MemberStatus, Node
+from benchmarks._fuzz_probe import FUZZ_HOST, REASONS, UNSEEN, Probe, tapped_factory
+from benchmarks._fuzz_report import VariantReport, account, detection_bound_s, print_reports
+from swim import Config, Event, MemberStatus, Node
 from swim.core.codec import MAX_STREAM_BYTES
-from swim.core.timing import suspicion_timeout_min_s
 from swim.runtime import TransportFactory
-from swim.security import Keyring, Reason, Sealer, SecurityConfig
-from transport.base import Address, StreamHandler, Transport
-from transport.udp import open_udp_tcp_transport
+from swim.security import Keyring, Sealer, SecurityConfig
+from transport.base import Address
 
-#: Where the members listen.
-CLUSTER_HOST: Final = "127.0.0.1"
-#: Where the fuzzer sends from (loopback too, another address).
-FUZZ_HOST: Final = "127.0.0.2"
-#: The target's outcome for an input that reached neither its sealer nor its core.
-UNSEEN: Final = "unseen"
 #: Longest wait for the cluster to form, and for a fuzzed datagram batch to arrive.
 CONVERGE_BOUND_S: Final = 30.0
 BATCH_BOUND_S: Final = 5.0
-#: How many violations (and crash texts) are kept in full; all are counted.
-KEEP: Final = 40
-
-Record = dict[str, Any]
-_REASONS: Final = tuple(Reason)
-#: The sealer's counters a snapshot begins with: opened, then one per reason.
-_SEAL_COUNTERS: Final = operator.attrgetter("opened", *(reason.value for reason in _REASONS))
 
 
 @attrs.frozen(kw_only=True)
@@ -133,355 +105,6 @@ class Settings:
     profile: str = "lan"
     #: After the flood, wait until the crashed peer is declared failed, not just suspected.
     wait_failed: bool = True
-
-
-@attrs.define(eq=False)
-class VariantReport:
-    """What fuzzing one cluster found (see the module docstring)."""
-
-    variant: str
-    seed: int
-    members: int
-    datagrams: int = 0
-    streams: int = 0
-    #: Seconds from the first input to the last outcome, and the process's CPU seconds.
-    fuzz_s: float = 0.0
-    cpu_s: float = 0.0
-    #: Seconds for the whole variant (cluster start to stop), and from its start until
-    #: the cluster had formed and enough traffic was captured.
-    wall_s: float = 0.0
-    ready_s: float = 0.0
-    #: Outcomes by class: {"datagram": {class: {outcome: n}}, "stream": {...}}.
-    outcomes: dict[str, dict[str, dict[str, int]]] = attrs.Factory(dict)
-    #: Inputs whose outcome their class does not allow (the first `KEEP` in full).
-    violations: int = 0
-    violation_samples: list[str] = attrs.Factory(list)
-    #: Exceptions out of a node, stream handler errors, warnings logged (a one-line
-    #: summary, then the traceback if any).
-    crashes: list[str] = attrs.Factory(list)
-    #: Member table differences (per node), and events during the flood.
-    table_changes: list[str] = attrs.Factory(list)
-    events_target: list[str] = attrs.Factory(list)
-    events_peers: list[str] = attrs.Factory(list)
-    #: Members' own packets the target rejected (never expected).
-    member_packets_rejected: dict[str, int] = attrs.Factory(dict)
-    #: Where the target's counters and the inputs' outcomes disagree (see `_account`).
-    accounting: list[str] = attrs.Factory(list)
-    #: The target's counters over the flood (deltas), by layer and reason.
-    counters: dict[str, int] = attrs.Factory(dict)
-    #: Replies the target sent back to the fuzzer's UDP socket.
-    replies: int = 0
-    rss_before_kb: int = 0
-    rss_after_kb: int = 0
-    rss_peak_kb: int = 0
-    converged_after: bool = False
-    #: Crash of a peer after the flood: seconds until the target suspected it and declared
-    #: it failed (None: not within the bound), and that bound.
-    suspected_after_s: float | None = None
-    failed_after_s: float | None = None
-    detection_bound_s: float = 0.0
-
-    @property
-    def inputs(self) -> int:
-        return self.datagrams + self.streams
-
-    @property
-    def rate(self) -> float:
-        return self.inputs / self.fuzz_s if self.fuzz_s else 0.0
-
-    def findings(self) -> list[str]:
-        """Everything that should not have happened, one line each (empty: clean)."""
-        found = [f"{self.violations} inputs with an outcome their class does not allow"] \
-            if self.violations else []
-        found += [f"crash: {text.partition(chr(10))[0]}" for text in self.crashes]
-        found += [f"table change: {text}" for text in self.table_changes]
-        found += [f"event at the target: {text}" for text in self.events_target]
-        found += [f"event at a peer: {text}" for text in self.events_peers]
-        found += [f"member packets rejected: {k} x{v}"
-                  for k, v in self.member_packets_rejected.items()]
-        found += [f"accounting: {text}" for text in self.accounting]
-        if not self.converged_after:
-            found.append("the cluster had not converged after the flood")
-        if self.suspected_after_s is None:
-            found.append("a crashed peer was not suspected within the bound")
-        return found
-
-    def to_json(self) -> Record:
-        record = attrs.asdict(self)
-        record.update(inputs=self.inputs, rate=self.rate, findings=self.findings())
-        return record
-
-
-def detection_bound_s(config: Config, n: int) -> float:
-    """Worst case from a crash until every live member holds it failed: a probe reaches
-    it within ``2(n-1)`` periods, the longest suspicion timeout runs, and the gossip of
-    the suspicion has its retransmit budget (as in tests/test_core_scenarios.py)."""
-    t = config.probe_interval_s
-    max_timeout = config.suspicion_max_timeout_mult * suspicion_timeout_min_s(
-        config.suspicion_mult, n, t
-    )
-    return 2 * (n - 1) * t + max_timeout + 4 * config.retransmit_mult * config.gossip_interval_s + t
-
-
-def _totals(classes: dict[str, dict[str, int]]) -> collections.Counter[str]:
-    total: collections.Counter[str] = collections.Counter()
-    for outcomes in classes.values():
-        total.update(outcomes)
-    return total
-
-
-def _account(
-    report: VariantReport,
-    members: tuple[int, int, collections.Counter[str]],
-) -> list[str]:
-    """Where the target's counters over the flood and the outcomes of the inputs disagree.
-
-    *members* holds the members' datagrams, streams and rejected packets that reached
-    the target over the same window. Every sealer rejection and every codec refusal must
-    be one input's; every datagram and connection the transport took in must be a
-    member's or an input's; every stream the transport cut off must be an input whose
-    outcome says so; and a datagram lost must show in a drop counter.
-    """
-    counters = report.counters
-    datagrams = _totals(report.outcomes.get("datagram", {}))
-    streams = _totals(report.outcomes.get("stream", {}))
-    every = datagrams + streams
-    problems = []
-    if every.total() != report.inputs:
-        problems.append(f"{every.total()} outcomes for {report.inputs} inputs")
-
-    def expect(counter: str, inputs: int) -> None:
-        counted = counters.get(counter, 0)
-        if counted != inputs:
-            problems.append(f"{counter} counted {counted}, inputs {inputs}")
-
-    member_datagrams, member_streams, member_rejections = members
-    for reason in _REASONS:
-        outcome = seal_outcome(reason)
-        expect(f"seal.{reason.value}", every[outcome] + member_rejections[outcome])
-    expect("core.malformed", every[MALFORMED])
-    lost = datagrams[LOST]
-    expect("transport.datagrams_received", report.datagrams - lost + member_datagrams)
-    expect("transport.streams_accepted", report.streams + member_streams)
-    expect("transport.streams_rejected", streams[TRANSPORT])
-    drops = counters.get("transport.receive_overflows", 0) + counters.get("kernel.udp_drops", 0)
-    if lost > drops:
-        problems.append(f"{lost} datagrams lost, {drops} counted as dropped")
-    return problems
-
-
-# ====================================================================== the target's probe
-
-
-def _outcome(before: tuple[int, ...], after: tuple[int, ...]) -> str:
-    """What one input did, from the target's counters around it (see `_Probe.snapshot`)."""
-    for index, reason in enumerate(_REASONS, start=1):
-        if after[index] != before[index]:
-            return seal_outcome(reason)
-    if after[0] == before[0]:
-        return UNSEEN
-    if after[-2] != before[-2]:
-        return MALFORMED
-    return NEWS if after[-1] != before[-1] else HARMLESS
-
-
-class _Probe:
-    """Watches the target's receive path and attributes each input's effect to it."""
-
-    def __init__(self, variant: Variant, sealer: Sealer, captures: Captures) -> None:
-        self.variant = variant
-        self.sealer = sealer
-        self.captures = captures
-        self.core: Core | None = None  # the target's, once it runs
-        #: Fuzzed datagrams sent and not yet seen, in order.
-        self.pending: collections.deque[Datagram] = collections.deque()
-        self.caught_up = trio.Event()
-        self.outcomes: collections.Counter[tuple[str, str, str]] = collections.Counter()
-        self.violations = 0
-        self.violation_samples: list[str] = []
-        self.handler_errors: list[str] = []
-        #: Outcome of each fuzzed stream the target's handler saw, by client port.
-        self.stream_outcomes: dict[int, str] = {}
-        self.member_rejections: collections.Counter[str] = collections.Counter()
-        #: Fuzzed datagrams that arrived after they had been given up as lost.
-        self.late = 0
-        #: Members' datagrams and streams that reached the target.
-        self.member_datagrams = 0
-        self.member_streams = 0
-        self._queue: object = None
-        self._observed: _Observed | None = None
-
-    def snapshot(self) -> tuple[int, ...]:
-        """opened, one counter per rejection reason, malformed, news messages taken in."""
-        assert self.core is not None
-        core = self.core.stats
-        taken = core.messages_in
-        news = sum(taken.values()) - sum(map(taken.__getitem__, HARMLESS_KINDS))
-        return (*_SEAL_COUNTERS(self.sealer.stats), core.malformed, news)
-
-    def record(self, channel: str, kind: str, outcome: str, data: bytes) -> None:
-        self.outcomes[channel, kind, outcome] += 1
-        allowed = (allowed_datagram if channel == "datagram" else allowed_stream)(
-            self.variant, kind
-        )
-        # A lost datagram is accounted for by the drop counters instead (see `_account`).
-        if outcome not in allowed and outcome != LOST:
-            self.violations += 1
-            if len(self.violation_samples) < KEEP:
-                self.violation_samples.append(f"{channel} {kind} -> {outcome}: {data[:120].hex()}")
-
-    def datagram_seen(self, data: bytes, addr: Address, before: tuple[int, ...]) -> None:
-        """The target has handled one datagram (called before it reads the next)."""
-        after = self.snapshot()
-        if addr[0] != FUZZ_HOST:
-            self.member_datagrams += 1
-            if after[0] != before[0]:
-                self.captures.accepted.add(data)
-            else:
-                self.member_rejections[_outcome(before, after)] += 1
-            return
-        pending = self.pending
-        while pending and pending[0].data != data:
-            lost = pending.popleft()
-            self.record("datagram", lost.kind, LOST, lost.data)
-        if not pending:
-            self.late += 1
-            return
-        item = pending.popleft()
-        self.record("datagram", item.kind, _outcome(before, after), data)
-        if not pending:
-            self.caught_up.set()
-
-    def give_up(self) -> None:
-        """The datagrams still pending never arrived."""
-        while self.pending:
-            lost = self.pending.popleft()
-            self.record("datagram", lost.kind, LOST, lost.data)
-
-    def observe(self, inner: AsyncIterator[tuple[bytes, Address]]) -> _Observed:
-        self._queue = inner
-        self._observed = _Observed(self, inner)
-        return self._observed
-
-    def in_flight(self) -> str:
-        """The datagram the node was handling, if it was handling one (after a crash)."""
-        last = None if self._observed is None else self._observed.last
-        return "" if last is None else f"handling a datagram from {last[1]}: {last[0].hex()}"
-
-    def queued(self) -> int:
-        """Datagrams in the target's receive queue, not yet read by the node."""
-        statistics = getattr(self._queue, "statistics", None)  # a trio memory channel
-        return 0 if statistics is None else int(statistics().current_buffer_used)
-
-    def members_seen(self) -> tuple[int, int, collections.Counter[str]]:
-        return self.member_datagrams, self.member_streams, collections.Counter(
-            self.member_rejections
-        )
-
-    def wrap_handler(self, handler: StreamHandler) -> StreamHandler:
-        async def observed(data: bytes, addr: Address) -> bytes | None:
-            before = self.snapshot() if self.core is not None else None
-            try:
-                reply = await handler(data, addr)  # no checkpoint inside: one input at a time
-            except Exception as exc:
-                self.handler_errors.append(
-                    f"the target's stream handler raised {exc!r} on a frame from {addr}: "
-                    f"{data[:4096].hex()}\n{traceback.format_exc()}"
-                )
-                if addr[0] == FUZZ_HOST:
-                    self.stream_outcomes[addr[1]] = HANDLER_ERROR
-                raise
-            if before is not None:
-                after = self.snapshot()
-                if addr[0] == FUZZ_HOST:
-                    self.stream_outcomes[addr[1]] = _outcome(before, after)
-                    return reply
-                self.member_streams += 1
-                if after[0] != before[0]:
-                    self.captures.accepted_frames.add(data)
-                else:
-                    self.member_rejections[_outcome(before, after)] += 1
-            return reply
-
-        return observed
-
-
-class _Observed:
-    """The target's datagram queue as the node reads it, with `_Probe` told of each."""
-
-    def __init__(self, probe: _Probe, inner: AsyncIterator[tuple[bytes, Address]]) -> None:
-        self._probe = probe
-        self._inner = inner
-        #: The datagram last handed to the node, until it asks for the next one.
-        self.last: tuple[bytes, Address, tuple[int, ...]] | None = None
-
-    def __aiter__(self) -> _Observed:
-        return self
-
-    async def __anext__(self) -> tuple[bytes, Address]:
-        # The node asks for the next datagram only once it has handled the last one,
-        # with no checkpoint in between: the counters now show that one's effect alone.
-        last = self.last
-        if last is not None:
-            self.last = None
-            self._probe.datagram_seen(*last)
-        data, addr = await self._inner.__anext__()
-        if self._probe.core is not None:
-            self.last = (data, addr, self._probe.snapshot())
-        return data, addr
-
-
-class _Tap(Transport):
-    """A member's real transport, with what it sends recorded (and, for the target, its
-    receive path observed)."""
-
-    def __init__(self, inner: Transport, captures: Captures, probe: _Probe | None) -> None:
-        self._inner = inner
-        self._captures = captures
-        self._probe = probe
-        self.stats = inner.stats
-
-    @property
-    def local_addr(self) -> Address:
-        return self._inner.local_addr
-
-    async def send(self, data: bytes, addr: Address) -> bool:
-        if addr[0] != FUZZ_HOST:
-            self._captures.datagrams.add(data)
-        return await self._inner.send(data, addr)
-
-    def receive(self) -> AsyncIterator[tuple[bytes, Address]]:
-        inner = self._inner.receive()
-        return inner if self._probe is None else self._probe.observe(inner)
-
-    async def request(self, addr: Address, data: bytes, *, timeout_s: float) -> bytes:
-        self._captures.frames.add(data)
-        response = await self._inner.request(addr, data, timeout_s=timeout_s)
-        self._captures.frames.add(response)
-        return response
-
-
-def _factory(
-    config: Config, overhead: int, captures: Captures, probe: _Probe | None
-) -> TransportFactory:
-    # The limits `swim.Node` gives its default transport: the codec's largest frame plus
-    # the sealer's overhead, two of them buffered at once, the stream timeout of the profile.
-    max_frame = MAX_STREAM_BYTES + overhead
-
-    @contextlib.asynccontextmanager
-    async def factory(handler: StreamHandler) -> AsyncIterator[Transport]:
-        if probe is not None:
-            handler = probe.wrap_handler(handler)
-        async with open_udp_tcp_transport(
-            (CLUSTER_HOST, 0),
-            handler,
-            stream_timeout_s=config.tcp_timeout_s,
-            max_frame_bytes=max_frame,
-            max_buffered_bytes=2 * max_frame,
-        ) as inner:
-            yield _Tap(inner, captures, probe)
-
-    return factory
 
 
 # ====================================================================== the cluster
@@ -577,7 +200,7 @@ def _kernel_drops(port: int) -> int:
 
 def _counters(node: Node) -> dict[str, int]:
     stats = node.stats()
-    out = {f"seal.{r.value}": stats.security.count(r) for r in _REASONS}
+    out = {f"seal.{r.value}": stats.security.count(r) for r in REASONS}
     out["seal.opened"] = stats.security.opened
     for name in ("malformed", "unexpected", "ping_reqs_refused", "datagrams_in"):
         out[f"core.{name}"] = getattr(stats.core, name)
@@ -610,7 +233,7 @@ class _Run:
     settings: Settings
     variant: Variant
     report: VariantReport
-    probe: _Probe
+    probe: Probe
     inputs: Inputs
     target: _Member
     peers: list[_Member]
@@ -771,7 +394,7 @@ async def fuzz_variant(settings: Settings, variant: Variant, count: int) -> Vari
     target_sealer = target_config.sealer(
         sender_id=os.urandom(8), random_bytes=os.urandom, not_before=time.time()
     )
-    probe = _Probe(variant, target_sealer, captures)
+    probe = Probe(variant, target_sealer, captures)
     overhead = target_config.overhead
     inputs = Inputs(
         variant, rng, captures, keyring=keyring, wall_clock=time.time,
@@ -785,14 +408,14 @@ async def fuzz_variant(settings: Settings, variant: Variant, count: int) -> Vari
             target: _Member = await nursery.start(
                 _run_member,
                 _Spec("target", config, target_sealer, [],
-                      _factory(config, overhead, captures, probe), 1),
+                      tapped_factory(config, overhead, captures, probe), 1),
             )
             probe.core = target.node.core
             peers: list[_Member] = [
                 await nursery.start(
                     _run_member,
                     _Spec(f"peer-{i}", config, security(), [target.node.addr],
-                          _factory(config, overhead, captures, None), 1 + i),
+                          tapped_factory(config, overhead, captures, None), 1 + i),
                 )
                 for i in range(1, settings.members)
             ]
@@ -838,7 +461,7 @@ async def fuzz_variant(settings: Settings, variant: Variant, count: int) -> Vari
             rejected = members_after[2] - members_before[2]
             report.member_packets_rejected = dict(rejected)
             _fill_outcomes(report, probe)
-            report.accounting = _account(report, (
+            report.accounting = account(report, (
                 members_after[0] - members_before[0], members_after[1] - members_before[1],
                 rejected,
             ))
@@ -871,7 +494,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def _fill_outcomes(report: VariantReport, probe: _Probe) -> None:
+def _fill_outcomes(report: VariantReport, probe: Probe) -> None:
     report.violations = probe.violations
     report.violation_samples = list(probe.violation_samples)
     report.outcomes = {}
@@ -879,7 +502,7 @@ def _fill_outcomes(report: VariantReport, probe: _Probe) -> None:
         report.outcomes.setdefault(channel, {}).setdefault(kind, {})[outcome] = n
 
 
-async def _quiesce(probe: _Probe) -> None:
+async def _quiesce(probe: Probe) -> None:
     """Wait (briefly) until the node has read every datagram queued for it."""
     with trio.move_on_after(1.0):
         while probe.queued():
@@ -921,54 +544,6 @@ async def fuzz(settings: Settings) -> list[VariantReport]:
     ]
 
 
-# ====================================================================== output
-
-
-def _print(reports: Sequence[VariantReport]) -> None:
-    for r in reports:
-        print(f"--- {r.variant} cluster: {r.members} nodes, seed {r.seed}")
-        print(
-            f"  inputs {r.inputs:,} ({r.datagrams:,} datagrams, {r.streams:,} streams) in "
-            f"{r.fuzz_s:.1f} s: {r.rate:,.0f} inputs/s; CPU {r.cpu_s:.1f} s; "
-            f"variant wall {r.wall_s:.1f} s (cluster ready after {r.ready_s:.1f} s)"
-        )
-        print(
-            f"  RSS before {r.rss_before_kb / 1024:.1f} MB, after {r.rss_after_kb / 1024:.1f} MB"
-            f" ({(r.rss_after_kb - r.rss_before_kb) / 1024:+.1f} MB), peak "
-            f"{r.rss_peak_kb / 1024:.1f} MB"
-        )
-        for channel, classes in r.outcomes.items():
-            print(f"  {channel} outcomes by class:")
-            for kind, outcomes in classes.items():
-                text = ", ".join(f"{o} {n:,}" for o, n in sorted(outcomes.items()))
-                print(f"    {kind:<18} {text}")
-        print("  target counters over the flood:")
-        for key, value in sorted(r.counters.items()):
-            print(f"    {key:<36} {value:>10,}")
-        print(f"  replies to the fuzzer: {r.replies:,}")
-        suspected = "-" if r.suspected_after_s is None else f"{r.suspected_after_s:.1f} s"
-        failed = "-" if r.failed_after_s is None else f"{r.failed_after_s:.1f} s"
-        print(
-            f"  after the flood: converged {r.converged_after}; a crashed peer suspected "
-            f"after {suspected}, failed after {failed} (bound {r.detection_bound_s:.1f} s)"
-        )
-        found = r.findings()
-        print(f"  findings: {len(found)}")
-        for line in found[:KEEP]:
-            print(f"    {line}")
-        for line in r.violation_samples[:10]:
-            print(f"    sample: {line}")
-        for text in r.crashes[:3]:
-            print("    " + text.replace("\n", "\n    "))
-    total = sum(r.inputs for r in reports)
-    fuzz_s = sum(r.fuzz_s for r in reports)
-    print(
-        f"total: {total:,} inputs in {fuzz_s:.1f} s of fuzzing "
-        f"({total / fuzz_s if fuzz_s else 0:,.0f}/s), "
-        f"{sum(len(r.findings()) for r in reports)} findings"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     defaults = Settings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -1005,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
             "variants": [r.to_json() for r in reports],
         }, indent=2, default=str))
     else:
-        _print(reports)
+        print_reports(reports)
         print(f"wall time {wall_s:.1f} s (seed {settings.seed})")
     return 1 if any(r.findings() for r in reports) else 0
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks._fuzz_inputs import LOST, MALFORMED, TRANSPORT, Variant, seal_outcome
-from benchmarks.fuzz_node import Settings, VariantReport, fuzz_variant
+from benchmarks._fuzz_report import VariantReport
+from benchmarks.fuzz_node import Settings, fuzz_variant
 from swim.security import Reason
 
 pytestmark = pytest.mark.slow
