@@ -438,3 +438,37 @@ def test_dead_name_reclaim_from_new_address(reclaim_s: float | None) -> None:
             assert state.status == DEAD and state.addr == cores[3].addr
         else:
             assert state.status == ALIVE and state.addr == new_addr
+
+
+def test_force_leave_turns_a_failed_member_into_a_left_one_everywhere() -> None:
+    router, cores = joined(5)
+    gone = cores[4]
+    router.crash(gone)
+    router.run_until_true(
+        lambda: all(v == DEAD for v in router.status_everywhere(gone.name).values()),
+        limit_s=detection_bound_s(LAN, 5),
+    )
+    assert cores[0].force_leave(gone.name, now=router.now)
+    assert not cores[0].force_leave(cores[1].name, now=router.now)  # alive: nothing done
+    router.run_until_true(
+        lambda: all(v == LEFT for v in router.status_everywhere(gone.name).values()),
+        limit_s=5.0,
+    )
+    for core in cores[:4]:
+        assert [e.member.name for e in router.events_of(core.name, MemberLeft)] == [gone.name]
+    # Reaped later as left, so never tried again by reconnect.
+    router.run_until(router.now + LAN.gossip_to_the_dead_s + 1.0)
+    assert all(c.membership.tombstone(gone.name) is None for c in cores[:4])
+
+
+def test_force_leave_of_a_reaped_member_drops_it_from_reconnection() -> None:
+    router, cores = joined(4)
+    gone = cores[3]
+    router.crash(gone)
+    router.run_until_true(
+        lambda: all(c.member(gone.name) is None for c in cores[:3]), limit_s=120.0
+    )
+    assert all(c.membership.tombstone(gone.name) is not None for c in cores[:3])
+    assert cores[0].force_leave(gone.name, now=router.now)
+    router.run_until(router.now + 2.0)
+    assert all(c.membership.tombstone(gone.name) is None for c in cores[:3])

@@ -288,6 +288,17 @@ class Core(ExchangeRules):
         ] if relays else []
         self._events.extend(self._queries.respond(origin, query_id, payload, now, through))
 
+    def force_leave(self, name: str, *, now: float) -> bool:
+        """Mark failed member `name` as left cluster-wide (Serf's force-leave), so it is
+        not reconnected and shows as left rather than failed. Returns False (nothing
+        done) unless `name` is failed or remembered for reconnection."""
+        if name == self.name:
+            raise ProtocolError("force_leave is for another member; use leave()")
+        fx = self._membership.force_leave(name, now)
+        done = fx is not NOTHING
+        self._carry_out(fx)
+        return done
+
     def send_user_message(
         self, addr: Address, payload: bytes, *, now: float, reliable: bool = False
     ) -> int | None:

@@ -404,13 +404,35 @@ class Membership(Roster):
         fx.events.append(MemberSuspected(member=state, accuser=news.accuser, at=now))
         self._gossip(news)
 
+    def force_leave(self, name: str, now: float) -> Effects:
+        """Record a failed member as *left* (Serf's force-leave): it will not be
+        reconnected, and the news spreads as the member's own leave. Returns nothing
+        for a member that is not failed (a live one must leave by itself)."""
+        cur = self._members.get(name)
+        if cur is not None and cur.status == DEAD:
+            self._dead(Dead(name, cur.incarnation, name), now)
+        elif cur is None and name in self._tombstones:
+            state, _ = self._tombstones.pop(name)
+            self._gossip(Dead(name, state.incarnation, name))
+        return self._take()
+
     def _dead(self, news: Dead, now: float) -> None:
         name = news.name
         cur = self._members.get(name)
+        left = news.accuser == name
         if cur is None:
+            if left:
+                self._tombstones.pop(name, None)  # forced out: never reconnect to it
             return
         if name == self._local_name:
             self._accused(news.incarnation)
+            return
+        if left and cur.status == DEAD and news.incarnation >= cur.incarnation:
+            # A failed member's leave (forced by an operator): failed becomes left.
+            state = attrs.evolve(cur, incarnation=news.incarnation, status=LEFT)
+            self._members[name] = state
+            self._out().events.append(MemberLeft(member=state, at=now))
+            self._gossip(news)
             return
         order = order_of(news.incarnation, cur.incarnation)
         if PRECEDENCE[NewsKind.DEAD, cur.status, order] is Transition.IGNORE:

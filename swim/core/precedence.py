@@ -4,7 +4,9 @@
 news's incarnation against ours) to the `Transition` the membership table makes for
 news about *another* member at its known address. News about ourselves, news from
 another address (a name conflict or a reclaim) and implausible incarnation jumps are
-decided before the table is consulted (see membership.py). A test walks every row.
+decided before the table is consulted (see membership.py), and so is one more rule: a
+failed member's own-word leave (a forced leave) turns *dead* into *left*. A test walks
+every row.
 """
 
 from __future__ import annotations

@@ -457,6 +457,14 @@ class Node:
         if not waiter.ok:
             raise DeliveryError(f"could not deliver a message to {to!r} at {addr}")
 
+    def force_leave(self, name: str) -> bool:
+        """Mark failed member `name` as left across the cluster (Serf's force-leave),
+        so it is not reconnected; False if it is not failed (or not known)."""
+        core = self._require_running()
+        done = core.force_leave(name, now=trio.current_time())
+        self._poke()
+        return done
+
     async def leave(self, timeout_s: float = 5.0) -> bool:
         """Leave the cluster gracefully and wait until the news has spread.
 
