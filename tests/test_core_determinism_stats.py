@@ -65,7 +65,7 @@ def test_datagrams_and_bytes_by_kind() -> None:
     assert c.stats.bytes_in == len(ping) == c.stats.bytes_in_by_kind["ping"]
     assert c.stats.messages_in["ping"] == 1 and c.stats.messages_in["alive"] == 1
     (ack,) = out_datagrams(c)
-    assert ack.messages[0] == Ack(5)
+    assert ack.messages[0] == Ack(5, c.coordinate)  # a direct ack carries our coordinate
     assert c.stats.datagrams_out == 1
     assert c.stats.bytes_out == len(ack.data) == c.stats.bytes_out_by_kind["ack"]
     assert c.stats.messages_out["ack"] == 1

@@ -318,7 +318,7 @@ def test_a_ping_from_a_member_held_dead_is_answered_with_a_rumour_notice() -> No
     out_datagrams(core)
     core.receive_datagram(encode([Ping(7, "a", "b")]), addr_of(1), now=2.0)
     sent = [(d.addr, d.messages) for d in out_datagrams(core)]
-    assert sent[0][1][0] == Ack(7)
+    assert sent[0][1][0] == Ack(7, core.coordinate)
     assert (addr_of(1), Dead("b", 0, "a")) in [(a, m[0]) for a, m in sent]
     # From another address it is not b (or not b as we knew it): no notice.
     core.receive_datagram(encode([Ping(8, "a", "b")]), addr_of(5), now=4.0)

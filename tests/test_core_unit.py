@@ -193,7 +193,7 @@ def test_ping_for_another_name_is_not_acked() -> None:
     assert core.stats.unexpected == 1
     core.receive_datagram(encode([Ping(7, "me")]), ("10.0.0.9", 1), now=1.0)
     (ack,) = out_datagrams(core)
-    assert ack.addr == ("10.0.0.9", 1) and ack.messages[0] == Ack(7)
+    assert ack.addr == ("10.0.0.9", 1) and ack.messages[0] == Ack(7, core.coordinate)
 
 
 # ------------------------------------------------------------------------ API misuse

@@ -44,6 +44,7 @@ from swim.core.messages import (
     UserBroadcast,
     UserMessage,
 )
+from swim.core.vivaldi import PACKED_BYTES, Coordinate
 
 #: Wire format version; the first item of every datagram and stream frame.
 VERSION: Final = 1
@@ -144,8 +145,8 @@ def _message_items(msg: Message) -> list[Any]:
             if source:
                 items.append(source)
             return items
-        case Ack(seq):
-            return [KIND_ACK, seq]
+        case Ack(seq, coord):
+            return [KIND_ACK, seq] if coord is None else [KIND_ACK, seq, coord.pack()]
         case Nack(seq):
             return [KIND_NACK, seq]
         case Alive(m):
@@ -326,8 +327,14 @@ def _message(items: Any, stream: bool) -> Message:
     if kind == KIND_PING and n in (3, 4):
         source = _name(items[3], "source") if n == 4 else ""
         return Ping(_int(items[1], MAX_SEQ, "seq"), _name(items[2], "target"), source)
-    if kind == KIND_ACK and n == 2:
-        return Ack(_int(items[1], MAX_SEQ, "seq"))
+    if kind == KIND_ACK and n in (2, 3):
+        coord = None
+        if n == 3:
+            raw = _bytes(items[2], PACKED_BYTES, "coordinate")
+            coord = Coordinate.unpack_untrusted(raw)
+            if coord is None:
+                _bad("not a valid network coordinate")
+        return Ack(_int(items[1], MAX_SEQ, "seq"), coord)
     if kind == KIND_ALIVE and n == 6:
         return Alive(
             MemberState(

@@ -122,6 +122,8 @@ class Config:
     push_pull: bool = True
     #: TCP ping to the target in parallel with indirect probes.
     tcp_fallback_ping: bool = True
+    #: Vivaldi network coordinates ride on direct acks (Serf's `serf rtt`).
+    coordinates: bool = True
     #: SWIM's suspicion mechanism; off, a failed probe declares the target dead at once
     #: (the paper's basic SWIM).
     suspicion: bool = True

@@ -74,6 +74,7 @@ from swim.core.pushpull import ExchangeRules
 from swim.core.queries import Queries, default_timeout_s
 from swim.core.stats import Stats
 from swim.core.timing import push_pull_scale
+from swim.core.vivaldi import MAX_TRACKED, Coordinate, VivaldiClient
 
 __all__ = ["Core", "ProtocolError"]
 
@@ -142,6 +143,9 @@ class Core(ExchangeRules):
         )
         self._exchange = Exchange(config, self.policy, self.stats, rng)
         self._queries = Queries(config, self.stats, self._dis, name)
+        self._vivaldi = VivaldiClient(rng)
+        #: The latest coordinate each member sent us on an ack.
+        self._coords: dict[str, Coordinate] = {}
         self._notices: list[tuple[Address, Dead | Alive]] = []
         self._owe_alive = False
         self._leave_deadline = _INF
@@ -491,6 +495,18 @@ class Core(ExchangeRules):
         return int(self._dis.has_news_about(name))
 
     @property
+    def coordinate(self) -> Coordinate:
+        """Our Vivaldi network coordinate (Serf's), learned from our probes' RTTs."""
+        return self._vivaldi.coordinate
+
+    def coordinate_of(self, name: str) -> Coordinate | None:
+        """The latest coordinate `name` sent us (on an ack to our probe), if any; with
+        `swim.core.vivaldi.estimate_rtt_s` it estimates RTTs between any two members."""
+        if name == self.name:
+            return self._vivaldi.coordinate
+        return self._coords.get(name)
+
+    @property
     def join_rounds(self) -> int:
         """Join rounds started (the first and every retry)."""
         return self._exchange.join_rounds
@@ -518,6 +534,14 @@ class Core(ExchangeRules):
         if query_at is not None and query_at < when:
             when = query_at
         return min(when, membership.next_deadline(), self._exchange.deadline())
+
+    def _observe_rtt(self, name: str, coord: Coordinate, rtt_s: float) -> None:
+        coords = self._coords
+        coords.pop(name, None)
+        coords[name] = coord
+        if len(coords) > MAX_TRACKED:
+            del coords[next(iter(coords))]
+        self._vivaldi.update(name, coord, rtt_s)
 
     def _next_user_id(self) -> int:
         """A fresh id for a user broadcast or query (unique per origin)."""
@@ -589,13 +613,16 @@ class Core(ExchangeRules):
                     carry_out(membership.apply_alive(member, now, addr))
                 case Ping(seq, target, source):
                     if target == self.name:
-                        self._dis.send_one(addr, Ack(seq))
+                        coord = self._vivaldi.coordinate if self.config.coordinates else None
+                        self._dis.send_one(addr, Ack(seq, coord))
                         if source:
                             carry_out(membership.prober_seen(source, addr, now))
                     else:
                         self.stats.unexpected += 1
-                case Ack(seq):
-                    prober.on_ack(seq)
+                case Ack(seq, coord):
+                    acked = prober.on_ack(seq, now)
+                    if acked is not None and coord is not None and self.config.coordinates:
+                        self._observe_rtt(acked[0], coord, acked[1])
                 case Suspect():
                     carry_out(membership.apply_suspect(msg, now))
                 case Dead():

@@ -12,6 +12,8 @@ import enum
 
 import attrs
 
+from swim.core.vivaldi import Coordinate
+
 #: A network address as (host, port); the host is an IPv4 or IPv6 literal.
 Address = tuple[str, int]
 
@@ -74,9 +76,13 @@ class PingReq:
 
 @attrs.frozen(slots=True)
 class Ack:
-    """Answer to a `Ping` (or relayed answer to a `PingReq`) with the same `seq`."""
+    """Answer to a `Ping` (or relayed answer to a `PingReq`) with the same `seq`.
+
+    A direct answer carries the answering member's network coordinate (Vivaldi), so the
+    prober learns it and updates its own from the round trip."""
 
     seq: int
+    coord: Coordinate | None = None
 
 
 @attrs.frozen(slots=True)

@@ -42,6 +42,7 @@ class Probe:
     addr: Address
     timeout_at: float
     end_at: float
+    started_at: float = 0.0
     indirect_sent: bool = False
     expected_nacks: int = 0
     nacks: int = 0
@@ -149,7 +150,9 @@ class Prober:
             # never past the end of its period.
             timeout = min(self.awareness.scale(timeout), 0.9 * (self.next_probe_at - now))
         # The probe ends when the next one starts, so no outcome is ever lost.
-        self.probe = Probe(seq, target.name, target.addr, now + timeout, self.next_probe_at)
+        self.probe = Probe(
+            seq, target.name, target.addr, now + timeout, self.next_probe_at, started_at=now
+        )
         ping = Ping(seq, target.name, self._name)
         if cfg.buddy_system and target.status == _SUSPECT:
             # Lifeguard buddy system: tell the suspect it is suspected, first thing.
@@ -167,17 +170,21 @@ class Prober:
 
     # ----------------------------------------------------------------------- inputs
 
-    def on_ack(self, seq: int) -> None:
-        """An ack: for our probe, or for a ping we sent as a helper (relay it)."""
+    def on_ack(self, seq: int, now: float) -> tuple[str, float] | None:
+        """An ack: for our probe, or for a ping we sent as a helper (relay it).
+
+        For our probe, returns (target, round-trip time) for the network coordinates.
+        """
         probe = self.probe
         if probe is not None and probe.seq == seq:
             self._probe_acked()
-            return
+            return probe.target, now - probe.started_at
         relay = self._relays.pop(seq, None)
         if relay is not None:
             self._out.send_one(relay.requester, Ack(relay.requester_seq))
-            return
+            return None
         self._stats.unexpected += 1
+        return None
 
     def on_fallback_ack(self, seq: int) -> None:
         """An ack over the TCP fallback ping."""
