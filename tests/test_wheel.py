@@ -67,7 +67,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 def run(script: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     return subprocess.run(
-        [str(script), *args], capture_output=True, text=True, timeout=120,
+        [str(script), *args], check=False, capture_output=True, text=True, timeout=120,
         cwd=script.parent.parent, env=env,
     )
 
@@ -84,7 +84,7 @@ def test_the_installed_wheel_runs_every_entry(installed: pathlib.Path) -> None:
         assert "usage: swim" in result.stdout
     where = subprocess.run(
         [str(installed.parent / "python"), "-c", "import swim; print(swim.__file__)"],
-        capture_output=True, text=True, timeout=60, cwd=installed.parent.parent,
+        check=True, capture_output=True, text=True, timeout=60, cwd=installed.parent.parent,
     )
     assert str(ROOT) not in where.stdout  # the wheel's copy, not this tree
     assert "py.typed" in {p.name for p in pathlib.Path(where.stdout.strip()).parent.iterdir()}
