@@ -159,6 +159,8 @@ class MemoryNetwork:
 
     `latency_s`, `loss`, `duplication` and `jitter_s` parametrize the model's link
     class and may be changed at any time; set `route` to take over the link draws.
+    ``link=`` gives the whole link class instead (then `latency_s` is its
+    ``delay_min_s``), ``links=`` a prebuilt model (its own rng, zones, one-way loss).
     """
 
     def __init__(
@@ -175,17 +177,20 @@ class MemoryNetwork:
         if latency_s < 0 or not math.isfinite(latency_s):
             raise ValueError(f"latency_s must be a finite non-negative number: {latency_s!r}")
         if links is not None:
-            if link is not None or rng is not None:
-                raise ValueError("pass either links or link and rng, not both")
+            if link is not None or rng is not None or loss or duplication or jitter_s:
+                raise ValueError("pass either a prebuilt links model or the link's "
+                                 "parameters (link, rng, loss, duplication, jitter_s)")
             self.links = links
         else:
             if link is None:
-                link = LinkClass.fixed(latency_s, name="memory")
-                link = attrs.evolve(link, loss=loss, stream_loss=loss, duplicate=duplication)
+                link = attrs.evolve(LinkClass.fixed(latency_s, name="memory"), loss=loss,
+                                    stream_loss=loss, duplicate=duplication)
+                if jitter_s:
+                    link = attrs.evolve(link, jitter="uniform", jitter_s=jitter_s / 2)
+            elif loss or duplication or jitter_s:
+                raise ValueError("a link class carries its own loss, duplication and jitter")
             #: The link model: every routing decision is its.
             self.links = Links(rng=rng if rng is not None else random.Random(0), link=link)
-            if jitter_s:
-                self.jitter_s = jitter_s
         #: The route hook; replace it to script drops, delays and duplicates.
         self.route: RouteHook = self.default_route
         self.stats = NetworkStats()
