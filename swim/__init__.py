@@ -7,7 +7,9 @@ the trio runtime, and `ThreadedNode` for non-trio applications) or a simulated n
 ``import swim`` loads only the sans-IO core. The runtime's names (`Node`, `ThreadedNode`,
 `EventOverflow`, ...) are attributes of this package too, but `swim.runtime`, and with
 it trio and `transport`, is imported on first use of one of them (PEP 562), so a program
-that only encodes messages or drives `Core` itself never pays for trio.
+that only encodes messages or drives `Core` itself never pays for trio. The same goes
+for `swim.aio`, the asyncio API (a `ThreadedNode` underneath). The tag helpers
+(`tags_of`, `encode_tags`, ...) are pure and part of the core.
 """
 
 from __future__ import annotations
@@ -38,55 +40,84 @@ from swim.core import (
     UserBroadcastReceived,
     UserMessageReceived,
 )
+from swim.core.events import NameConflict
+from swim.core.tags import (
+    MalformedTags,
+    TagError,
+    decode_tags_untrusted,
+    encode_tags,
+    parse_tag_assignment,
+    tags_of,
+)
 
 #: Names served from `swim.runtime`, imported the first time one is asked for.
 _RUNTIME_NAMES = frozenset({
+    "UP_STATUSES",
     "DeliveryError",
     "EventOverflow",
     "EventSubscription",
     "KeyReport",
+    "MemberEvent",
+    "MemberEventKind",
+    "MemberView",
     "Node",
     "NodeStats",
     "QueryResult",
     "QueryResultKind",
     "QueryStream",
     "QuerySummary",
+    "Stamped",
+    "Subscription",
     "ThreadedNode",
 })
+#: Subpackages served as attributes, imported the first time one is asked for.
+_SUBMODULES = frozenset({"aio"})
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from swim import aio as aio
     from swim.runtime import (
+        UP_STATUSES,
         DeliveryError,
         EventOverflow,
         EventSubscription,
         KeyReport,
+        MemberEvent,
+        MemberEventKind,
+        MemberView,
         Node,
         NodeStats,
         QueryResult,
         QueryResultKind,
         QueryStream,
         QuerySummary,
+        Stamped,
+        Subscription,
         ThreadedNode,
     )
 else:
 
     def __getattr__(name: str) -> Any:
-        if name not in _RUNTIME_NAMES:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        from swim import runtime
+        if name in _SUBMODULES:
+            # __import__ rather than importlib.import_module, so -X importtime lists it.
+            value = getattr(__import__(f"{__name__}.{name}"), name)
+        elif name in _RUNTIME_NAMES:
+            from swim import runtime
 
-        value = getattr(runtime, name)
+            value = getattr(runtime, name)
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
         globals()[name] = value  # later lookups find it without calling this
         return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_RUNTIME_NAMES})
+    return sorted({*globals(), *_RUNTIME_NAMES, *_SUBMODULES})
 
 
 __all__ = [
+    "UP_STATUSES",
     "Address",
     "Config",
     "Core",
@@ -97,7 +128,10 @@ __all__ = [
     "JoinCompleted",
     "KeyReport",
     "MalformedMessage",
+    "MalformedTags",
     "MemberAlive",
+    "MemberEvent",
+    "MemberEventKind",
     "MemberFailed",
     "MemberJoined",
     "MemberLeft",
@@ -105,6 +139,8 @@ __all__ = [
     "MemberStatus",
     "MemberSuspected",
     "MemberUpdated",
+    "MemberView",
+    "NameConflict",
     "Node",
     "NodeStats",
     "ProtocolError",
@@ -116,9 +152,16 @@ __all__ = [
     "QueryResultKind",
     "QueryStream",
     "QuerySummary",
+    "Stamped",
     "Stats",
+    "Subscription",
+    "TagError",
     "ThreadedNode",
     "UserBroadcastReceived",
     "UserMessageReceived",
     "__version__",
+    "decode_tags_untrusted",
+    "encode_tags",
+    "parse_tag_assignment",
+    "tags_of",
 ]

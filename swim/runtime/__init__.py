@@ -1,7 +1,9 @@
 """Drivers that run the sans-IO core over a network: `Node` (trio) and `ThreadedNode`
 (a `Node` in a background thread, for applications that do not run trio).
 
-Prometheus metrics live in `swim.runtime.metrics` (needs prometheus-client).
+Prometheus metrics live in `swim.runtime.metrics` (needs prometheus-client). The views
+(`MemberView`, filters) and the published event shapes (`MemberEvent`, `Stamped`) are
+pure modules (`swim.runtime.views`, `swim.runtime.events`) and load no trio.
 
 Each name's module is imported on first use (PEP 562), so ``from swim.runtime import
 Node`` does not load `ThreadedNode`'s module.
@@ -26,16 +28,28 @@ _SOURCES = {
     "BlockingQuery": "swim.runtime.threaded",
     "EventOverflow": "swim.runtime.subscriptions",
     "EventSubscription": "swim.runtime.subscriptions",
+    "Subscription": "swim.runtime.subscriptions",
     "EventCallback": "swim.runtime.threaded",
+    "StampedCallback": "swim.runtime.threaded",
     "ThreadedNode": "swim.runtime.threaded",
+    "MemberEvent": "swim.runtime.events",
+    "MemberEventKind": "swim.runtime.events",
+    "Stamped": "swim.runtime.events",
+    "member_event": "swim.runtime.events",
+    "stamp": "swim.runtime.events",
+    "MemberView": "swim.runtime.views",
+    "UP_STATUSES": "swim.runtime.views",
+    "filter_members": "swim.runtime.views",
 }
 
 if TYPE_CHECKING:
+    from swim.runtime.events import MemberEvent, MemberEventKind, Stamped, member_event, stamp
     from swim.runtime.keyops import KeyCommand, KeyReport
     from swim.runtime.node import DeliveryError, Node, NodeStats, TransportFactory
     from swim.runtime.queries import QueryResult, QueryResultKind, QueryStream, QuerySummary
-    from swim.runtime.subscriptions import EventOverflow, EventSubscription
-    from swim.runtime.threaded import BlockingQuery, EventCallback, ThreadedNode
+    from swim.runtime.subscriptions import EventOverflow, EventSubscription, Subscription
+    from swim.runtime.threaded import BlockingQuery, EventCallback, StampedCallback, ThreadedNode
+    from swim.runtime.views import UP_STATUSES, MemberView, filter_members
 else:
 
     def __getattr__(name: str) -> Any:
@@ -53,6 +67,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "UP_STATUSES",
     "BlockingQuery",
     "DeliveryError",
     "EventCallback",
@@ -60,12 +75,21 @@ __all__ = [
     "EventSubscription",
     "KeyCommand",
     "KeyReport",
+    "MemberEvent",
+    "MemberEventKind",
+    "MemberView",
     "Node",
     "NodeStats",
     "QueryResult",
     "QueryResultKind",
     "QueryStream",
     "QuerySummary",
+    "Stamped",
+    "StampedCallback",
+    "Subscription",
     "ThreadedNode",
     "TransportFactory",
+    "filter_members",
+    "member_event",
+    "stamp",
 ]

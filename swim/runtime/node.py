@@ -43,6 +43,13 @@ named ``_swim_*`` are the runtime's own: the key commands (`install_key`, `use_k
 `remove_key`, `list_keys`; see `swim.runtime.keyops`) are answered by the pump itself,
 and neither they nor their acks and answers are published to `Node.events`.
 
+Views and events: ``members()`` filters by status, tags and name (`swim.runtime.views`),
+and `wait_for` re-evaluates a predicate over a `MemberView` snapshot each time the pump
+publishes a membership event (no polling). ``events()`` yields the core's events as they
+are; ``member_events()`` and ``stamped_events()`` yield the shapes of
+`swim.runtime.events`, which add the wall-clock time of each event (the node's
+``wall_clock`` translated to the event's ``at``).
+
 Shutdown: leaving the ``async with`` block normally leaves the cluster gracefully
 (bounded by ``leave_timeout_s``) and then closes the transport. Leaving it by an
 exception, cancellation included, skips the leave, like a crash: the tasks are cancelled
@@ -60,7 +67,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import attrs
 import trio
@@ -82,7 +89,10 @@ from swim.core import (
 from swim.core.codec import MAX_STREAM_BYTES
 from swim.core.outputs import StreamKind, StreamRequest
 from swim.core.queries import default_timeout_s
+from swim.core.tags import encode_tags, tags_of
+from swim.core.vivaldi import Coordinate, estimate_rtt_s
 from swim.runtime import keyops
+from swim.runtime.events import MemberEvent, Stamped, is_membership_event, stamp
 from swim.runtime.keyops import KeyCommand, KeyReport
 from swim.runtime.queries import (
     DEFAULT_QUERY_BUFFER,
@@ -90,10 +100,20 @@ from swim.runtime.queries import (
     QueryResultKind,
     QueryStream,
 )
-from swim.runtime.subscriptions import EventSubscription
+from swim.runtime.subscriptions import (
+    Converter,
+    EventSubscription,
+    Subscription,
+    every_event_stamped,
+    member_events_only,
+)
+from swim.runtime.views import MemberView, StatusFilter, as_statuses, filter_members
 from swim.security.config import SecurityConfig, sealer_overhead
 from swim.security.seal import Rejected, Sealer, SealStats
 from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
+
+T = TypeVar("T")
+_S = TypeVar("_S", bound=Subscription[Any])
 
 #: Opens a transport whose incoming streams are answered by the given handler.
 TransportFactory = Callable[[StreamHandler], AbstractAsyncContextManager[Transport]]
@@ -238,7 +258,10 @@ class Node:
         self._dirty = True
         self._timer_scope: trio.CancelScope | None = None
         self._left = trio.Event()
-        self._subscribers: list[EventSubscription] = []
+        self._subscribers: list[Subscription[Any]] = []
+        #: Set (and replaced) whenever a membership event is published, and at stop:
+        #: what `wait_for` sleeps on.
+        self._membership_changed = trio.Event()
         self._waiters: dict[int, _Waiter] = {}
         self._keyring_file = keyring_file
         #: Our open queries, by id, until their QueryFinished (or the node stops).
@@ -332,6 +355,7 @@ class Node:
             for sub in self._subscribers:
                 sub._finish()
             self._subscribers.clear()
+            self._membership_changed.set()  # waiters wake and see the node stopped
             for waiter in self._waiters.values():
                 waiter.done.set()
             for stream in self._queries.values():
@@ -354,9 +378,90 @@ class Node:
         """The protocol core (for read-outs; drive it only through this node)."""
         return self._require_core()
 
-    def members(self) -> list[MemberState]:
-        """Every member this node knows, itself included (dead ones until reaped)."""
-        return self._require_core().members()
+    def members(
+        self,
+        *,
+        status: StatusFilter | None = None,
+        tags: Mapping[str, str] | None = None,
+        name: str | None = None,
+    ) -> list[MemberState]:
+        """The members this node knows, itself included, that pass the filters given.
+
+        With no filter, every member, dead and left ones included until they are
+        reaped (as before filters existed). `status` is a `MemberStatus` or a
+        collection of them; `tags` maps tag keys to shell-style patterns their values
+        must match; `name` is a shell-style pattern (see `swim.runtime.views`).
+        """
+        members = self._require_core().members()
+        if status is None and not tags and name is None:
+            return members
+        return filter_members(members, status=status, tags=tags, name=name)
+
+    def alive_members(self) -> list[MemberState]:
+        """The members whose status is ALIVE, this one included. (Suspects are usually
+        alive too: ``members(status=swim.UP_STATUSES)`` counts them.)"""
+        return filter_members(self._require_core().members(), status=MemberStatus.ALIVE)
+
+    def view(self) -> MemberView:
+        """An immutable snapshot of every member (see `MemberView`)."""
+        return MemberView(self._require_core().members())
+
+    def tags(self, name: str | None = None) -> dict[str, str]:
+        """The tags of member `name` (this node's own by default), decoded from its
+        metadata by `swim.core.tags` (empty if it holds none). Raises `LookupError`
+        for an unknown member."""
+        core = self._require_core()
+        member = core.member(core.name if name is None else name)
+        if member is None:
+            raise LookupError(f"unknown member {name!r}")
+        return tags_of(member.meta)
+
+    def update_tags(self, tags: Mapping[str, str]) -> None:
+        """Replace our metadata with `tags` (`swim.encode_tags`; raises `TagError` if
+        they do not fit in 512 bytes); gossiped with a new incarnation."""
+        self.update_metadata(encode_tags(tags))
+
+    async def wait_for(
+        self, predicate: Callable[[MemberView], object], timeout_s: float | None = None
+    ) -> MemberView:
+        """Wait until `predicate(view)` is true of the membership; returns that view.
+
+        The predicate is called at once, then again each time the node publishes a
+        membership event (joined, suspect, alive, failed, left, updated), never on a
+        timer; it must be quick and must not block. Raises `TimeoutError` if it is
+        still false after `timeout_s` (the node's clock), and `RuntimeError` if the
+        node stops first. A member reaped from the table (which raises no event) is
+        seen at the next event.
+        """
+        view = MemberView(self._require_running().members())
+        if predicate(view):
+            await trio.lowlevel.checkpoint()
+            return view
+        with trio.move_on_after(math.inf if timeout_s is None else timeout_s):
+            while True:
+                await self._membership_changed.wait()
+                view = MemberView(self._require_running().members())
+                if predicate(view):
+                    return view
+        raise TimeoutError(f"the membership did not satisfy {predicate!r} in {timeout_s} s")
+
+    async def wait_for_alive(self, n: int, timeout_s: float | None = None) -> MemberView:
+        """Wait until at least `n` members (this one included) are ALIVE; see `wait_for`."""
+        return await self.wait_for(lambda view: len(view.alive()) >= n, timeout_s=timeout_s)
+
+    async def wait_for_member(
+        self,
+        name: str,
+        status: StatusFilter = MemberStatus.ALIVE,
+        *,
+        timeout_s: float | None = None,
+    ) -> MemberView:
+        """Wait until member `name` has `status` (one, or any of several); see
+        `wait_for`."""
+        statuses = as_statuses(status)
+        return await self.wait_for(
+            lambda view: view.status_of(name) in statuses, timeout_s=timeout_s
+        )
 
     def member(self, name: str) -> MemberState | None:
         """One member's state, or None if unknown."""
@@ -405,12 +510,38 @@ class Node:
 
         Any number of subscribers may exist; each has its own bounded buffer.
         """
-        sub = EventSubscription(max_buffer, self._unsubscribe)
+        return self._subscribe(EventSubscription(max_buffer, self._unsubscribe))
+
+    def _subscribe(self, sub: _S) -> _S:
         if self._stopped:
             sub._finish()
         else:
             self._subscribers.append(sub)
         return sub
+
+    def member_events(self, max_buffer: int = DEFAULT_EVENT_BUFFER) -> Subscription[MemberEvent]:
+        """Subscribe to the membership changes from now on, in one shape: `MemberEvent`
+        (kind, member, name, at, wall_time, accuser). Other events are skipped; the
+        buffer and overflow are those of `events`."""
+        return self.subscribe(member_events_only, max_buffer)
+
+    def stamped_events(
+        self, max_buffer: int = DEFAULT_EVENT_BUFFER
+    ) -> Subscription[MemberEvent | Stamped]:
+        """Subscribe to every event from now on, each with its wall-clock time:
+        membership changes as `MemberEvent`, the rest as `Stamped` (the core's event
+        and its ``wall_time``)."""
+        return self.subscribe(every_event_stamped, max_buffer)
+
+    def subscribe(
+        self, convert: Converter[T], max_buffer: int = DEFAULT_EVENT_BUFFER
+    ) -> Subscription[T]:
+        """Subscribe to what `convert(event, stamped)` makes of every event from now on
+        (None skips it), where `event` is the core's event and `stamped` its published
+        shape (`MemberEvent` or `Stamped`). `events`, `member_events` and
+        `stamped_events` are this with a given converter; it runs in the pump, so it
+        must be quick and must not raise."""
+        return self._subscribe(Subscription(max_buffer, self._unsubscribe, convert))
 
     def update_metadata(self, meta: bytes) -> None:
         """Replace our metadata; gossiped with a new incarnation."""
@@ -456,6 +587,20 @@ class Node:
             self._waiters.pop(stream_id, None)
         if not waiter.ok:
             raise DeliveryError(f"could not deliver a message to {to!r} at {addr}")
+
+    def coordinate(self, name: str | None = None) -> Coordinate | None:
+        """The Vivaldi network coordinate of member `name` (ours if None), learned from
+        probe acks; `estimate_rtt(a, b)` turns two of them into an RTT estimate."""
+        core = self._require_core()
+        return core.coordinate if name is None else core.coordinate_of(name)
+
+    def estimate_rtt(self, a: str, b: str | None = None) -> float | None:
+        """The RTT (seconds) the coordinates predict between members `a` and `b` (us
+        if None), or None while either coordinate is unknown (Serf's ``serf rtt``)."""
+        first, second = self.coordinate(a), self.coordinate(b)
+        if first is None or second is None:
+            return None
+        return estimate_rtt_s(first, second)
 
     def force_leave(self, name: str) -> bool:
         """Mark failed member `name` as left across the cluster (Serf's force-leave),
@@ -768,12 +913,20 @@ class Node:
 
     def _publish(self, event: Event) -> None:
         self._events_published += 1
-        overflowed = [sub for sub in self._subscribers if not sub._push(event)]
+        # The wall-clock time of the event's `at`: now on the wall clock, less the time
+        # since `at` on ours (the pump publishes a little after the input it came from).
+        wall_time = self._wall_clock() - (trio.current_time() - event.at)
+        stamped = stamp(event, wall_time)
+        overflowed = [sub for sub in self._subscribers if not sub._push(event, stamped)]
         for sub in overflowed:
             self._subscriber_overflows += 1
             self._unsubscribe(sub)
+        if is_membership_event(event):
+            # Wake every `wait_for`; they re-check once the pump yields.
+            self._membership_changed.set()
+            self._membership_changed = trio.Event()
 
-    def _unsubscribe(self, sub: EventSubscription) -> None:
+    def _unsubscribe(self, sub: Subscription[Any]) -> None:
         with contextlib.suppress(ValueError):
             self._subscribers.remove(sub)
 

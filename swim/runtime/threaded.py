@@ -15,26 +15,36 @@ Threads:
 
 Event delivery is bounded: the hand-over to the dispatcher and the `events` queue each
 hold at most ``event_queue_size`` events; when one is full, new events are dropped and
-counted (`ThreadedNode.events_dropped`). Callbacks see every event the dispatcher gets.
+counted (`ThreadedNode.events_dropped`). Callbacks see every event the dispatcher gets,
+as the core's events or (``add_callback(..., stamped=True)``) as `MemberEvent` /
+`Stamped` with their wall-clock time. ``queue_events=False`` leaves the `events` queue
+empty, for applications that only use callbacks or `submit`.
+
+`submit` is the non-blocking bridge: it runs a coroutine function in the node's trio
+loop, given the trio `Node`, and returns a `concurrent.futures.Future` at once
+(`swim.aio` is built on it).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import Final, TypeVar
+from typing import Any, Final, Literal, TypeVar, overload
 
 import trio
 
-from swim.core import Config, Event, MemberState
+from swim.core import Config, Event, MemberState, MemberStatus
+from swim.runtime.events import MemberEvent, Stamped
 from swim.runtime.keyops import KeyReport
 from swim.runtime.node import Node, NodeStats, TransportFactory
 from swim.runtime.queries import DEFAULT_QUERY_BUFFER, QueryResult, QueryStream, QuerySummary
-from swim.runtime.subscriptions import EventOverflow, EventSubscription
+from swim.runtime.subscriptions import EventOverflow, Subscription
+from swim.runtime.views import MemberView, StatusFilter
 from swim.security.config import SecurityConfig
 from swim.security.seal import Sealer
 from transport.base import Address
@@ -44,6 +54,10 @@ T = TypeVar("T")
 
 #: A function called with each event, on the dispatcher thread.
 EventCallback = Callable[[Event], object]
+#: The same, given each event as published (``add_callback(..., stamped=True)``).
+StampedCallback = Callable[[MemberEvent | Stamped], object]
+#: What the node thread hands the dispatcher: the core's event and its stamped shape.
+_Published = tuple[Event, MemberEvent | Stamped]
 
 _STOP: Final = object()
 
@@ -52,8 +66,9 @@ class ThreadedNode:
     """A cluster member run by trio in a background thread, with a blocking API.
 
     Start it with `start` (or ``with ThreadedNode(...) as node:``), stop it with `stop`.
-    Arguments are those of `Node`, plus ``event_queue_size`` (see the module docs).
-    Every method is thread-safe; none may be called from the node's own thread.
+    Arguments are those of `Node`, plus ``event_queue_size`` and ``queue_events`` (see
+    the module docs). Every method is thread-safe; none may be called from the node's
+    own thread.
     """
 
     def __init__(
@@ -73,6 +88,7 @@ class ThreadedNode:
         security: SecurityConfig | Sealer | None = None,
         keyring_file: str | os.PathLike[str] | None = None,
         event_queue_size: int = 10_000,
+        queue_events: bool = True,
     ) -> None:
         if event_queue_size < 1:
             raise ValueError("event_queue_size must be at least 1")
@@ -95,8 +111,10 @@ class ThreadedNode:
         self.name: Final = name
         #: Every event, in order, for the application to read (bounded; see module docs).
         self.events: queue.Queue[Event] = queue.Queue(maxsize=event_queue_size)
+        self._queue_events = queue_events
         self._handoff: queue.Queue[object] = queue.Queue(maxsize=event_queue_size)
-        self._callbacks: list[EventCallback] = []
+        #: Each callback, and whether it takes the stamped shape.
+        self._callbacks: list[tuple[Callable[[object], object], bool]] = []
         self._callbacks_lock = threading.Lock()
         self._dropped = 0
         self._dropped_lock = threading.Lock()
@@ -108,6 +126,10 @@ class ThreadedNode:
         self._error: BaseException | None = None
         self._stop_event: trio.Event | None = None
         self._crash_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        #: Futures from `submit` not settled yet, failed if the node ends first.
+        self._submitted: set[concurrent.futures.Future[Any]] = set()
+        self._submitted_lock = threading.Lock()
         self._lifecycle_lock = threading.Lock()
 
     # ============================================================== lifecycle
@@ -166,9 +188,100 @@ class ThreadedNode:
         """The address this member announces."""
         return self._call(lambda: self._node.addr)
 
-    def members(self) -> list[MemberState]:
-        """Every member this node knows, itself included."""
-        return self._call(self._node.members)
+    def members(
+        self,
+        *,
+        status: StatusFilter | None = None,
+        tags: Mapping[str, str] | None = None,
+        name: str | None = None,
+    ) -> list[MemberState]:
+        """The members this node knows, itself included, that pass the filters given
+        (with none, every member, as before filters existed; see `Node.members`)."""
+        return self._call(
+            lambda: self._node.members(status=status, tags=tags, name=name)
+        )
+
+    def alive_members(self) -> list[MemberState]:
+        """The members whose status is ALIVE, this one included."""
+        return self._call(self._node.alive_members)
+
+    def view(self) -> MemberView:
+        """An immutable snapshot of every member (see `MemberView`)."""
+        return self._call(self._node.view)
+
+    def tags(self, name: str | None = None) -> dict[str, str]:
+        """The tags of member `name`, this node's by default (see `Node.tags`)."""
+        return self._call(self._node.tags, name)
+
+    def update_tags(self, tags: Mapping[str, str]) -> None:
+        """Replace our metadata with `tags` (see `Node.update_tags`)."""
+        self._call(self._node.update_tags, dict(tags))
+
+    def wait_for(
+        self, predicate: Callable[[MemberView], object], timeout_s: float | None = None
+    ) -> MemberView:
+        """Block until `predicate(view)` is true of the membership; returns that view.
+
+        Re-evaluated on every membership event (see `Node.wait_for`), on the node's
+        thread: it must be quick and must not call this object's blocking methods.
+        Raises `TimeoutError` after `timeout_s`, `RuntimeError` if the node stops.
+        """
+
+        async def wait() -> MemberView:
+            return await self._node.wait_for(predicate, timeout_s)
+
+        return self._run_async(wait)
+
+    def wait_for_alive(self, n: int, timeout_s: float | None = None) -> MemberView:
+        """Block until at least `n` members are ALIVE (see `wait_for`)."""
+
+        async def wait() -> MemberView:
+            return await self._node.wait_for_alive(n, timeout_s)
+
+        return self._run_async(wait)
+
+    def wait_for_member(
+        self,
+        name: str,
+        status: StatusFilter = MemberStatus.ALIVE,
+        *,
+        timeout_s: float | None = None,
+    ) -> MemberView:
+        """Block until member `name` has `status` (see `wait_for`)."""
+
+        async def wait() -> MemberView:
+            return await self._node.wait_for_member(name, status, timeout_s=timeout_s)
+
+        return self._run_async(wait)
+
+    def submit(self, fn: Callable[[Node], Awaitable[T]]) -> concurrent.futures.Future[T]:
+        """Run ``await fn(node)`` in the node's trio loop, as a task of its own, where
+        `node` is the trio `Node` this object hosts; returns at once.
+
+        The future gets the result, or the exception `fn` raised; `RuntimeError` if
+        the node stops first. Cancelling the future cancels the task. `fn` runs on the
+        node's thread: it may use every `Node` method, must not block, and must not
+        call this object's blocking methods. Raises `RuntimeError` if the node is not
+        running.
+        """
+        token = self._require_token()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._submitted_lock:
+            self._submitted.add(future)
+        future.add_done_callback(self._forget_submitted)
+
+        def spawn() -> None:
+            nursery = self._nursery
+            if nursery is None or not self._running:
+                _settle(future, error=RuntimeError(f"node {self.name!r} is not running"))
+                return
+            nursery.start_soon(self._run_submitted, fn, future, token)
+
+        try:
+            token.run_sync_soon(spawn)
+        except trio.RunFinishedError:
+            _settle(future, error=RuntimeError(f"node {self.name!r} is not running"))
+        return future
 
     def member(self, name: str) -> MemberState | None:
         """One member's state, or None if unknown."""
@@ -266,17 +379,31 @@ class ThreadedNode:
 
         return self._run_async(list_keys)
 
-    def add_callback(self, callback: EventCallback) -> Callable[[], None]:
-        """Call `callback(event)` for every event, on the dispatcher thread.
+    @overload
+    def add_callback(
+        self, callback: EventCallback, *, stamped: Literal[False] = False
+    ) -> Callable[[], None]: ...
+    @overload
+    def add_callback(
+        self, callback: StampedCallback, *, stamped: Literal[True]
+    ) -> Callable[[], None]: ...
+
+    def add_callback(
+        self, callback: EventCallback | StampedCallback, *, stamped: bool = False
+    ) -> Callable[[], None]:
+        """Call `callback(event)` for every event, on the dispatcher thread: the core's
+        event, or with ``stamped=True`` its published shape (`MemberEvent` for a
+        membership change, else `Stamped`), which carries the wall-clock time.
 
         Exceptions it raises are logged and ignored. Returns a function that removes it.
         """
+        entry: tuple[Callable[[object], object], bool] = (callback, stamped)  # type: ignore[assignment]
         with self._callbacks_lock:
-            self._callbacks.append(callback)
+            self._callbacks.append(entry)
 
         def remove() -> None:
             with self._callbacks_lock, contextlib.suppress(ValueError):
-                self._callbacks.remove(callback)
+                self._callbacks.remove(entry)
 
         return remove
 
@@ -288,8 +415,9 @@ class ThreadedNode:
                 self._crash_scope = crash_scope
                 self._stop_event = trio.Event()
                 async with self._node as node:
-                    subscription = node.events(max_buffer=self._handoff.maxsize)
+                    subscription = node.subscribe(_published, max_buffer=self._handoff.maxsize)
                     async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
                         nursery.start_soon(self._forward, subscription)
                         self._token = trio.lowlevel.current_trio_token()
                         self._running = True
@@ -304,8 +432,13 @@ class ThreadedNode:
                 _log.exception("node %s crashed", self.name)
         finally:
             self._running = False
+            self._nursery = None
             self._started.set()
             self._put_handoff(_STOP, force=True)
+            with self._submitted_lock:
+                unsettled = list(self._submitted)
+            for future in unsettled:
+                _settle(future, error=RuntimeError(f"node {self.name!r} stopped"))
 
     def _request_stop(self) -> None:
         if self._stop_event is not None:
@@ -315,17 +448,50 @@ class ThreadedNode:
         if self._crash_scope is not None:
             self._crash_scope.cancel()
 
-    async def _forward(self, subscription: EventSubscription) -> None:
+    async def _forward(self, subscription: Subscription[_Published]) -> None:
         node = self._node
         sub = subscription
         while True:
             try:
-                async for event in sub:
-                    self._put_handoff(event)
+                async for published in sub:
+                    self._put_handoff(published)
                 return
             except EventOverflow as exc:  # cannot happen while put_nowait keeps up
                 self._count_dropped(exc.dropped)
-                sub = node.events(max_buffer=self._handoff.maxsize)
+                sub = node.subscribe(_published, max_buffer=self._handoff.maxsize)
+
+    async def _run_submitted(
+        self,
+        fn: Callable[[Node], Awaitable[T]],
+        future: concurrent.futures.Future[T],
+        token: trio.lowlevel.TrioToken,
+    ) -> None:
+        if future.cancelled():
+            return
+        with trio.CancelScope() as scope:
+
+            def on_done(done: concurrent.futures.Future[T]) -> None:
+                if done.cancelled():  # by the submitter, from any thread
+                    with contextlib.suppress(trio.RunFinishedError):
+                        token.run_sync_soon(scope.cancel)
+
+            future.add_done_callback(on_done)
+            try:
+                result = await fn(self._node)
+            except trio.Cancelled:
+                _settle(future, error=RuntimeError(f"node {self.name!r} stopped"))
+                raise
+            except BaseException as exc:
+                _settle(future, error=exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                with contextlib.suppress(concurrent.futures.InvalidStateError):
+                    future.set_result(result)
+
+    def _forget_submitted(self, future: concurrent.futures.Future[T]) -> None:
+        with self._submitted_lock:
+            self._submitted.discard(future)
 
     def _put_handoff(self, item: object, *, force: bool = False) -> None:
         try:
@@ -347,16 +513,18 @@ class ThreadedNode:
             item = self._handoff.get()
             if item is _STOP:
                 return
-            event: Event = item  # type: ignore[assignment]
-            try:
-                self.events.put_nowait(event)
-            except queue.Full:
-                self._count_dropped(1)
+            published: _Published = item  # type: ignore[assignment]
+            event, stamped = published
+            if self._queue_events:
+                try:
+                    self.events.put_nowait(event)
+                except queue.Full:
+                    self._count_dropped(1)
             with self._callbacks_lock:
                 callbacks = list(self._callbacks)
-            for callback in callbacks:
+            for callback, wants_stamped in callbacks:
                 try:
-                    callback(event)
+                    callback(stamped if wants_stamped else event)
                 except Exception:
                     _log.exception("event callback %r failed", callback)
 
@@ -397,6 +565,16 @@ class ThreadedNode:
         for thread in (self._thread, self._dispatcher):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout_s)
+
+
+def _published(event: Event, stamped: MemberEvent | Stamped) -> _Published:
+    return event, stamped
+
+
+def _settle(future: concurrent.futures.Future[Any], *, error: BaseException) -> None:
+    """Fail `future` unless it already has an outcome (or was cancelled)."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        future.set_exception(error)
 
 
 class BlockingQuery:
