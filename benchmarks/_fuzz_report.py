@@ -51,6 +51,11 @@ class VariantReport:
     accounting: list[str] = attrs.Factory(list)
     #: The target's counters over the flood (deltas), by layer and reason.
     counters: dict[str, int] = attrs.Factory(dict)
+    #: The longest the nodes' event loop was held up while fuzzed (a ticker's lateness).
+    max_loop_stall_s: float = 0.0
+    #: The load average (1 minute) when the flood ended, and the CPUs of the machine.
+    load_average: float = 0.0
+    cpus: int = 0
     #: Replies the target sent back to the fuzzer's UDP socket.
     replies: int = 0
     rss_before_kb: int = 0
@@ -175,7 +180,10 @@ def print_reports(reports: Sequence[VariantReport]) -> None:
         print("  target counters over the flood:")
         for key, value in sorted(r.counters.items()):
             print(f"    {key:<36} {value:>10,}")
-        print(f"  replies to the fuzzer: {r.replies:,}")
+        print(
+            f"  replies to the fuzzer: {r.replies:,}; longest event-loop stall "
+            f"{r.max_loop_stall_s * 1e3:.0f} ms; load average {r.load_average:.1f} on {r.cpus} CPUs"
+        )
         suspected = "-" if r.suspected_after_s is None else f"{r.suspected_after_s:.1f} s"
         failed = "-" if r.failed_after_s is None else f"{r.failed_after_s:.1f} s"
         print(

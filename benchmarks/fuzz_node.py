@@ -355,6 +355,17 @@ async def _one_stream(run: _Run, item: Stream, bound_s: float) -> str:
     return HUNG if hung else outcome
 
 
+async def _watch_loop(report: VariantReport) -> None:
+    """Record the longest the event loop (every node's, the target's included) went
+    without running a 10 ms ticker: how long any one input kept the nodes from work."""
+    last = time.monotonic()
+    while True:
+        await trio.sleep(0.01)
+        now = time.monotonic()
+        report.max_loop_stall_s = max(report.max_loop_stall_s, now - last - 0.01)
+        last = now
+
+
 async def _fuzz(run: _Run, datagrams: int, streams: int) -> None:
     silent = min(run.settings.silent_streams, streams)
     every = streams // silent if silent else 0
@@ -448,9 +459,13 @@ async def fuzz_variant(settings: Settings, variant: Variant, count: int) -> Vari
             report.rss_before_kb, _ = _rss_kb()
             cpu = time.process_time()
             fuzz_started = trio.current_time()
-            await _fuzz(run, report.datagrams, report.streams)
+            async with trio.open_nursery() as watch:
+                watch.start_soon(_watch_loop, report)
+                await _fuzz(run, report.datagrams, report.streams)
+                watch.cancel_scope.cancel()
             report.fuzz_s = trio.current_time() - fuzz_started
             report.cpu_s = time.process_time() - cpu
+            report.load_average, report.cpus = os.getloadavg()[0], os.cpu_count() or 0
             # Let a few probe and gossip rounds show any delayed effect.
             await trio.sleep(2 * config.probe_interval_s)
             run.check([], everyone=True)
