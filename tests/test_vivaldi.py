@@ -3,12 +3,17 @@ bad coordinates from peers are refused."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 from simulations import LinkClass, NetworkModel, Scenario, Simulation
+from swim import Config, Node
 from swim.core.codec import MalformedMessage, decode_untrusted, encode
 from swim.core.messages import Ack
 from swim.core.vivaldi import (
@@ -18,6 +23,7 @@ from swim.core.vivaldi import (
     estimate_rtt_s,
     median_relative_error,
 )
+from transport.memory import MemoryNetwork
 
 
 def test_three_points_on_a_line_are_learned() -> None:
@@ -78,3 +84,27 @@ def test_coordinates_predict_rtts_in_a_simulated_wan() -> None:
             pairs.append((estimate_rtt_s(a.coordinate, b.coordinate), true))
     cross = [(e, t) for e, t in pairs if t > 0.05]
     assert median_relative_error(cross) < 0.2
+
+
+async def test_a_running_node_estimates_rtts_from_coordinates(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Nodes on a 5 ms one-way network learn each other's coordinates from probe acks
+    and estimate a 10 ms RTT between two peers they both probed (Serf's `serf rtt`)."""
+    network = MemoryNetwork(latency_s=0.005, rng=random.Random(1))
+    addrs = [(f"10.0.1.{i}", 7946) for i in range(1, 5)]
+
+    def opener(addr: tuple[str, int]) -> Any:
+        return lambda handler: network.open(addr, handler)
+
+    async with contextlib.AsyncExitStack() as stack:
+        nodes = []
+        for i, addr in enumerate(addrs):
+            node = Node(Config.lan(), name=f"n{i}", bind=addr, seed=i,
+                        seeds=addrs[:1] if i else (), transport_factory=opener(addr))
+            nodes.append(await stack.enter_async_context(node))
+        await trio.sleep(120.0)
+        estimate = nodes[0].estimate_rtt("n1", "n2")
+        assert estimate is not None and 0.007 < estimate < 0.013, estimate
+        assert nodes[0].estimate_rtt("n1") is not None  # from us
+        assert nodes[0].estimate_rtt("nobody") is None
