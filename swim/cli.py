@@ -22,6 +22,8 @@ COMMANDS: Mapping[str, str] = {
     "event": "swim.agent.cli",
     "query": "swim.agent.cli",
     "keys": "swim.agent.cli",
+    "join": "swim.agent.cli",
+    "force-leave": "swim.agent.cli",
     "leave": "swim.agent.cli",
     "tags": "swim.agent.cli",
     "info": "swim.agent.cli",

@@ -150,6 +150,9 @@ class FakeNode:
     def local_health(self) -> int:
         return 0
 
+    def force_leave(self, name: str) -> bool:
+        return False
+
     # Queries and key commands are exercised with real agents (tests/test_cli_queries.py).
 
     def query(self, name: str, payload: bytes = b"", **filters: Any) -> QueryStream:

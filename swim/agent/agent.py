@@ -3,48 +3,55 @@
 The agent runs a `swim.Node`, prints every membership change (a human line, or one JSON
 record per line with ``--log-json``; see `swim.agent.output`), keeps its tags in the
 member metadata (`swim.agent.tags`) and serves `swim.agent.rpc` on loopback. SIGINT or
-SIGTERM makes it leave gracefully and exit 0; a second signal exits at once.
+SIGTERM makes it leave gracefully and exit 0; a second signal exits at once. It is
+started by `swim.agent.startup` from options that `swim.agent.settings` makes of the
+flags and the config file.
 
-Event records go to stdout; the agent's own log lines (start, joins, leaving, errors) go
-to stderr, as JSON too with ``--log-json``.
+Event records go to stdout; the agent's own log lines (start, joins, leaving, handler
+runs, errors) go to stderr, as JSON too with ``--log-json``.
 
-Queries: the agent answers a query only if it was started with ``--query-response
-NAME=TEXT`` for that name (a static answer); acks are automatic whenever the asker wants
-them. Every query it matches is printed and streamed to monitors as a ``query`` record.
-The RPC ``query`` command asks the cluster and streams the results; ``keys`` runs a
-cluster-wide key command (`swim.runtime.keyops`) and answers its per-member report.
+Queries: the agent answers a query it was started with ``--query-response NAME=TEXT``
+for (a static answer), else with the output of a query handler script, if any
+(`swim.agent.handlers`); acks are automatic whenever the asker wants them. Every query
+it matches is printed and streamed to monitors as a ``query`` record. The RPC ``query``
+command asks the cluster and streams the results; ``keys`` runs a cluster-wide key
+command (`swim.runtime.keyops`) and answers its per-member report; ``join`` joins the
+running member through more seeds, and ``force-leave`` marks a failed member as left
+cluster-wide.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import math
 import pathlib
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import attrs
 import trio
 
-from swim.agent import output, rpc, rpc_token
+from swim.agent import addresses, output, records, rpc, rpc_token
+from swim.agent.handlers import DEFAULT_TIMEOUT_S, HandlerSpec
 from swim.agent.output import Record
 from swim.agent.tags import TagError, UserEvent, check_key, encode_tags, encode_user_event
 from swim.core.config import Config
 from swim.core.core import ProtocolError
 from swim.core.events import Event, JoinCompleted, NameConflict, QueryReceived
-from swim.core.messages import Address, MemberState
-from swim.runtime import EventOverflow, Node
+from swim.core.messages import Address, MemberState, MemberStatus
+from swim.runtime import EventOverflow
 
 if TYPE_CHECKING:
+    from swim.agent.handlers import HandlerRunner
     from swim.runtime import KeyReport, QueryStream
-    from swim.security import SecurityConfig
 
 #: Upper bound on how long a graceful leave waits for its news to be gossiped.
 LEAVE_TIMEOUT_S = 10.0
+#: Most seeds one ``join`` request may name.
+MAX_JOIN_SEEDS = 64
+#: How much longer than the stream timeout a ``join`` waits for its exchanges.
+JOIN_MARGIN_S = 5.0
 
 
 @attrs.frozen(kw_only=True)
@@ -77,6 +84,10 @@ class AgentOptions:
     send_plaintext: bool = False
     #: ``--query-response NAME=TEXT``: the answer this agent gives to queries NAME.
     query_responses: Mapping[str, str] = attrs.field(factory=dict)
+    #: ``--event-handler [EVENTS=]SCRIPT``: scripts run for events (`swim.agent.handlers`).
+    event_handlers: tuple[HandlerSpec, ...] = ()
+    #: ``--event-handler-timeout S``: a handler still running after this long is killed.
+    event_handler_timeout_s: float = DEFAULT_TIMEOUT_S
 
     @property
     def encrypted(self) -> bool:
@@ -106,6 +117,8 @@ class AgentNode(Protocol):
 
     def local_health(self) -> int: ...
 
+    def force_leave(self, name: str) -> bool: ...
+
     def query(
         self,
         name: str,
@@ -133,30 +146,39 @@ class StartupError(Exception):
     """The agent cannot start (address in use, tags too big, ...); the message says why."""
 
 
-def _os_error_in(exc: BaseException) -> OSError | None:
-    """The first OSError in `exc` or in the exception groups around it."""
-    if isinstance(exc, OSError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _os_error_in(inner)
-            if found is not None:
-                return found
-    return None
+#: A function that starts joining the running node through seeds.
+Joiner = Callable[[Sequence[Address]], object]
 
 
-def _describe(exc: OSError) -> str:
-    return (exc.strerror or str(exc)).lower()
+@attrs.define(eq=False)
+class _JoinWait:
+    """A ``join`` request waiting for the exchange with each of its seeds to end."""
+
+    seeds: set[Address]
+    results: dict[Address, JoinCompleted] = attrs.field(factory=dict)
+    done: trio.Event = attrs.field(factory=trio.Event)
 
 
 class Agent:
-    """The running agent: pumps node events to the console and monitors, answers RPC."""
+    """The running agent: pumps node events to the console, monitors and handlers, and
+    answers RPC.
+
+    `joiner` starts a join of the running node (None: the ``join`` command is refused)."""
 
     def __init__(
-        self, options: AgentOptions, node: AgentNode, *, out: TextIO, err: TextIO
+        self,
+        options: AgentOptions,
+        node: AgentNode,
+        *,
+        out: TextIO,
+        err: TextIO,
+        joiner: Joiner | None = None,
     ) -> None:
         self.options = options
         self._node = node
+        self._joiner = joiner
+        self._join_waits: list[_JoinWait] = []
+        self._config = Config.profile(options.profile)
         self._out = out
         self._err = err
         self._tags = dict(options.tags)
@@ -171,6 +193,19 @@ class Agent:
         self._events = node.events()
         self._quiet = False
         self._token_file: pathlib.Path | None = None
+        self._handlers: HandlerRunner | None = None
+        if options.event_handlers:
+            from swim.agent.handlers import HandlerRunner, self_env
+
+            rpc_text = output.format_addr(options.rpc)
+            self._handlers = HandlerRunner(
+                options.event_handlers,
+                timeout_s=options.event_handler_timeout_s,
+                response_limit=self._config.query_response_size_limit,
+                log=self.log,
+                respond=node.respond,
+                self_env=lambda: self_env(node.name, self._tags, rpc_text),
+            )
 
     # ------------------------------------------------------------------ console
 
@@ -216,6 +251,8 @@ class Agent:
                     await nursery.start(
                         serve_metrics, metrics_registry(self._node), metrics_listeners
                     )
+                if self._handlers is not None:
+                    await nursery.start(self._handlers.run)
                 nursery.start_soon(self._pump_events)
                 nursery.start_soon(self._watch_signals, signals, nursery)
                 self.log(
@@ -223,13 +260,19 @@ class Agent:
                     f"rpc on {output.format_addr(self.options.rpc)}"
                     + (f" (token in {self._token_file}), " if self._token_file else ", ")
                     + f"profile {self.options.profile}, "
-                    + _security_line(self.options)
+                    + records.security_line(self.options)
                     + (
                         f", metrics on http://{output.format_addr(self.options.metrics)}/metrics"
                         if self.options.metrics and metrics_listeners
                         else ""
                     )
                     + (f", tags {output.format_tags(self._tags)}" if self._tags else "")
+                    + (
+                        f", {len(self.options.event_handlers)} event handler"
+                        + ("s" if len(self.options.event_handlers) > 1 else "")
+                        if self.options.event_handlers
+                        else ""
+                    )
                 )
                 await self._exit.wait()
                 nursery.cancel_scope.cancel()
@@ -308,6 +351,7 @@ class Agent:
     def _on_event(self, event: Any) -> None:
         if isinstance(event, JoinCompleted):
             self.log(output.join_line(event))
+            self._join_completed(event)
             if event.refused:
                 # Another running member holds our name: joining again cannot help.
                 self.log(f"error: cannot join: {event.refused}; pick another --name")
@@ -320,22 +364,34 @@ class Agent:
                 f"this member's name {event.name!r}; it is refused, but check your agents"
             )
             return
+        answered = False
         if isinstance(event, QueryReceived):
-            self._answer_query(event)
+            answered = self._answer_query(event)
+        if self._handlers is not None:
+            self._handlers.dispatch(event, answered=answered)
         record = output.event_record(event, incarnation_of=self._incarnation_of)
         if record is None:
             return
         self._print(record)
         self._fan_out(record)
 
-    def _answer_query(self, event: QueryReceived) -> None:
+    def _answer_query(self, event: QueryReceived) -> bool:
+        """Answer with the ``--query-response`` for its name; whether there is one."""
         text = self.options.query_responses.get(event.name)
         if text is None:
-            return
+            return False
         try:
             self._node.respond(event.origin, event.id, text.encode("utf-8"))
         except ProtocolError as exc:
             self.log(f"cannot answer query {event.name!r} from {event.origin}: {exc}")
+        return True
+
+    def _join_completed(self, event: JoinCompleted) -> None:
+        for wait in list(self._join_waits):
+            if event.seed in wait.seeds and event.seed not in wait.results:
+                wait.results[event.seed] = event
+                if len(wait.results) == len(wait.seeds):
+                    wait.done.set()
 
     def _incarnation_of(self, name: str) -> int | None:
         if name == self._node.name:
@@ -384,7 +440,9 @@ class Agent:
 
     async def handle(self, cmd: str, request: Mapping[str, Any]) -> Record:
         if cmd == "members":
-            return {"members": [output.member_record(m) for m in self._node.members()]}
+            keep = _member_filter(request)
+            members = [output.member_record(m) for m in self._node.members()]
+            return {"members": [m for m in members if keep(m)]}
         if cmd == "info":
             return self._info()
         if cmd == "event":
@@ -396,14 +454,103 @@ class Agent:
             return {"left": True}
         if cmd == "keys":
             return await self._keys(request)
+        if cmd == "join":
+            return await self._join(request)
+        if cmd == "force-leave":
+            return self._force_leave(request)
         raise rpc.RequestError(
-            f"unknown command {cmd!r} "
-            "(try: event, info, keys, leave, members, monitor, query, tags)"
+            f"unknown command {cmd!r} (try: event, force-leave, info, join, keys, leave, "
+            "members, monitor, query, tags)"
         )
+
+    async def _join(self, request: Mapping[str, Any]) -> Record:
+        """Join through more seeds; answered once each exchange ended (or timed out)."""
+        texts = request.get("addrs")
+        if (
+            not isinstance(texts, list) or not texts or len(texts) > MAX_JOIN_SEEDS
+            or not all(isinstance(t, str) for t in texts)
+        ):
+            raise rpc.RequestError(
+                f'"join" needs "addrs": a list of 1 to {MAX_JOIN_SEEDS} HOST:PORT strings'
+            )
+        if self._leaving:
+            raise rpc.RequestError("the agent is leaving; it joins no more")
+        if self._joiner is None:
+            raise rpc.RequestError("this agent cannot join through more seeds")
+        results: list[Record] = []
+        seeds: dict[Address, list[Record]] = {}
+        for text in dict.fromkeys(texts):
+            result: Record = {"addr": text, "ok": False}
+            results.append(result)
+            try:
+                host, port = addresses.parse_host_port(text)
+                addr = (host, port) if addresses.is_ip(host) else (
+                    await trio.to_thread.run_sync(addresses.resolve, host, port)
+                )
+            except addresses.AddressError as exc:
+                result["error"] = str(exc)
+                continue
+            result["resolved"] = output.format_addr(addr)
+            if addr == self._node.addr:
+                result["error"] = "that is this agent's own address"
+                continue
+            seeds.setdefault(addr, []).append(result)
+        if seeds:
+            await self._join_through(seeds)
+        joined = sum(1 for r in results if r["ok"])
+        self.log(f"join: {joined} of {len(results)} seed{'s' if len(results) > 1 else ''} "
+                 "answered")
+        return {"joined": joined, "results": results}
+
+    async def _join_through(self, seeds: Mapping[Address, list[Record]]) -> None:
+        """Start one join round through `seeds` and fill in each one's result."""
+        assert self._joiner is not None
+        wait = _JoinWait(set(seeds))
+        self._join_waits.append(wait)
+        bound_s = self._config.tcp_timeout_s + JOIN_MARGIN_S
+        try:
+            self._joiner(list(seeds))
+            with trio.move_on_after(bound_s):
+                await wait.done.wait()
+        finally:
+            self._join_waits.remove(wait)
+        for addr, entries in seeds.items():
+            done = wait.results.get(addr)
+            for result in entries:
+                if done is None:
+                    result["error"] = f"no answer within {bound_s:g} s"
+                elif done.ok:
+                    result.update(ok=True, members=done.members)
+                else:
+                    result["error"] = done.refused or "no answer"
+
+    def _force_leave(self, request: Mapping[str, Any]) -> Record:
+        name = request.get("node")
+        if not isinstance(name, str) or not name:
+            raise rpc.RequestError('"force-leave" needs "node": a member name')
+        if name == self._node.name:
+            raise rpc.RequestError(f"{name!r} is this agent; use leave")
+        try:
+            forced = self._node.force_leave(name)
+        except ProtocolError as exc:
+            raise rpc.RequestError(f"cannot force {name!r} to leave: {exc}") from None
+        if not forced:
+            state = next((m for m in self._node.members() if m.name == name), None)
+            if state is None:
+                raise rpc.RequestError(f"no member named {name!r} is known to this agent")
+            status = output.STATUS_NAMES[state.status]
+            if state.status is MemberStatus.LEFT:
+                raise rpc.RequestError(f"{name!r} has already left")
+            raise rpc.RequestError(
+                f"{name!r} is {status}, not failed: only a failed member can be forced "
+                "to leave (a live one leaves by itself, with swim leave)"
+            )
+        self.log(f"force-leave: {name} is now left, across the cluster")
+        return {"member": name, "forced": True}
 
     def query(self, request: Mapping[str, Any]) -> tuple[Record, rpc.RecordStream]:
         """Start the query a ``query`` request describes: the header of the answer and
-        the records to stream (`QueryRecords`)."""
+        the records to stream (`records.QueryRecords`)."""
         name = request.get("name")
         payload = request.get("payload", "")
         nodes = request.get("nodes", [])
@@ -442,7 +589,7 @@ class Agent:
             "name": name,
             "timeout_s": round(stream.deadline - trio.current_time(), 3),
         }
-        return header, QueryRecords(stream)
+        return header, records.QueryRecords(stream)
 
     async def _keys(self, request: Mapping[str, Any]) -> Record:
         from swim.security import KeyringError
@@ -474,7 +621,7 @@ class Agent:
             raise rpc.RequestError(f"cannot run keys {op}: {exc}") from None
         elapsed = trio.current_time() - began
         self.log(f"keys {op}: {report.summary} in {elapsed:.2f} s")
-        return {**key_report_record(report), "elapsed_s": round(elapsed, 3)}
+        return {**records.key_report_record(report), "elapsed_s": round(elapsed, 3)}
 
     def _info(self) -> Record:
         stats = self._node.stats()
@@ -492,8 +639,9 @@ class Agent:
             "health": self._node.local_health(),
             "members": counts,
             "leaving": self._leaving,
-            "security": _security_record(self.options, stats),
-            "stats": _stats_record(stats),
+            "security": records.security_record(self.options, stats),
+            "handlers": records.handlers_record(self.options, self._handlers),
+            "stats": records.stats_record(stats),
         }
 
     def _event(self, request: Mapping[str, Any]) -> Record:
@@ -538,229 +686,18 @@ class Agent:
         return {"tags": dict(tags)}
 
 
-class QueryRecords:
-    """A query's results as the RPC ``query`` command streams them: one record per ack
-    or answer (``{"type": "ack"|"response", "member", "ts"}``, answers with their
-    ``payload``), then ``{"type": "done", ...}`` with the summary."""
-
-    def __init__(self, stream: QueryStream) -> None:
-        self._stream = stream
-        self._done = False
-
-    def __aiter__(self) -> QueryRecords:
-        return self
-
-    async def __anext__(self) -> Record:
-        if self._done:
-            raise StopAsyncIteration
-        try:
-            result = await self._stream.__anext__()
-        except StopAsyncIteration:
-            self._done = True
-            summary = await self._stream.wait_finished()
-            return {
-                "type": "done", "id": summary.id, "name": summary.name,
-                "acks": summary.acks, "responses": summary.responses,
-                "dropped": summary.dropped, "complete": summary.complete,
-            }
-        record: Record = {
-            "type": result.kind.value,
-            "member": result.member,
-            # The node's clock, as wall-clock time.
-            "ts": time.time() - (trio.current_time() - result.at),
-        }
-        if result.kind.value == "response":
-            record.update(output.payload_fields(result.payload))
-        return record
-
-    def close(self) -> None:
-        self._stream.close()
-
-
-def key_report_record(report: KeyReport) -> Record:
-    """A `KeyReport` as the RPC ``keys`` command answers it."""
-    record: Record = {
-        "op": report.command.value,
-        "members": list(report.members),
-        "succeeded": list(report.succeeded),
-        "failed": dict(report.failed),
-        "no_answer": list(report.no_answer),
-        "success": report.ok,
-        "summary": report.summary,
-    }
-    if report.command.value == "list":
-        record["keys"] = report.keys
-        record["primary_keys"] = report.primary_keys
-        record["member_keys"] = {m: list(keys) for m, keys in report.member_keys.items()}
-    return record
-
-
-def _stats_record(stats: Any, prefix: str = "") -> Record:
-    """The numeric fields of the node's statistics (nested ones as ``outer.inner``)."""
-    if attrs.has(type(stats)):
-        fields = attrs.asdict(stats, recurse=False)
-    elif isinstance(stats, Mapping):
-        fields = dict(stats)
-    else:
-        return {}
-    record: Record = {}
-    for key, value in fields.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
-            record[name] = value
-        elif attrs.has(type(value)) or isinstance(value, Mapping):
-            record.update(_stats_record(value, f"{name}."))
-    return record
-
-
-def _security_line(options: AgentOptions) -> str:
-    """How the agent seals its traffic, for its start-up line."""
-    if not options.encrypted:
-        mode = "no encryption"
-    elif options.send_plaintext:
-        mode = "keys loaded, sending plaintext"
-    else:
-        mode = "encrypted"
-    if options.encrypted and options.accept_plaintext:
-        mode += ", accepting plaintext"
-    return mode + (f", label {options.label!r}" if options.label else "")
-
-
-def _security_record(options: AgentOptions, stats: object) -> Record:
-    """What `swim info` shows of the security layer: the mode and the rejections."""
-    from swim.security import Reason
-
-    seal_stats = getattr(stats, "security", None)
-    record: Record = {
-        "encrypted": options.encrypted,
-        "label": options.label,
-        "accept_plaintext": options.encrypted and options.accept_plaintext,
-        "send_plaintext": options.encrypted and options.send_plaintext,
-    }
-    if seal_stats is not None:
-        record["rejected"] = {reason.value: seal_stats.count(reason) for reason in Reason}
-        record["rejected_total"] = seal_stats.rejected
-    return record
-
-
-def security_config(options: AgentOptions) -> SecurityConfig:
-    """The node's security settings from the agent's options; `StartupError` (one line)
-    for a bad key, an unsafe or malformed keyring file, or switches without a key.
-
-    cryptography is imported only if a key is given."""
-    from swim.security import Keyring, SecurityConfig, SecurityError, decode_key, load_keyring
-
-    if (options.accept_plaintext or options.send_plaintext) and not options.encrypted:
-        raise StartupError(
-            "--accept-plaintext and --send-plaintext need a key (--encrypt or --keyring-file)"
-        )
-    try:
-        keyring = None
-        if options.keyring_file is not None:
-            keyring = load_keyring(options.keyring_file)
-        elif options.encrypt_key is not None:
-            keyring = Keyring(decode_key(options.encrypt_key))
-        return SecurityConfig(
-            keyring=keyring,
-            label=options.label,
-            accept_plaintext=options.accept_plaintext,
-            send_plaintext=options.send_plaintext,
-        )
-    except SecurityError as exc:
-        what = "--encrypt" if options.keyring_file is None else "--keyring-file"
-        raise StartupError(f"{what}: {exc}") from None
-
-
-async def _start(options: AgentOptions, out: TextIO, err: TextIO) -> int:
-    config = Config.profile(options.profile)
-    security = security_config(options)
-    if options.advertise is None and ipaddress.ip_address(options.bind[0]).is_unspecified:
-        raise StartupError(
-            f"--bind {output.format_addr(options.bind)} listens on every interface; add "
-            "--advertise HOST:PORT with the address other members should reach"
-        )
-    try:
-        meta = encode_tags(options.tags)
-        node = Node(
-            config,
-            name=options.name,
-            bind=options.bind,
-            advertise=options.advertise,
-            seeds=list(options.join),
-            meta=meta,
-            leave_timeout_s=LEAVE_TIMEOUT_S,
-            security=security,
-            keyring_file=options.keyring_file,
-        )
-    except (TagError, ValueError, ProtocolError) as exc:
-        raise StartupError(str(exc)) from None
-    listeners = await _listen(options.rpc, "listen for RPC on")
-    metrics_listeners: list[trio.SocketListener] = []
-    try:
-        if options.metrics is not None:
-            try:
-                import prometheus_client  # noqa: F401
-            except ImportError:
-                raise StartupError(
-                    "--metrics needs prometheus-client (pip install 'swim-lifeguard[metrics]')"
-                ) from None
-            metrics_listeners = await _listen(options.metrics, "serve metrics on")
-        return await _run_node(options, node, listeners, metrics_listeners, out=out, err=err)
-    finally:
-        for listener in [*listeners, *metrics_listeners]:
-            await listener.aclose()
-
-
-async def _listen(addr: Address, what: str) -> list[trio.SocketListener]:
-    try:
-        # The host as bytes: given text, the stdlib loads the idna codec (and unicodedata)
-        # just to encode a numeric address.
-        return await trio.open_tcp_listeners(addr[1], host=addr[0].encode("ascii"))
-    except OSError as exc:
-        raise StartupError(f"cannot {what} {output.format_addr(addr)}: {_describe(exc)}") from None
-
-
-async def _run_node(
-    options: AgentOptions,
-    node: Node,
-    listeners: list[trio.SocketListener],
-    metrics_listeners: list[trio.SocketListener],
-    *,
-    out: TextIO,
-    err: TextIO,
-) -> int:
-    started = False
-    try:
-        async with node:
-            started = True
-            agent = Agent(options, node, out=out, err=err)
-            return await agent.run(listeners, metrics_listeners)
-    except ProtocolError as exc:
-        if started:
-            raise
-        raise StartupError(str(exc)) from None
-    except (OSError, BaseExceptionGroup) as exc:
-        found = None if started else _os_error_in(exc)
-        if found is None:
-            raise
-        raise StartupError(
-            f"cannot bind {output.format_addr(options.bind)}: {_describe(found)}"
-        ) from None
-
-
-def run_agent(
-    options: AgentOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr
-) -> int:
-    """Run the agent until it leaves; the process exit code."""
-    try:
-        return trio.run(_start, options, out, err)
-    except StartupError as exc:
-        print(f"swim agent: {exc}", file=err, flush=True)
-        return 1
-
-
-def parse_tags(assignments: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """Tags from parsed ``--tag KEY=VALUE`` arguments (a later value wins)."""
-    return dict(assignments)
+def _member_filter(request: Mapping[str, Any]) -> Callable[[Record], bool]:
+    """The ``members`` request's filters as a predicate on member records."""
+    status = request.get("status", [])
+    name = request.get("name")
+    tags = request.get("tags", {})
+    known = set(output.STATUS_NAMES.values())
+    if not isinstance(status, list) or not all(s in known for s in status):
+        raise rpc.RequestError(f'"status" must be a list of {", ".join(sorted(known))}')
+    if name is not None and not isinstance(name, str):
+        raise rpc.RequestError('"name" must be a shell-style pattern')
+    if not isinstance(tags, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+    ):
+        raise rpc.RequestError('"tags" must be an object of shell-style patterns')
+    return output.member_filter(status=status, name=name, tags=tags)

@@ -1,114 +1,37 @@
-"""The agent's subcommands of `swim`: agent, members, monitor, event, query, keys, leave,
-tags, info, demo.
+"""The agent's subcommands of `swim`: agent, members, monitor, event, query, keys, join,
+force-leave, leave, tags, info, demo.
 
-`swim agent` runs a member; the others are clients of a running agent's RPC address
-(``--rpc``, default 127.0.0.1:7373). Exit codes: 0 success, 1 failure (agent
-unreachable, request refused, address in use), 2 wrong usage (argparse), 130 Ctrl-C.
+`swim agent` runs a member (its flags and config file: `swim.agent.settings`); the
+others are clients of a running agent's RPC address (`swim.agent.client`). Exit codes: 0
+success, 1 failure (agent unreachable, request refused, address in use, a name that does
+not resolve, a bad config file), 2 wrong usage (argparse), 130 Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import ipaddress
-import json
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from swim.agent import output, rpc
-from swim.agent.entry import run_trio
-from swim.agent.tags import TagError, parse_tag_assignment
-from swim.core.messages import Address
-
-PROFILES = ("lan", "wan", "local")
-
-
-def parse_address(text: str) -> Address:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6; ``localhost`` means 127.0.0.1)."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not host:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if host == "localhost":
-        host = "127.0.0.1"
-    try:
-        host = str(ipaddress.ip_address(host))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected HOST:PORT with an IP address as HOST, got {text!r}"
-        ) from None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise argparse.ArgumentTypeError(f"port must be 1..65535 in {text!r}")
-    return host, int(port_text)
-
-
-def parse_rpc_address(text: str) -> Address:
-    """An RPC address: loopback only, since the protocol's token travels in plain text."""
-    addr = parse_address(text)
-    if not ipaddress.ip_address(addr[0]).is_loopback:
-        raise argparse.ArgumentTypeError(
-            f"the RPC address must be on loopback (127.0.0.1 or ::1), got {text!r}: "
-            "the control protocol is not encrypted"
-        )
-    return addr
-
-
-def _token(text: str) -> str:
-    if not text or not text.isprintable() or text != text.strip():
-        raise argparse.ArgumentTypeError("an RPC token must be printable, without spaces around")
-    return text
-
-
-def _tag(text: str) -> tuple[str, str]:
-    try:
-        return parse_tag_assignment(text)
-    except TagError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _key(text: str) -> str:
-    if not text or "=" in text:
-        raise argparse.ArgumentTypeError(f"expected a tag KEY, got {text!r}")
-    return text
-
-
-#: Queries named so are the runtime's own (key commands).
-_RESERVED_QUERY_PREFIX = "_swim_"
-#: Largest answer a member may give (Serf's default, `Config.query_response_size_limit`).
-_MAX_ANSWER_BYTES = 1024
-
-
-def _query_response(text: str) -> tuple[str, str]:
-    name, sep, answer = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=TEXT, got {text!r}")
-    if name.startswith(_RESERVED_QUERY_PREFIX):
-        raise argparse.ArgumentTypeError(
-            f"query names starting with {_RESERVED_QUERY_PREFIX!r} are reserved"
-        )
-    if len(answer.encode("utf-8")) > _MAX_ANSWER_BYTES:
-        raise argparse.ArgumentTypeError(
-            f"an answer is at most {_MAX_ANSWER_BYTES} bytes (UTF-8)"
-        )
-    return name, answer
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError("a timeout is more than 0 and at most 3600 seconds")
-    return value
-
-
-def _relay_factor(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 5:
-        raise argparse.ArgumentTypeError(f"a relay factor is 0..5, got {text!r}")
-    return int(text)
+from swim.agent import client, settings
+from swim.agent.handlers import EVENT_TYPES
+from swim.agent.settings import (
+    PROFILES,
+    address_arg,
+    bind_arg,
+    encrypt_key_arg,
+    handler_arg,
+    key_arg,
+    label_arg,
+    name_arg,
+    path_arg,
+    query_response_arg,
+    relay_factor_arg,
+    rpc_arg,
+    seconds_arg,
+    tag_arg,
+    token_arg,
+)
 
 
 def _add_rpc(
@@ -116,14 +39,15 @@ def _add_rpc(
 ) -> None:
     p.add_argument(
         "--rpc",
-        type=parse_rpc_address,
-        default=rpc.DEFAULT_RPC,
+        type=rpc_arg,
         metavar="HOST:PORT",
-        help=f"{text} (loopback; default 127.0.0.1:7373)",
+        help=f"{text} (loopback; default 127.0.0.1:7373)" if serving else (
+            f"{text} (loopback; default: ${settings.RPC_ADDR_ENV}, else 127.0.0.1:7373)"
+        ),
     )
     p.add_argument(
         "--rpc-auth",
-        type=_token,
+        type=token_arg,
         metavar="TOKEN",
         help=(
             "the token every RPC request must carry (default: a random one, written to a "
@@ -135,20 +59,8 @@ def _add_rpc(
     )
 
 
-def _encrypt_key(text: str) -> str:
-    from swim.security import KeyringError, decode_key
-
-    try:
-        decode_key(text)
-    except KeyringError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def _label(text: str) -> str:
-    if len(text.encode("utf-8")) > 255:
-        raise argparse.ArgumentTypeError("a cluster label is at most 255 bytes (UTF-8)")
-    return text
+def _add_json(p: argparse.ArgumentParser, text: str = "print the result as JSON") -> None:
+    p.add_argument("--json", action="store_true", help=text)
 
 
 def _add_security(p: argparse.ArgumentParser) -> None:
@@ -157,91 +69,135 @@ def _add_security(p: argparse.ArgumentParser) -> None:
     )
     keys = group.add_mutually_exclusive_group()
     keys.add_argument(
-        "--encrypt", type=_encrypt_key, metavar="KEY",
+        "--encrypt", type=encrypt_key_arg, metavar="KEY",
         help="encrypt and authenticate all traffic with this base64 AES key (16, 24 or 32 "
         "bytes; make one with `swim keygen`)",
     )
     keys.add_argument(
-        "--keyring-file", metavar="PATH",
+        "--keyring-file", type=path_arg, metavar="PATH",
         help="read the keys from this keyring file (a JSON array of base64 keys, primary "
         "first; mode 0600 required; make one with `swim keygen --keyring-file PATH`)",
     )
     group.add_argument(
-        "--label", type=_label, default="", metavar="TEXT",
+        "--label", type=label_arg, metavar="TEXT",
         help="cluster label carried by every packet; members with another label are "
         "ignored (default: empty)",
     )
     group.add_argument(
-        "--accept-plaintext", action="store_true",
+        "--accept-plaintext", action="store_true", default=None,
         help="with a key, also accept unencrypted packets (rolling upgrade)",
     )
     group.add_argument(
-        "--send-plaintext", action="store_true",
+        "--send-plaintext", action="store_true", default=None,
         help="with a key, still send unencrypted packets (first step of a rolling upgrade)",
     )
 
 
-def register(sub: Any) -> None:
-    """Add the agent's subcommands to the `swim` parser's subparsers."""
+def _add_agent(sub: Any) -> None:
+    # Every setting defaults to None here, so that the config file can fill in what the
+    # command line leaves out (`settings.merge`); the defaults are applied afterwards.
     p: argparse.ArgumentParser = sub.add_parser(
         "agent",
         help="run a cluster member in the foreground",
-        description="Run a cluster member in the foreground; print membership changes.",
-    )
-    p.add_argument("--name", required=True, help="this member's unique name")
-    p.add_argument(
-        "--bind", type=parse_address, required=True, metavar="HOST:PORT",
-        help="address for gossip (UDP) and state exchange (TCP)",
+        description="Run a cluster member in the foreground; print membership changes. "
+        "Every flag can also be set in a TOML --config file (see README); flags override it.",
     )
     p.add_argument(
-        "--advertise", type=parse_address, metavar="HOST:PORT",
+        "--config", type=path_arg, metavar="FILE",
+        help="read settings from this TOML file (keys as the flags: bind, join, tags, "
+        "event_handlers, ...); flags given too override it",
+    )
+    p.add_argument("--name", type=name_arg, help="this member's unique name (required)")
+    p.add_argument(
+        "--bind", type=bind_arg, metavar="HOST:PORT",
+        help="address for gossip (UDP) and state exchange (TCP); HOST may be a name, "
+        "resolved at start; port 0 picks a free one (required)",
+    )
+    p.add_argument(
+        "--advertise", type=address_arg, metavar="HOST:PORT",
         help="address other members should use (default: --bind)",
     )
     p.add_argument(
-        "--join", type=parse_address, action="append", default=[], metavar="HOST:PORT",
-        help="a member to join through (repeatable)",
+        "--join", type=address_arg, action="append", metavar="HOST:PORT",
+        help="a member to join through (repeatable; HOST may be a name)",
     )
     p.add_argument(
-        "--profile", choices=PROFILES, default="lan",
+        "--profile", choices=PROFILES,
         help="timing profile, as memberlist's configs (default lan)",
     )
     p.add_argument(
-        "--tag", type=_tag, action="append", default=[], metavar="KEY=VALUE",
+        "--tag", type=tag_arg, action="append", metavar="KEY=VALUE",
         help="a tag carried in this member's metadata (repeatable)",
     )
     _add_rpc(p, "where to listen for control commands", serving=True)
     p.add_argument(
-        "--metrics", type=parse_address, metavar="HOST:PORT",
+        "--metrics", type=address_arg, metavar="HOST:PORT",
         help="serve Prometheus metrics over HTTP at this address",
     )
     p.add_argument(
-        "--log-json", action="store_true",
+        "--log-json", "--json", dest="log_json", action="store_true", default=None,
         help="print one JSON object per line instead of human lines",
     )
     _add_security(p)
     p.add_argument(
-        "--query-response", type=_query_response, action="append", default=[],
-        metavar="NAME=TEXT",
+        "--query-response", type=query_response_arg, action="append", metavar="NAME=TEXT",
         help="answer queries named NAME with TEXT (repeatable; without it the agent "
-        "answers no query, but acks those that ask for acks)",
+        "answers only queries a handler answers, but acks those that ask for acks)",
     )
-    p.set_defaults(handler=run_agent_command)
+    group = p.add_argument_group(
+        "event handlers", "scripts run for events, as Serf's (see README, Event handlers)"
+    )
+    group.add_argument(
+        "--event-handler", type=handler_arg, action="append", metavar="[EVENTS=]SCRIPT",
+        help="run SCRIPT with /bin/sh for EVENTS, a comma-separated list of "
+        f"{', '.join(EVENT_TYPES)}, user:NAME, query:NAME or * (default: every event); "
+        "a query handler's stdout answers the query (repeatable)",
+    )
+    group.add_argument(
+        "--event-handler-timeout", type=seconds_arg, metavar="S",
+        help="kill a handler still running after S seconds (default 30)",
+    )
+    p.set_defaults(handler=run_agent_command, parser=p)
 
-    p = sub.add_parser("members", help="list the members an agent knows")
+
+def register(sub: Any) -> None:
+    """Add the agent's subcommands to the `swim` parser's subparsers."""
+    _add_agent(sub)
+
+    p = sub.add_parser(
+        "members", help="list the members an agent knows",
+        description="List the members the agent knows, optionally only those matching "
+        "every filter given.",
+    )
     _add_rpc(p)
-    p.add_argument("--json", action="store_true", help="print a JSON array")
-    p.set_defaults(handler=members_command)
+    p.add_argument(
+        "--status", type=client.status_arg, action="append", default=[],
+        metavar="STATUS[,STATUS]",
+        help="only members with one of these statuses: alive, suspect, failed (= dead), "
+        "left (repeatable)",
+    )
+    p.add_argument(
+        "--name", metavar="PATTERN",
+        help="only members whose name matches this shell-style pattern (e.g. 'web-*')",
+    )
+    p.add_argument(
+        "--tag", type=tag_arg, action="append", default=[], metavar="KEY=PATTERN",
+        help="only members whose tag KEY matches the shell-style PATTERN (repeatable)",
+    )
+    _add_json(p, "print a JSON array of member objects")
+    p.set_defaults(handler=client.members_command)
 
     p = sub.add_parser("monitor", help="stream an agent's membership and user events")
     _add_rpc(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object per line")
-    p.set_defaults(handler=monitor_command)
+    _add_json(p, "print one JSON object per line")
+    p.set_defaults(handler=client.monitor_command)
 
     p = sub.add_parser("event", help="broadcast a user event to the cluster")
     _add_rpc(p)
     p.add_argument("name", help="event name")
     p.add_argument("payload", nargs="?", default="", help="event payload (text)")
-    p.set_defaults(handler=event_command)
+    _add_json(p)
+    p.set_defaults(handler=client.event_command)
 
     p = sub.add_parser(
         "query", help="ask the cluster a question and print the acks and answers",
@@ -256,20 +212,20 @@ def register(sub: Any) -> None:
         help="ask only this member (repeatable)",
     )
     p.add_argument(
-        "--tag", type=_tag, action="append", default=[], metavar="KEY=PATTERN",
+        "--tag", type=tag_arg, action="append", default=[], metavar="KEY=PATTERN",
         help="ask only members whose tag KEY matches the shell-style PATTERN (repeatable)",
     )
     p.add_argument(
-        "--timeout", type=_seconds, metavar="S",
+        "--timeout", type=seconds_arg, metavar="S",
         help="how long to wait for answers (default: Serf's, from the cluster size)",
     )
     p.add_argument("--ack", action="store_true", help="ask every member to ack receipt")
     p.add_argument(
-        "--relay-factor", type=_relay_factor, default=0, metavar="K",
+        "--relay-factor", type=relay_factor_arg, default=0, metavar="K",
         help="members also send their answer through K other members (0..5, default 0)",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
-    p.set_defaults(handler=query_command)
+    _add_json(p, "print one JSON object at the end")
+    p.set_defaults(handler=client.query_command)
 
     p = sub.add_parser(
         "keys", help="install, use, remove or list encryption keys on every member",
@@ -279,40 +235,66 @@ def register(sub: Any) -> None:
     )
     _add_rpc(p)
     op = p.add_mutually_exclusive_group(required=True)
-    op.add_argument("--install", type=_encrypt_key, metavar="KEY",
+    op.add_argument("--install", type=encrypt_key_arg, metavar="KEY",
                     help="add KEY to every keyring (it opens; it does not seal yet)")
-    op.add_argument("--use", type=_encrypt_key, metavar="KEY",
+    op.add_argument("--use", type=encrypt_key_arg, metavar="KEY",
                     help="make the installed KEY the primary (the key that seals) everywhere")
-    op.add_argument("--remove", type=_encrypt_key, metavar="KEY",
+    op.add_argument("--remove", type=encrypt_key_arg, metavar="KEY",
                     help="remove KEY everywhere (refused where it is the primary)")
     op.add_argument("--list", action="store_true",
                     help="list every member's keys, with how many members hold each")
     p.add_argument(
-        "--timeout", type=_seconds, metavar="S",
+        "--timeout", type=seconds_arg, metavar="S",
         help="how long to wait for every member (default: Serf's, from the cluster size)",
     )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(handler=keys_command)
+    _add_json(p, "print the report as JSON")
+    p.set_defaults(handler=client.keys_command)
+
+    p = sub.add_parser(
+        "join", help="make a running agent join a cluster through more members",
+        description="Make the running agent join through each HOST:PORT (a name is "
+        "resolved by the agent) and report each exchange. Exit code 1 unless at least "
+        "one member answered.",
+    )
+    _add_rpc(p)
+    p.add_argument("addrs", nargs="+", type=_join_address, metavar="HOST:PORT",
+                   help="a member to join through")
+    _add_json(p)
+    p.set_defaults(handler=client.join_command)
+
+    p = sub.add_parser(
+        "force-leave", help="mark a failed member as left across the cluster",
+        description="Mark a failed member as left, as if it had left gracefully: the "
+        "news spreads to every member and nobody tries to reconnect to it. Refused for a "
+        "member that is not failed.",
+    )
+    _add_rpc(p)
+    p.add_argument("node", help="the failed member's name")
+    _add_json(p)
+    p.set_defaults(handler=client.force_leave_command)
 
     p = sub.add_parser("leave", help="make an agent leave the cluster gracefully and exit")
     _add_rpc(p)
-    p.set_defaults(handler=leave_command)
+    _add_json(p)
+    p.set_defaults(handler=client.leave_command)
 
     p = sub.add_parser("tags", help="show or change an agent's tags")
     _add_rpc(p)
     p.add_argument(
-        "--set", type=_tag, action="append", default=[], metavar="KEY=VALUE",
+        "--set", type=tag_arg, action="append", default=[], metavar="KEY=VALUE",
         help="set a tag (repeatable)",
     )
     p.add_argument(
-        "--delete", type=_key, action="append", default=[], metavar="KEY",
+        "--delete", type=key_arg, action="append", default=[], metavar="KEY",
         help="remove a tag (repeatable)",
     )
-    p.set_defaults(handler=tags_command)
+    _add_json(p, 'print {"tags": {...}}')
+    p.set_defaults(handler=client.tags_command)
 
     p = sub.add_parser("info", help="show an agent's name, address, health and counters")
     _add_rpc(p)
-    p.set_defaults(handler=info_command)
+    _add_json(p, "print JSON (info always does)")
+    p.set_defaults(handler=client.info_command)
 
     p = sub.add_parser(
         "demo", help="run a local cluster: crash a member, watch it fail and rejoin"
@@ -331,30 +313,31 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=demo_command)
 
 
+def _join_address(text: str) -> str:
+    """A ``swim join`` argument: checked here, resolved by the agent."""
+    address_arg(text)
+    return text
+
+
 # =============================================================================== handlers
 
 
 def run_agent_command(args: argparse.Namespace) -> int:
-    from swim.agent.agent import AgentOptions, run_agent
+    from swim.agent.startup import run_agent
 
-    options = AgentOptions(
-        name=args.name,
-        bind=args.bind,
-        advertise=args.advertise,
-        join=tuple(args.join),
-        profile=args.profile,
-        tags=dict(args.tag),
-        rpc=args.rpc,
-        metrics=args.metrics,
-        log_json=args.log_json,
-        rpc_auth=args.rpc_auth,
-        encrypt_key=args.encrypt,
-        keyring_file=args.keyring_file,
-        label=args.label,
-        accept_plaintext=args.accept_plaintext,
-        send_plaintext=args.send_plaintext,
-        query_responses=dict(args.query_response),
-    )
+    try:
+        from_file = {} if args.config is None else settings.load_config(args.config)
+        options = settings.agent_options(
+            settings.merge(from_file, settings.from_command_line(args))
+        )
+    except settings.ConfigError as exc:
+        print(f"swim agent: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except settings.OptionsError as exc:
+        if exc.usage:
+            args.parser.error(str(exc))  # usage and the message; exits 2
+        print(f"swim agent: {exc}", file=sys.stderr, flush=True)
+        return 1
     return run_agent(options)
 
 
@@ -363,189 +346,3 @@ def demo_command(args: argparse.Namespace) -> int:
     from swim.agent.demo import run_demo
 
     return run_demo(args)
-
-
-def _client(command: str, fn: Callable[[], Awaitable[int]]) -> int:
-    """Run an RPC client coroutine; RPC failures become a message and exit code 1."""
-    try:
-        return run_trio(fn)
-    except rpc.RpcError as exc:
-        print(f"swim {command}: {exc}", file=sys.stderr, flush=True)
-        return 1
-
-
-def members_command(args: argparse.Namespace) -> int:
-    async def go() -> int:
-        answer = await rpc.call(args.rpc, {"cmd": "members"}, auth=args.rpc_auth)
-        members = sorted(answer["members"], key=lambda m: str(m["name"]))
-        if args.json:
-            print(json.dumps(members, indent=2, ensure_ascii=False))
-        else:
-            from rich.console import Console
-
-            Console().print(output.members_table(members))
-        return 0
-
-    return _client("members", go)
-
-
-def monitor_command(args: argparse.Namespace) -> int:
-    async def go() -> int:
-        async with rpc.connect(args.rpc, auth=args.rpc_auth) as conn:
-            info = await conn.call({"cmd": "info"})
-            await conn.monitor()
-            # Printed once subscribed, so a script can wait for this line.
-            print(
-                f"monitoring {info.get('name')} at {output.format_addr(args.rpc)}"
-                " (Ctrl-C to stop)",
-                file=sys.stderr,
-                flush=True,
-            )
-            async for record in conn.records():
-                line = output.json_line(record) if args.json else output.human_line(record)
-                print(line, flush=True)
-        print("swim monitor: the agent closed the stream", file=sys.stderr, flush=True)
-        return 0
-
-    return _client("monitor", go)
-
-
-def event_command(args: argparse.Namespace) -> int:
-    async def go() -> int:
-        answer = await rpc.call(
-            args.rpc,
-            {"cmd": "event", "name": args.name, "payload": args.payload},
-            auth=args.rpc_auth,
-        )
-        print(f"event {args.name!r} sent (id {answer.get('id')})")
-        return 0
-
-    return _client("event", go)
-
-
-def query_command(args: argparse.Namespace) -> int:
-    request: dict[str, Any] = {
-        "name": args.name, "payload": args.payload, "nodes": list(args.node),
-        "tags": dict(args.tag), "ack": args.ack, "relay_factor": args.relay_factor,
-    }
-    if args.timeout is not None:
-        request["timeout_s"] = args.timeout
-
-    async def go() -> int:
-        async with rpc.connect(args.rpc, auth=args.rpc_auth) as conn:
-            header = await conn.query(request)
-            if not args.json:
-                print(f"Query {args.name!r} dispatched (id {header.get('id')}, "
-                      f"timeout {header.get('timeout_s')} s)", flush=True)
-            acks: list[str] = []
-            responses: dict[str, str] = {}
-            binary: dict[str, str] = {}
-            done: dict[str, Any] = {}
-            async for record in conn.records():
-                kind = record.get("type")
-                member = str(record.get("member"))
-                if kind == "ack":
-                    acks.append(member)
-                    if not args.json:
-                        print(f"Ack from {member!r}", flush=True)
-                elif kind == "response":
-                    text = record.get("payload")
-                    if text is None:
-                        binary[member] = str(record.get("payload_b64", ""))
-                        text = f"<{len(base64.b64decode(binary[member]))} bytes>"
-                    else:
-                        responses[member] = str(text)
-                    if not args.json:
-                        print(f"Response from {member!r}: {text}", flush=True)
-                elif kind == "done":
-                    done = record
-                    break
-        if not done:
-            print("swim query: the agent closed the stream before the end", file=sys.stderr)
-            return 1
-        if args.json:
-            result: dict[str, Any] = {
-                "id": done.get("id"), "name": args.name, "acks": acks,
-                "responses": responses, "total_acks": done.get("acks"),
-                "total_responses": done.get("responses"), "dropped": done.get("dropped"),
-                "complete": done.get("complete"),
-            }
-            if binary:
-                result["responses_b64"] = binary
-            print(json.dumps(result, indent=2, ensure_ascii=False))
-        else:
-            print(f"Total Acks: {done.get('acks')}")
-            print(f"Total Responses: {done.get('responses')}")
-            if done.get("dropped"):
-                print(f"({done.get('dropped')} results were dropped: the agent's buffer "
-                      "was full)")
-        return 0
-
-    return _client("query", go)
-
-
-_KEYS_INTRO = {
-    "install": "Installing key on all members...",
-    "use": "Changing primary key on all members...",
-    "remove": "Removing key on all members...",
-    "list": "Asking all members for installed keys...",
-}
-
-
-def keys_command(args: argparse.Namespace) -> int:
-    op = next(o for o in ("install", "use", "remove", "list") if getattr(args, o))
-    request: dict[str, Any] = {"cmd": "keys", "op": op}
-    if op != "list":
-        request["key"] = getattr(args, op)
-    if args.timeout is not None:
-        request["timeout_s"] = args.timeout
-
-    async def go() -> int:
-        if not args.json:
-            print(f"==> {_KEYS_INTRO[op]}", flush=True)
-        # Bounded by the command's own timeout (at most an hour), with room to spare.
-        bound = (args.timeout or 300.0) + 30.0
-        report = await rpc.call(args.rpc, request, timeout_s=bound, auth=args.rpc_auth)
-        report.pop("ok", None)
-        if args.json:
-            print(json.dumps(report, indent=2, ensure_ascii=False))
-        else:
-            print(output.key_report_text(report))
-        return 0 if report.get("success") else 1
-
-    return _client("keys", go)
-
-
-def leave_command(args: argparse.Namespace) -> int:
-    async def go() -> int:
-        await rpc.call(args.rpc, {"cmd": "leave"}, auth=args.rpc_auth)
-        print(f"agent at {output.format_addr(args.rpc)} left the cluster")
-        return 0
-
-    return _client("leave", go)
-
-
-def tags_command(args: argparse.Namespace) -> int:
-    async def go() -> int:
-        request: dict[str, Any] = {"cmd": "tags"}
-        if args.set:
-            request["set"] = dict(args.set)
-        if args.delete:
-            request["delete"] = list(args.delete)
-        answer = await rpc.call(args.rpc, request, auth=args.rpc_auth)
-        tags = answer.get("tags") or {}
-        for key in sorted(tags):
-            print(f"{key}={tags[key]}")
-        return 0
-
-    return _client("tags", go)
-
-
-def info_command(args: argparse.Namespace) -> int:
-    async def go() -> int:
-        answer = await rpc.call(args.rpc, {"cmd": "info"}, auth=args.rpc_auth)
-        answer.pop("ok", None)
-        print(json.dumps(answer, indent=2, ensure_ascii=False))
-        return 0
-
-    return _client("info", go)

@@ -16,6 +16,7 @@ The same records are printed by ``swim agent --log-json``, streamed by the RPC
 from __future__ import annotations
 
 import base64
+import fnmatch
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -72,6 +73,29 @@ def member_record(member: MemberState) -> Record:
         "incarnation": member.incarnation,
         "tags": tags_of(member.meta),
     }
+
+
+def member_filter(
+    *, status: Sequence[str] = (), name: str | None = None, tags: Mapping[str, str] | None = None
+) -> Callable[[Mapping[str, Any]], bool]:
+    """A predicate on member records: status one of `status` (any if empty), name and
+    each tag KEY matching a shell-style pattern (`fnmatch`; a missing tag never matches),
+    as `swim query --tag` filters."""
+    statuses = frozenset(status)
+    patterns = dict(tags or {})
+
+    def keep(member: Mapping[str, Any]) -> bool:
+        if statuses and member.get("status") not in statuses:
+            return False
+        if name is not None and not fnmatch.fnmatchcase(str(member.get("name")), name):
+            return False
+        member_tags = member.get("tags") or {}
+        return all(
+            key in member_tags and fnmatch.fnmatchcase(str(member_tags[key]), pattern)
+            for key, pattern in patterns.items()
+        )
+
+    return keep
 
 
 def payload_fields(payload: bytes) -> Record:

@@ -5,6 +5,7 @@ or with ``--keyring-file PATH`` write a new keyring file holding one (created 06
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
@@ -29,14 +30,19 @@ def register(sub: Any) -> None:
         metavar="PATH",
         help="create this keyring file holding the new key (refused if it exists)",
     )
+    p.add_argument(
+        "--json", action="store_true",
+        help='print {"key": KEY}, or {"keyring_file": PATH} with --keyring-file',
+    )
     p.set_defaults(handler=_keygen)
 
 
 def _keygen(args: argparse.Namespace) -> int:
     text = generate_key_text()
     path = getattr(args, "keyring_file", None)
+    as_json = getattr(args, "json", False)
     if path is None:
-        print(text)
+        print(json.dumps({"key": text}) if as_json else text)
         return 0
     if os.path.lexists(path):
         print(
@@ -50,5 +56,8 @@ def _keygen(args: argparse.Namespace) -> int:
     except KeyfileError as exc:
         print(f"swim keygen: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote a new keyring with one key to {path} (mode 0600)")
+    if as_json:
+        print(json.dumps({"keyring_file": path}, ensure_ascii=False))
+    else:
+        print(f"wrote a new keyring with one key to {path} (mode 0600)")
     return 0
