@@ -40,16 +40,8 @@ def _describe(exc: OSError) -> str:
 
 
 def _joiner(node: Node) -> Callable[[Sequence[Address]], object]:
-    """How the agent joins its running node through more seeds (``swim join``).
-
-    `swim.Node` takes seeds only at start, so this starts the join on the node's core
-    (`Core.join`, as the node does with its seeds); the node's pump sends the exchanges
-    on its next wake-up, at most one probe interval later."""
-
-    def join(seeds: Sequence[Address]) -> object:
-        return node.core.join(seeds, now=trio.current_time())
-
-    return join
+    """How the agent joins its running node through more seeds (``swim join``)."""
+    return node.join
 
 
 def security_config(options: AgentOptions) -> SecurityConfig:

@@ -602,6 +602,15 @@ class Node:
             return None
         return estimate_rtt_s(first, second)
 
+    def join(self, seeds: Iterable[Address]) -> list[int]:
+        """Join (more of) the cluster through `seeds` while running; returns the
+        exchanges' stream ids. Outcomes arrive as `JoinCompleted` events; a round that
+        fails is retried with the core's backoff until some member is known."""
+        core = self._require_running()
+        ids = core.join(list(seeds), now=trio.current_time())
+        self._poke()
+        return ids
+
     def force_leave(self, name: str) -> bool:
         """Mark failed member `name` as left across the cluster (Serf's force-leave),
         so it is not reconnected; False if it is not failed (or not known)."""
