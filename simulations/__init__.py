@@ -8,8 +8,9 @@ Public API:
 
 * `Scenario` (a frozen, picklable description of a run) and `run` (run it, get a
   `RunResult`); `Simulation` for step-by-step control.
-* Faults: `Crash`, `Restart`, `Leave`, `Join`, `Pause`, `Slow`, `Churn`, `Partition`,
-  `Clog`, `LossWindow`.
+* Faults: `Crash`, `Restart`, `Leave`, `Join`, `Pause`, `Stall`, `Slow`, `Churn`,
+  `Partition`, `Clog`, `LossWindow`; `anomalous_members` (whom the metrics treat as
+  anomalous). `simulations.real_stall` plays a `Stall` on real processes.
 * The network: `NetworkModel`, `LinkClass`, `OneWayLoss`.
 * Results: `RunResult` and its parts (`Detection`, `FalsePositives`, `Convergence`,
   `ViewSample`, `MemberTraffic`, `TrafficSummary`, `NetworkCounters`, `LinkBytes`).
@@ -34,6 +35,8 @@ from simulations.faults import (
     Pause,
     Restart,
     Slow,
+    Stall,
+    anomalous_members,
 )
 from simulations.metrics import (
     Convergence,
@@ -87,6 +90,7 @@ __all__ = [
     "Scenario",
     "Simulation",
     "Slow",
+    "Stall",
     "SweepError",
     "SweepFailure",
     "SweepPoint",
@@ -95,6 +99,7 @@ __all__ = [
     "TrioResult",
     "ViewSample",
     "addr_of",
+    "anomalous_members",
     "grid",
     "name_of",
     "run",

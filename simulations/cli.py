@@ -2,6 +2,7 @@
 
     swim sim --nodes 100 --duration 120 --seed 7 --kill 3@30 --loss 0.05
     swim sim --nodes 50 --duration 200 --pause 4:5:10 --json
+    swim sim --nodes 64 --duration 300 --stall 8:12:4 --start converged
     swim sim --nodes 20 --duration 120 --partition 0-9/10-19@20:60
 
 Faulty members are drawn from the seed among the non-seed members, so the same command
@@ -18,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from simulations.faults import Crash, Fault, Partition, Pause
+from simulations.faults import Crash, Fault, Partition, Pause, Stall
 from simulations.metrics import RunResult
 from simulations.network import NetworkModel
 from simulations.scenario import Scenario, Simulation
@@ -140,6 +141,9 @@ def register(sub: Any) -> None:
                    help="crash K members at T seconds (default: a third of the run)")
     p.add_argument("--pause", type=_pause, metavar="C:D:I",
                    help="pause C members for D s every D+I s, from a sixth of the run")
+    p.add_argument("--stall", type=_pause, metavar="C:D:I",
+                   help="stall C members together (as SIGSTOP: arrivals queue, overdue "
+                        "timers fire on resume) for D s every D+I s, from a sixth of the run")
     p.add_argument("--partition", type=_partition, action="append", default=[],
                    metavar="SPEC",
                    help="A/B[@START[:HEAL]] symmetric or A>B one-way; groups are index "
@@ -196,6 +200,15 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
             Pause(member=pool.pop(), at=start, duration_s=d, cycles=cycles, interval_s=i)
             for _ in range(c)
         ]
+    if args.stall is not None:
+        c, d, i = args.stall
+        if c > len(pool):
+            raise ValueError(f"--stall {c}: only {len(pool)} non-seed members left to stall")
+        start = duration / 6
+        cycles = max(1, int((duration - start) // (d + i)))
+        stalled = tuple(sorted(pool.pop() for _ in range(c)))
+        faults.append(Stall(members=stalled, at=start, duration_s=d, cycles=cycles,
+                            interval_s=i))
     for groups, one_way, at, heal in args.partition:
         for g in groups:
             bad = [m for m in g if m >= n]
@@ -304,6 +317,10 @@ def summary(result: RunResult) -> str:
         f"false positives: {fp.total} (raised by healthy members {fp.by_healthy}, "
         f"by paused/slow {fp.by_faulty}; about healthy members {fp.about_healthy})"
     )
+    lines.append(
+        f"false positives once per raiser: {fp.raised} declared, FP {fp.fp} about "
+        f"healthy members, FP- {fp.fp_minus} of them by healthy members"
+    )
     t = result.traffic
     lines.append(
         f"traffic per member per protocol period: {t.datagrams_out_per_period_mean:.2f} "
@@ -316,6 +333,8 @@ def summary(result: RunResult) -> str:
         f"network: {net.sent} datagrams sent, {net.delivered} delivered, {net.lost} lost, "
         f"{net.blocked} blocked, {net.undeliverable} undeliverable, "
         f"{net.streams} streams ({net.streams_failed} failed)"
+        + (f", {net.queued} queued by stalls ({net.overflowed} overflowed)"
+           if net.queued or net.overflowed else "")
     )
     for c in result.convergence:
         lines.append(f"convergence after {c.label} at {c.at:.2f}: {_fmt(c.took_s)}")

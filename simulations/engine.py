@@ -33,11 +33,15 @@ Streams are a request and a response, one network delay each way. The responder
 handles the request when it arrives; the requester gets the response (or None, after
 ``Config.tcp_timeout_s`` from the start, when the responder is down or the model finds
 the two ends not `connectable` or loses the stream when the request arrives). A paused
-responder answers when it resumes, if that is before the timeout (the kernel holds the
-connection meanwhile).
+or stalled responder answers when it resumes, if that is before the timeout (the kernel
+holds the connection meanwhile); a paused or stalled requester gets its outcome when it
+resumes.
 
 Node states: not started / down, up (running), paused (no input, no timers; datagrams
-to it are dropped), leaving (running until its departure has been gossiped).
+to it are dropped), stalled (no input, no timers; datagrams to it wait in a bounded
+buffer until it resumes, see `Engine.stall`), leaving (running until its departure has
+been gossiped). Only deliveries to members that are not running look at the state
+beyond "up": a run without stalls takes no extra step in the hot loop.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal
 
+from simulations.faults import STALL_BUFFER_DATAGRAMS
 from simulations.metrics import DOWN, FAULTY, HEALTHY, Collector, LinkBytes, NetworkCounters
 from simulations.network import NetworkModel
 from swim.core import Config, Core, DriverPolicy
@@ -66,6 +71,7 @@ DOWN_STATE: Final = 0
 UP: Final = 1
 PAUSED: Final = 2
 LEAVING: Final = 3
+STALLED: Final = 4
 
 # Heap operations.
 _TIMER: Final = 0
@@ -158,10 +164,19 @@ class Engine:
         self.generation = [0] * nodes
         self.timer_at = [_NAN] * nodes
         self.slow = [0.0] * nodes
-        #: Members the scenario makes anomalous (paused or slow) at some point: they
-        #: count as faulty for the whole run, as in Lifeguard's experiments.
+        #: Members the scenario makes anomalous at some point (`faults.anomalous_members`:
+        #: paused, slow, stalled, at a clogged or lossy link, cut off by a partition):
+        #: they count as faulty for the whole run, as in Lifeguard's experiments.
         self.anomalous = bytearray(nodes)
         self.pause_end = [0.0] * nodes
+        # Stalls (`stall`): when each stalled member resumes, the state it resumes to,
+        # the core's deadline when it stopped, its buffer's room, and its buffer (only
+        # members stalled now have one) of (sender, datagram, already delayed by Slow).
+        self.stall_end = [0.0] * nodes
+        self.stall_prev = bytearray(nodes)
+        self.stall_timer = [_NAN] * nodes
+        self.stall_room = [0] * nodes
+        self.stall_queue: dict[int, list[tuple[int, Datagram, bool]]] = {}
         self.up_since = [0.0] * nodes
         self.up_total = [0.0] * nodes
         # Per-member traffic, counted by the network.
@@ -183,6 +198,8 @@ class Engine:
         self.blocked = 0
         self.clogged = 0
         self.undeliverable = 0
+        self.queued = 0
+        self.overflowed = 0
         self.streams = 0
         self.streams_failed = 0
         self._heap: list[tuple[Any, ...]] = []
@@ -305,12 +322,16 @@ class Engine:
         self.cores[i] = None
         self.state[i] = DOWN_STATE
         self.timer_at[i] = _NAN
+        if self.stall_queue:
+            self.stall_queue.pop(i, None)  # a stalled process's buffer dies with it
 
     def crash(self, i: int) -> None:
         """Member `i`'s process disappears (no-op if it is not running)."""
         state = self.state[i]
         if self.cores[i] is None:
             return
+        if state == STALLED:
+            state = self.stall_prev[i]
         self._stop(i)
         coll = self.collector
         coll.set_node(i, truth=False, observer=False, health=DOWN, now=self.now)
@@ -354,14 +375,103 @@ class Engine:
                                 now=self.now)
         self._flush(i, core, self.now)
 
+    def stall(
+        self, members: Sequence[int], until: float,
+        buffer_datagrams: int = STALL_BUFFER_DATAGRAMS,
+    ) -> None:
+        """Block `members` until `until`, together (`faults.Stall` has the semantics):
+        no timers, no input; arrivals queue in a buffer of `buffer_datagrams` each (the
+        overflow is dropped and counted); on resume the overdue timers fire, then the
+        queue is handled, in arrival order, at the resume instant. Members not up or
+        leaving (down, paused, already stalled) are left alone."""
+        now = self.now
+        stalled = []
+        for i in members:
+            state = self.state[i]
+            if state not in (UP, LEAVING):
+                continue
+            self.state[i] = STALLED
+            self.stall_prev[i] = state
+            self.stall_end[i] = until
+            self.stall_room[i] = buffer_datagrams
+            self.stall_queue[i] = []
+            # The core's deadline stays where it was (timers keep absolute deadlines);
+            # the timer entry already in the heap is ignored, and `_unstall` fires it.
+            self.stall_timer[i] = self.timer_at[i]
+            self.timer_at[i] = _NAN
+            if state == UP:
+                self.collector.set_node(i, truth=True, observer=False, health=FAULTY, now=now)
+            stalled.append(i)
+        if stalled:
+            self.at(until, self._unstall, tuple(stalled), until)
+
+    def _unstall(self, members: tuple[int, ...], until: float) -> None:
+        now = self.now
+        for i in members:
+            if self.state[i] != STALLED or self.stall_end[i] != until:
+                continue  # crashed or restarted meanwhile
+            core = self.cores[i]
+            assert core is not None
+            state = self.stall_prev[i]
+            self.state[i] = state
+            queue = self.stall_queue.pop(i, [])
+            if state == UP:
+                self.collector.set_node(i, truth=True, observer=True, health=self._health(i),
+                                        now=now)
+            # As the runtime's pump does: run the timers if the deadline has passed
+            # (a NaN deadline, never set, counts as passed).
+            due = self.stall_timer[i]
+            self.timer_at[i] = _NAN
+            if not due > now:
+                core.handle_timer(now=now)
+            self._flush(i, core, now)
+            slow = self.slow[i]
+            for k, (src, d, late) in enumerate(queue):
+                if self.cores[i] is not core or self.state[i] not in (UP, LEAVING):
+                    self.undeliverable += len(queue) - k  # it left meanwhile
+                    break
+                if slow and not late:
+                    heapq.heappush(self._heap, (now + slow, next(self._seq), _DELIVER, i, src,
+                                                d, True))
+                else:
+                    self._receive(i, src, d, now)
+
+    def _hold(self, j: int, i: int, d: Datagram, late: bool) -> None:
+        """A datagram from `i` reached stalled member `j`: into its buffer if there is
+        room, else dropped (counted)."""
+        queue = self.stall_queue[j]
+        if len(queue) >= self.stall_room[j]:
+            self.overflowed += 1
+            return
+        queue.append((i, d, late))
+        self.queued += 1
+
+    def _receive(self, j: int, i: int, d: Datagram, now: float) -> None:
+        """Member `j` handles datagram `d` from `i` now (the hot loop's delivery, for the
+        rarer paths)."""
+        core = self.cores[j]
+        assert core is not None
+        size = len(d.data)
+        self.dg_in[j] += 1
+        self.bytes_in[j] += size
+        self.msg_in[j] += len(d.messages)
+        if self._trace is not None:
+            self._trace.update(_PACK(now, i, j))
+            self._trace.update(d.data)
+        if self.wire:
+            core.receive_datagram(d.data, self.addrs[i], now=now)
+        else:
+            core.receive_datagram(d.data, self.addrs[i], now=now, messages=d.messages)
+        self._flush(j, core, now)
+
     def set_slow(self, i: int, delay_s: float) -> None:
         """Member `i` handles every input `delay_s` late (0: back to normal)."""
         self.slow[i] = delay_s
         state = self.state[i]
-        if state in (UP, PAUSED):
+        if state in (UP, PAUSED) or (state == STALLED and self.stall_prev[i] == UP):
             self.collector.set_node(
                 i, truth=True, observer=state == UP,
-                health=FAULTY if state == PAUSED else self._health(i), now=self.now,
+                health=self._health(i) if state == UP else FAULTY, now=self.now,
             )
 
     # ============================================================== network faults
@@ -526,8 +636,8 @@ class Engine:
         if state == DOWN_STATE or self.links.connectable(i, j, now) is not None:
             self._stream_fail(i, core_i, r, started)
             return
-        if state == PAUSED:
-            resume = self.pause_end[j]
+        if state in (PAUSED, STALLED):
+            resume = self.pause_end[j] if state == PAUSED else self.stall_end[j]
             if resume < timeout_at:
                 heapq.heappush(self._heap, (resume, next(self._seq), _STREAM_REQUEST, j, i,
                                             core_i, r, started, late))
@@ -564,8 +674,9 @@ class Engine:
         if self.cores[i] is not core:
             return
         state = self.state[i]
-        if state == PAUSED:
-            heapq.heappush(self._heap, (self.pause_end[i], next(self._seq), _STREAM_RESULT, i,
+        if state in (PAUSED, STALLED):
+            resume = self.pause_end[i] if state == PAUSED else self.stall_end[i]
+            heapq.heappush(self._heap, (resume, next(self._seq), _STREAM_RESULT, i,
                                         core, r, response, size))
             return
         now = self.now
@@ -609,7 +720,10 @@ class Engine:
                 j = entry[3]
                 st = state[j]
                 if st not in (UP, LEAVING):
-                    self.undeliverable += 1
+                    if st == STALLED:
+                        self._hold(j, entry[4], entry[5], entry[6])
+                    else:
+                        self.undeliverable += 1
                     continue
                 if slow[j] and not entry[6]:
                     heapq.heappush(heap, (now + slow[j], next(self._seq), _DELIVER, j,
@@ -668,6 +782,7 @@ class Engine:
         return NetworkCounters(
             sent=self.sent, delivered=delivered, lost=self.lost, duplicated=self.duplicated,
             blocked=self.blocked, clogged=self.clogged, undeliverable=self.undeliverable,
+            queued=self.queued, overflowed=self.overflowed,
             streams=self.streams, streams_failed=self.streams_failed,
         )
 

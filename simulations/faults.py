@@ -10,7 +10,23 @@ Node faults
     starts late), `Pause` (the process is frozen for ``duration_s``: datagrams to it are
     dropped, its timers do not run; optionally repeated, as in Lifeguard's experiments),
     `Slow` (every datagram and stream it receives is handled ``delay_s`` late),
+    `Stall` (one or more processes blocked in lock step, as under SIGSTOP, a long GC
+    pause or CPU starvation: nothing runs, arrivals wait in a bounded socket buffer,
+    and on resume the overdue timers fire and the buffered datagrams are handled),
     `Churn` (random crash + restart cycles, expanded from the run's seed).
+
+`Pause` and `Stall` differ in what the world sees: a paused member's datagrams are
+dropped and its timers are frozen (they resume where they were, as if no time had
+passed for it); a stalled member's datagrams queue (up to ``buffer_datagrams``, the rest
+dropped and counted as ``NetworkCounters.overflowed``) and its timers keep their
+absolute deadlines, so on resume every overdue one fires at once. `Stall` is the
+Lifeguard paper's anomaly; `Pause` is kept for the runs that used it.
+
+Anomalous members
+    The metrics tell false positives about *healthy* members from those about members a
+    fault acts on (`anomalous_members`): the members of a `Pause`, `Slow` or `Stall`,
+    both ends of a `Clog` or `LossWindow`, and the cut-off side of a `Partition`. As
+    in the Lifeguard paper's experiments, a member is anomalous for the whole run.
 
 Network faults
     `Partition` (groups that cannot reach each other, symmetric or one-way, with a start
@@ -19,13 +35,15 @@ Network faults
     act on the run's link model (`transport.links.Links`), the same one in the engine
     and in trio mode.
 
-Trio mode (`simulations.trio_mode`) plays every fault except `Pause` (a `swim.Node`
-cannot be frozen from outside) with real nodes.
+Trio mode (`simulations.trio_mode`) plays every fault except `Pause` and `Stall` (a
+`swim.Node` cannot be frozen from outside) with real nodes; `simulations.real_stall`
+plays a `Stall` on real processes with SIGSTOP and SIGCONT.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 import attrs
 
@@ -77,6 +95,56 @@ class Pause:
 
     def windows(self) -> list[tuple[float, float]]:
         """The (start, end) of every pause."""
+        step = self.duration_s + self.interval_s
+        return [(self.at + c * step, self.at + c * step + self.duration_s)
+                for c in range(self.cycles)]
+
+
+def _int_tuple(members: Iterable[int]) -> tuple[int, ...]:
+    return tuple(members)
+
+
+#: A stalled member's socket buffer holds this many datagrams by default (Linux's
+#: default 208 KiB receive buffer holds a few hundred to a few thousand small ones).
+STALL_BUFFER_DATAGRAMS = 1000
+
+
+@attrs.frozen(kw_only=True)
+class Stall:
+    """`members` stop processing anything for `duration_s` from `at`, then run for
+    `interval_s`; `cycles` times in all (the Lifeguard paper's D on / I off anomaly), all
+    of them stalled and resumed together.
+
+    While stalled a member runs no timer and handles no input; what it would send it
+    does not send. Datagrams that arrive wait in its socket buffer of
+    `buffer_datagrams` (the overflow is dropped and counted as
+    ``NetworkCounters.overflowed``). Streams to it wait, as the kernel accepts the
+    connection: answered on resume if that is before the requester's
+    ``tcp_timeout_s``, failed at that timeout otherwise. On resume, at the resume
+    instant, the member first runs its timers if its deadline has passed (the core
+    runs everything due: probe timeouts, suspicion timeouts, the next probe), then
+    handles the buffered datagrams in arrival order, then the stream outcomes that
+    arrived meanwhile. A member that is not running when a stall starts is not
+    stalled by it (nor by a stall that overlaps one it is already in).
+    """
+
+    members: tuple[int, ...] = attrs.field(converter=_int_tuple)
+    at: float
+    duration_s: float = attrs.field(validator=attrs.validators.gt(0))
+    cycles: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    interval_s: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
+    buffer_datagrams: int = attrs.field(default=STALL_BUFFER_DATAGRAMS,
+                                        validator=attrs.validators.ge(0))
+
+    @members.validator
+    def _check_members(self, _: object, members: tuple[int, ...]) -> None:
+        if not members:
+            raise ValueError("a Stall needs at least one member")
+        if len(set(members)) != len(members):
+            raise ValueError(f"a Stall names each member once, got {members}")
+
+    def windows(self) -> list[tuple[float, float]]:
+        """The (start, end) of every stall."""
         step = self.duration_s + self.interval_s
         return [(self.at + c * step, self.at + c * step + self.duration_s)
                 for c in range(self.cycles)]
@@ -168,4 +236,39 @@ class Churn:
         return out
 
 
-Fault = Crash | Restart | Leave | Join | Pause | Slow | Partition | Clog | LossWindow | Churn
+Fault = (
+    Crash | Restart | Leave | Join | Pause | Stall | Slow | Partition | Clog | LossWindow | Churn
+)
+
+
+def partition_side(f: Partition, nodes: int) -> tuple[int, ...]:
+    """The members a partition cuts off, sorted: ``groups[0]`` of a one-way partition
+    (its datagrams to the rest are dropped); otherwise every group but the largest (the
+    unlisted members form the last group; of equal sizes the first listed is kept)."""
+    if f.one_way:
+        return tuple(sorted(set(f.groups[0])))
+    listed = {m for group in f.groups for m in group}
+    groups = [set(g) for g in f.groups] + [set(range(nodes)) - listed]
+    keep = max(range(len(groups)), key=lambda k: (len(groups[k]), -k))
+    return tuple(sorted(m for k, g in enumerate(groups) if k != keep for m in g))
+
+
+def anomalous_members(faults: tuple[Fault, ...], nodes: int) -> set[int]:
+    """The members the faults act on, anomalous for the whole run in the metrics (the
+    module doc): `Pause`, `Slow` and `Stall` members, both ends of a `Clog` or a
+    `LossWindow`, the cut-off side of a `Partition` (`partition_side`). Crashes,
+    restarts, leaves, joins and churn make members down, not anomalous."""
+    out: set[int] = set()
+    for f in faults:
+        match f:
+            case Pause() | Slow():
+                out.add(f.member)
+            case Stall():
+                out.update(f.members)
+            case Clog() | LossWindow():
+                out.update((f.src, f.dst))
+            case Partition():
+                out.update(partition_side(f, nodes))
+            case _:
+                pass
+    return {m for m in out if 0 <= m < nodes}

@@ -26,11 +26,25 @@ Detection and false positives
 For each crash (and graceful leave) the collector records the first `MemberSuspected`
 and the first `MemberFailed` about the member anywhere after it, and the time at which
 no observer sees it up any more. A `MemberFailed` about a member whose process exists is
-a false positive, as Lifeguard counts them (a paused or slow member is alive, so a
-failure about it is false); failures about a member that restarted less than
-``restart_grace_s`` ago are not counted (they may be about its previous process). False
-positives are split by the health of the member raising the event (healthy vs itself
-paused or slow) and of the subject and accuser.
+a false positive (a paused, stalled or slow member is alive, so a failure about it is
+false); failures about a member that restarted less than ``restart_grace_s`` ago are not
+counted (they may be about its previous process).
+
+A member is *healthy* unless a fault of the run acts on it (`faults.anomalous_members`:
+the Lifeguard paper's anomalous members, anomalous for the whole run), or it is paused
+or stalled right now. Two countings of the same false failures, both exact (only the
+`FalsePositives.samples` list is capped):
+
+* once per raiser, as the Lifeguard paper counts them: a failure is *raised* by the
+  member whose suspicion timed out and who declared it (the ``accuser`` of
+  `MemberFailed`; its own event, whose observer is the accuser, is the declaration).
+  `FalsePositives.fp` counts raises about healthy members (the paper's FP),
+  `FalsePositives.fp_minus` those of them raised by a healthy member (FP-), and
+  `FalsePositives.raised` every raise about a live member;
+* once per observer: `FalsePositives.total` counts every `MemberFailed` about a live
+  member at every member that emitted one (a declaration that spreads to all n members
+  counts about n times), split by the observer's, the subject's and the accuser's
+  health.
 """
 
 from __future__ import annotations
@@ -117,22 +131,35 @@ class FalsePositive:
     accuser: str
     observer_healthy: bool
     subject_healthy: bool
+    #: The observer is the accuser: this event is the declaration itself (a raise).
+    raised: bool = False
 
 
 @attrs.frozen(kw_only=True)
 class FalsePositives:
-    """False positives as Lifeguard counts them: failure events about live members."""
+    """Failures declared about live members (the module doc), exact counts.
 
+    Once per raiser (the Lifeguard paper's counting): `raised`, `fp`, `fp_minus`.
+    Once per observer that emitted the event: `total` and its splits.
+    """
+
+    #: `MemberFailed` events about live members, at every observer.
     total: int
-    #: Raised (observed) by a healthy member vs by a paused or slow one.
+    #: Of `total`: emitted by a healthy observer vs by an anomalous (or paused) one.
     by_healthy: int
     by_faulty: int
-    #: About a healthy member (neither paused nor slow).
+    #: Of `total`: about a healthy member.
     about_healthy: int
-    #: Whose accuser (the member whose suspicion timed out) was healthy.
+    #: Of `total`: whose accuser (the member whose suspicion timed out) was healthy.
     accused_by_healthy: int
-    #: The first few, individually.
+    #: The first `MAX_FP_SAMPLES` events of `total`, individually.
     samples: tuple[FalsePositive, ...]
+    #: Declarations about live members, once per raiser (the accuser's own event).
+    raised: int = 0
+    #: The paper's FP: of `raised`, those about a healthy member (any raiser).
+    fp: int = 0
+    #: The paper's FP-: of `fp`, those raised by a healthy member.
+    fp_minus: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -199,6 +226,9 @@ class TrafficSummary:
     total_datagrams: int
     total_bytes: int
     total_stream_bytes: int
+    #: Protocol messages sent (several may share one datagram) and streams opened.
+    total_messages: int = 0
+    total_streams: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -217,6 +247,10 @@ class NetworkCounters:
     undeliverable: int
     streams: int
     streams_failed: int
+    #: Held in a stalled member's buffer (then handled when it resumed).
+    queued: int = 0
+    #: Dropped because a stalled member's buffer was full.
+    overflowed: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -291,8 +325,14 @@ class RunResult:
             "false_positives": self.false_positives.total,
             "fp_by_healthy": self.false_positives.by_healthy,
             "fp_about_healthy": self.false_positives.about_healthy,
+            "failures_raised": self.false_positives.raised,
+            "fp": self.false_positives.fp,
+            "fp_minus": self.false_positives.fp_minus,
             "datagrams_out_per_period": self.traffic.datagrams_out_per_period_mean,
             "bytes_out_per_period": self.traffic.bytes_out_per_period_mean,
+            "total_datagrams": self.traffic.total_datagrams,
+            "total_messages": self.traffic.total_messages,
+            "total_bytes": self.traffic.total_bytes,
             "disagreement_final": self.disagreement_final,
             "wall_s": self.wall_s,
         }
@@ -369,6 +409,9 @@ class Collector:
         self.fp_by_healthy = 0
         self.fp_about_healthy = 0
         self.fp_accused_by_healthy = 0
+        self.fp_raised = 0
+        self.fp_paper = 0
+        self.fp_minus = 0
         self.fp_samples: list[FalsePositive] = []
         self.event_counts: dict[str, int] = {}
         # Convergence.
@@ -516,12 +559,19 @@ class Collector:
         self.fp_about_healthy += subject_healthy
         a = self.index.get(event.accuser, -1)
         self.fp_accused_by_healthy += a >= 0 and health[a] == HEALTHY
+        # The raiser's own event is the declaration: counted once, as the paper does.
+        raised = a == o
+        if raised:
+            self.fp_raised += 1
+            if subject_healthy:
+                self.fp_paper += 1
+                self.fp_minus += observer_healthy
         if len(self.fp_samples) < MAX_FP_SAMPLES:
             self.fp_samples.append(
                 FalsePositive(
                     at=now, observer=self.names[o], subject=self.names[x],
                     accuser=event.accuser, observer_healthy=observer_healthy,
-                    subject_healthy=subject_healthy,
+                    subject_healthy=subject_healthy, raised=raised,
                 )
             )
 
@@ -602,6 +652,9 @@ class Collector:
             about_healthy=self.fp_about_healthy,
             accused_by_healthy=self.fp_accused_by_healthy,
             samples=tuple(self.fp_samples),
+            raised=self.fp_raised,
+            fp=self.fp_paper,
+            fp_minus=self.fp_minus,
         )
 
     def convergence(self) -> tuple[Convergence, ...]:

@@ -38,6 +38,8 @@ from simulations.faults import (
     Pause,
     Restart,
     Slow,
+    Stall,
+    anomalous_members,
 )
 from simulations.metrics import MemberTraffic, RunResult, TrafficSummary
 from simulations.network import NetworkModel
@@ -112,9 +114,10 @@ class Simulation:
                 0 <= f.member < sc.nodes
             ):
                 raise ValueError(f"{f!r}: no member {f.member} in a {sc.nodes}-member run")
-        for f in sc.faults:
-            if isinstance(f, Pause | Slow):
-                engine.anomalous[f.member] = 1
+            if isinstance(f, Stall) and not all(0 <= m < sc.nodes for m in f.members):
+                raise ValueError(f"{f!r}: no such member in a {sc.nodes}-member run")
+        for m in anomalous_members(sc.faults, sc.nodes):
+            engine.anomalous[m] = 1
         initial = [i for i in range(sc.nodes) if i not in late]
         if sc.start == "converged":
             engine.bootstrap(initial)
@@ -150,6 +153,8 @@ class Simulation:
                 case Pause():
                     for start, end in f.windows():
                         engine.at(start, engine.pause, f.member, end)
+                case Stall():
+                    engine.at(f.at, self._stall, f, 0)
                 case Slow():
                     engine.at(f.at, engine.set_slow, f.member, f.delay_s)
                     if f.until != float("inf"):
@@ -167,6 +172,15 @@ class Simulation:
         pid = self.engine.partition(f.groups, one_way=f.one_way)
         if f.heal_at != float("inf"):
             self.engine.at(f.heal_at, self.engine.heal, pid)
+
+    def _stall(self, f: Stall, cycle: int) -> None:
+        # Each cycle schedules the next after its own resume, so with interval_s = 0 the
+        # resume still comes first at the shared instant.
+        windows = f.windows()
+        _, end = windows[cycle]
+        self.engine.stall(f.members, end, f.buffer_datagrams)
+        if cycle + 1 < len(windows):
+            self.engine.at(windows[cycle + 1][0], self._stall, f, cycle + 1)
 
     def _loss_window(self, f: LossWindow) -> None:
         self.engine.set_loss(f.src, f.dst, f.loss, until=f.until)
@@ -234,6 +248,8 @@ class Simulation:
             total_datagrams=sum(engine.dg_out),
             total_bytes=sum(engine.bytes_out),
             total_stream_bytes=sum(engine.st_bytes_out),
+            total_messages=sum(engine.msg_out),
+            total_streams=sum(engine.st_out),
         )
         timeline = tuple(coll.timeline)
         pairs = coll.pairs()

@@ -66,6 +66,8 @@ _MEAN_COLUMNS = (
     "all_know_s_mean",
     "all_know_s_max",
     "false_positives",
+    "fp",
+    "fp_minus",
     "datagrams_out_per_period",
     "messages_out_per_period",
     "bytes_out_per_period",
@@ -76,6 +78,7 @@ _MEAN_COLUMNS = (
 )
 #: Per-variant totals taken by `SweepResult.summary`.
 _SUM_COLUMNS = ("crashes", "detected", "undetected", "false_positives", "fp_by_healthy",
+                "failures_raised", "fp", "fp_minus", "total_messages", "total_bytes",
                 "unconverged", "wall_s")
 
 Errors = Literal["raise", "collect"]
@@ -242,6 +245,10 @@ def _row(point: SweepPoint, result: RunResult) -> dict[str, Any]:
         "false_positives": result.false_positives.total,
         "fp_by_healthy": result.false_positives.by_healthy,
         "fp_about_healthy": result.false_positives.about_healthy,
+        # The same once per raiser (the Lifeguard paper's FP and FP-).
+        "failures_raised": result.false_positives.raised,
+        "fp": result.false_positives.fp,
+        "fp_minus": result.false_positives.fp_minus,
         # Load: means over members of the per-protocol-period rates.
         "datagrams_out_per_period": result.traffic.datagrams_out_per_period_mean,
         "messages_out_per_period": result.traffic.messages_out_per_period_mean,
@@ -249,6 +256,9 @@ def _row(point: SweepPoint, result: RunResult) -> dict[str, Any]:
         "bytes_in_per_period": result.traffic.bytes_in_per_period_mean,
         "total_datagrams": result.traffic.total_datagrams,
         "total_bytes": result.traffic.total_bytes,
+        "total_messages": result.traffic.total_messages,
+        "total_streams": result.traffic.total_streams,
+        "total_stream_bytes": result.traffic.total_stream_bytes,
         # Convergence: after the join (if the run joined) and at the end.
         "join_converged_s": join[0].took_s if join else None,
         "unconverged": sum(1 for c in result.convergence if c.took_s is None),

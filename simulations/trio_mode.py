@@ -32,9 +32,10 @@ engine does), `Slow` (the member's transport hands it every datagram and incomin
 
 * ``start="converged"``: a `Node` joins; it has no public way to start from a prebuilt
   table;
-* `Pause`: a paused process runs no timers and handles nothing until it resumes.
-  `swim.Node` cannot be frozen from outside, and a network cut would be a different
-  fault (the "paused" node would go on probing and suspecting the others).
+* `Pause` and `Stall`: a paused or stalled process runs no timers and handles nothing
+  until it resumes. `swim.Node` cannot be frozen from outside, and a network cut would
+  be a different fault (the "paused" node would go on probing and suspecting the
+  others). `simulations.real_stall` stalls real agent processes instead.
 
 The run is seeded (node rngs and the network's rng derive from ``scenario.seed``) but not
 bit-for-bit reproducible: trio shuffles tasks that become runnable together, so the order
@@ -73,6 +74,8 @@ from simulations.faults import (
     Pause,
     Restart,
     Slow,
+    Stall,
+    anomalous_members,
 )
 from simulations.metrics import (
     DOWN,
@@ -198,11 +201,12 @@ def _check(sc: Scenario) -> None:
                          "has no public way to start from a prebuilt membership table")
     late = [f.member for f in sc.faults if isinstance(f, Join)]
     for f in sc.faults:
-        if isinstance(f, Pause):
+        if isinstance(f, Pause | Stall):
             raise ValueError(
-                f"trio mode cannot model {f!r}: a paused process runs no timers and "
-                "handles nothing until it resumes, and swim.Node cannot be frozen from "
-                "outside (a network cut would be a different fault)")
+                f"trio mode cannot model {f!r}: a paused or stalled process runs no timers "
+                "and handles nothing until it resumes, and swim.Node cannot be frozen from "
+                "outside (a network cut would be a different fault; simulations.real_stall "
+                "stalls real processes)")
         if isinstance(f, Crash | Restart | Leave | Join | Slow) and not 0 <= f.member < sc.nodes:
             raise ValueError(f"{f!r}: no member {f.member} in a {sc.nodes}-member run")
         members: tuple[int, ...] = ()
@@ -325,8 +329,9 @@ async def run_nodes(scenario: Scenario) -> TrioResult:
                           restart_grace_s=default_restart_grace_s(sc.config, sc.nodes))
     network = _network(sc.network, sc.seed, addrs)
     links = network.links
-    # Slow and paused members count as faulty for the whole run, as in the engine.
-    anomalous = {f.member for f in faults if isinstance(f, Slow)}
+    # Members a fault acts on count as faulty for the whole run, as in the engine.
+    anomalous = anomalous_members(sc.faults, sc.nodes)
+    slow_members = {f.member for f in faults if isinstance(f, Slow)}
     slow = [0.0] * sc.nodes
     current: dict[int, _Member] = {}
     lives: list[_Member] = []
@@ -337,7 +342,7 @@ async def run_nodes(scenario: Scenario) -> TrioResult:
         return trio.current_time() - t0
 
     def opener(i: int) -> Callable[[StreamHandler], Any]:
-        if i not in anomalous:
+        if i not in slow_members:
             return lambda handler: network.open(addrs[i], handler)
         return lambda handler: _open_late(network, addrs[i], handler, lambda: slow[i])
 
