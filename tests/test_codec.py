@@ -342,3 +342,30 @@ def test_ping_names_its_source_when_known() -> None:
     anonymous = Ping(5, "b")
     assert decode_untrusted(encode([anonymous])) == (anonymous,)
     assert len(encode([named])) == len(encode([anonymous])) + 2  # "a": 1 header + 1 byte
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        # An ack whose seq is 2,000,000 empty arrays (found by the fuzzer at 33.5M: cbor2
+        # built the whole tree first, 2.5 GB, before any field was checked).
+        bytes.fromhex("82 01 82 02 9a") + (2_000_000).to_bytes(4, "big") + b"\x80" * 2_000_000,
+        # 700,000 acks in one frame.
+        bytes.fromhex("9a") + (700_001).to_bytes(4, "big") + b"\x01"
+        + bytes.fromhex("820200") * 700_000,
+        # A declared array far longer than the frame.
+        bytes.fromhex("82 01 9b") + (2**60).to_bytes(8, "big"),
+    ],
+    ids=["empty-arrays", "many-acks", "long-declared"],
+)
+def test_a_hostile_stream_frame_is_refused_before_it_is_built(frame: bytes) -> None:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(MalformedMessage):
+            decode_untrusted(frame, stream=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000  # bytes: nothing of the frame's tree was built

@@ -55,7 +55,15 @@ MAX_STREAM_BYTES: Final = 32 * 1024 * 1024
 #: Most messages in one datagram or frame.
 MAX_MESSAGES: Final = 4096
 #: Most member entries in one push-pull exchange.
-MAX_PUSH_PULL_MEMBERS: Final = 500_000
+MAX_PUSH_PULL_MEMBERS: Final = 250_000
+#: Most CBOR arrays one datagram or stream frame may hold, checked by `_scan_untrusted`
+#: before anything is decoded (cbor2 builds the whole tree first, at ~70 bytes per tiny
+#: item: a 32 MiB frame of empty arrays would take 2.5 GB). A push-pull holds one array
+#: per member and per replayed broadcast; every other frame a few per message.
+MAX_ARRAYS_DATAGRAM: Final = 2 * MAX_MESSAGES + 256
+MAX_ARRAYS_STREAM: Final = MAX_PUSH_PULL_MEMBERS + 2 * MAX_MESSAGES + 1024
+#: Most items per array allowed on average: no message kind has more than 12 fields.
+_ITEMS_PER_ARRAY: Final = 12
 #: Most recent user broadcasts one push-pull exchange may carry.
 MAX_PUSH_PULL_BROADCASTS: Final = 256
 #: Largest user payload (broadcast or message).
@@ -451,6 +459,63 @@ def _replayed_broadcast(items: Any) -> UserBroadcast:
     return msg
 
 
+def _scan_untrusted(data: bytes | bytearray | memoryview, max_arrays: int) -> None:
+    """Walk the CBOR structure without building it: refuse maps, tags, indefinite
+    lengths, nesting deeper than the format's 5 levels, declared lengths longer than
+    the bytes left, more than `max_arrays` arrays and more than 12 items per array on
+    average, and anything after the first item. Costs one pass, allocates nothing."""
+    view = bytes(data)
+    end = len(view)
+    pos = 0
+    arrays = 0
+    items_allowed = 1  # the top-level item; each array adds its count
+    stack: list[int] = []  # items still to read in each open array
+    remaining = 1  # items still to read at this level
+    while True:
+        if remaining == 0:
+            if not stack:
+                break
+            remaining = stack.pop()
+            continue
+        remaining -= 1
+        if pos >= end:
+            _bad("truncated CBOR")
+        ib = view[pos]
+        pos += 1
+        major, info = ib >> 5, ib & 0x1F
+        if info < 24:
+            value = info
+        elif info <= 27:
+            width = 1 << (info - 24)
+            if pos + width > end:
+                _bad("truncated CBOR")
+            value = int.from_bytes(view[pos:pos + width], "big")
+            pos += width
+        else:
+            _bad("indefinite or reserved CBOR lengths are not part of the format")
+        if major in (0, 1) or major == 7:
+            continue  # integers, simple values, floats: their argument was skipped
+        if major in (2, 3):
+            if value > end - pos:
+                _bad("a string longer than the frame")
+            pos += value
+            continue
+        if major != 4:
+            _bad("CBOR maps and tags are not part of the format")
+        arrays += 1
+        items_allowed += value
+        if arrays > max_arrays or items_allowed > _ITEMS_PER_ARRAY * max_arrays:
+            _bad("too many items in one frame")
+        if value > end - pos:
+            _bad("an array longer than the frame")
+        if len(stack) >= 5:
+            _bad("nested too deeply")
+        stack.append(remaining)
+        remaining = value
+    if pos != end:
+        _bad("trailing bytes after the frame")
+
+
 def decode_untrusted(data: bytes, *, stream: bool = False) -> tuple[Message, ...]:
     """The messages in a datagram (or, with ``stream=True``, a stream frame).
 
@@ -462,6 +527,7 @@ def decode_untrusted(data: bytes, *, stream: bool = False) -> tuple[Message, ...
         _bad("input must be bytes")
     if not 2 <= len(data) <= limit:
         _bad(f"frame size {len(data)} outside [2, {limit}]")
+    _scan_untrusted(data, MAX_ARRAYS_STREAM if stream else MAX_ARRAYS_DATAGRAM)
     fp = io.BytesIO(data)
     try:
         top = cbor2.CBORDecoder(

@@ -70,7 +70,9 @@ class Config:
     incarnation_window: int = attrs.field(default=1 << 20, validator=attrs.validators.gt(0))
     #: Most members the table holds; news of more is dropped and counted (a bound on
     #: memory and on probing work if a flood of forged members arrives).
-    max_members: int = attrs.field(default=100_000, validator=attrs.validators.gt(1))
+    max_members: int = attrs.field(
+        default=100_000, validator=[attrs.validators.gt(1), attrs.validators.le(250_000)]
+    )
     #: Most members not yet known taken from one push-pull we did not ask a seed for
     #: (a join response is bounded by `max_members` alone); the rest are dropped and
     #: counted, and arrive by gossip or later exchanges if real.
