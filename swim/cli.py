@@ -24,6 +24,7 @@ COMMANDS: Mapping[str, str] = {
     "keys": "swim.agent.cli",
     "join": "swim.agent.cli",
     "force-leave": "swim.agent.cli",
+    "rtt": "swim.agent.cli",
     "leave": "swim.agent.cli",
     "tags": "swim.agent.cli",
     "info": "swim.agent.cli",

@@ -153,6 +153,9 @@ class FakeNode:
     def force_leave(self, name: str) -> bool:
         return False
 
+    def estimate_rtt(self, a: str, b: str | None = None) -> float | None:
+        return None
+
     # Queries and key commands are exercised with real agents (tests/test_cli_queries.py).
 
     def query(self, name: str, payload: bytes = b"", **filters: Any) -> QueryStream:

@@ -119,6 +119,8 @@ class AgentNode(Protocol):
 
     def force_leave(self, name: str) -> bool: ...
 
+    def estimate_rtt(self, a: str, b: str | None = None) -> float | None: ...
+
     def query(
         self,
         name: str,
@@ -458,10 +460,31 @@ class Agent:
             return await self._join(request)
         if cmd == "force-leave":
             return self._force_leave(request)
+        if cmd == "rtt":
+            return self._rtt(request)
         raise rpc.RequestError(
             f"unknown command {cmd!r} (try: event, force-leave, info, join, keys, leave, "
-            "members, monitor, query, tags)"
+            "members, monitor, query, rtt, tags)"
         )
+
+    def _rtt(self, request: Mapping[str, Any]) -> Record:
+        """The RTT the Vivaldi coordinates predict between two members (Serf's rtt)."""
+        a, b = request.get("a"), request.get("b")
+        if not isinstance(a, str) or not a or not (b is None or (isinstance(b, str) and b)):
+            raise rpc.RequestError('"rtt" needs "a" (a member name) and optionally "b"')
+        b = b or self._node.name
+        known = {m.name for m in self._node.members()}
+        for name in (a, b):
+            if name not in known:
+                raise rpc.RequestError(f"no member named {name!r} is known to this agent")
+        rtt = self._node.estimate_rtt(a, b)
+        if rtt is None:
+            missing = a if a != self._node.name else b
+            raise rpc.RequestError(
+                f"no coordinate for {missing!r} yet (it is learned from probe acks; try "
+                "again in a few protocol periods)"
+            )
+        return {"a": a, "b": b, "rtt_s": rtt}
 
     async def _join(self, request: Mapping[str, Any]) -> Record:
         """Join through more seeds; answered once each exchange ended (or timed out)."""

@@ -273,6 +273,18 @@ def register(sub: Any) -> None:
     _add_json(p)
     p.set_defaults(handler=client.force_leave_command)
 
+    p = sub.add_parser(
+        "rtt", help="estimate the round-trip time between two members",
+        description="Estimate the RTT between members A and B (B: the agent's own member) "
+        "from their Vivaldi network coordinates, which ride on probe acks; no probe "
+        "between A and B is needed (Serf's rtt).",
+    )
+    _add_rpc(p)
+    p.add_argument("a", metavar="A", help="a member's name")
+    p.add_argument("b", metavar="B", nargs="?", help="another member (default: the agent)")
+    _add_json(p)
+    p.set_defaults(handler=client.rtt_command)
+
     p = sub.add_parser("leave", help="make an agent leave the cluster gracefully and exit")
     _add_rpc(p)
     _add_json(p)

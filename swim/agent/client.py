@@ -259,6 +259,22 @@ def force_leave_command(args: argparse.Namespace) -> int:
     return _client("force-leave", args, go)
 
 
+def rtt_command(args: argparse.Namespace) -> int:
+    async def go(addr: Address) -> int:
+        answer = await rpc.call(
+            addr, {"cmd": "rtt", "a": args.a, "b": args.b}, auth=args.rpc_auth
+        )
+        answer.pop("ok", None)
+        if args.json:
+            print_json(answer)
+        else:
+            print(f"Estimated {answer['a']} <-> {answer['b']} rtt: "
+                  f"{answer['rtt_s'] * 1000:.3f} ms")
+        return 0
+
+    return _client("rtt", args, go)
+
+
 def leave_command(args: argparse.Namespace) -> int:
     async def go(addr: Address) -> int:
         await rpc.call(addr, {"cmd": "leave"}, auth=args.rpc_auth)
