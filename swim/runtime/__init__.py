@@ -2,8 +2,10 @@
 (a `Node` in a background thread, for applications that do not run trio).
 
 Prometheus metrics live in `swim.runtime.metrics` (needs prometheus-client). The views
-(`MemberView`, filters) and the published event shapes (`MemberEvent`, `Stamped`) are
-pure modules (`swim.runtime.views`, `swim.runtime.events`) and load no trio.
+(`MemberView`, filters), the published event shapes (`MemberEvent`, `Stamped`) and health
+(`HealthStatus`, `HealthChanged`) are pure modules (`swim.runtime.views`,
+`swim.runtime.events`, `swim.runtime.health`) and load no trio; the check runner is
+`swim.runtime.checks`.
 
 Each name's module is imported on first use (PEP 562), so ``from swim.runtime import
 Node`` does not load `ThreadedNode`'s module.
@@ -19,6 +21,12 @@ _SOURCES = {
     "Node": "swim.runtime.node",
     "NodeStats": "swim.runtime.node",
     "TransportFactory": "swim.runtime.node",
+    "Check": "swim.runtime.checks",
+    "HealthCheck": "swim.runtime.checks",
+    "HealthChanged": "swim.runtime.health",
+    "HealthResult": "swim.runtime.health",
+    "HealthStatus": "swim.runtime.health",
+    "HealthWatch": "swim.runtime.health",
     "KeyCommand": "swim.runtime.keyops",
     "KeyReport": "swim.runtime.keyops",
     "QueryResult": "swim.runtime.queries",
@@ -43,7 +51,9 @@ _SOURCES = {
 }
 
 if TYPE_CHECKING:
+    from swim.runtime.checks import Check, HealthCheck
     from swim.runtime.events import MemberEvent, MemberEventKind, Stamped, member_event, stamp
+    from swim.runtime.health import HealthChanged, HealthResult, HealthStatus, HealthWatch
     from swim.runtime.keyops import KeyCommand, KeyReport
     from swim.runtime.node import DeliveryError, Node, NodeStats, TransportFactory
     from swim.runtime.queries import QueryResult, QueryResultKind, QueryStream, QuerySummary
@@ -69,10 +79,16 @@ def __dir__() -> list[str]:
 __all__ = [
     "UP_STATUSES",
     "BlockingQuery",
+    "Check",
     "DeliveryError",
     "EventCallback",
     "EventOverflow",
     "EventSubscription",
+    "HealthChanged",
+    "HealthCheck",
+    "HealthResult",
+    "HealthStatus",
+    "HealthWatch",
     "KeyCommand",
     "KeyReport",
     "MemberEvent",

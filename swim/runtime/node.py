@@ -50,6 +50,14 @@ are; ``member_events()`` and ``stamped_events()`` yield the shapes of
 `swim.runtime.events`, which add the wall-clock time of each event (the node's
 ``wall_clock`` translated to the event's ``at``).
 
+Health (`swim.runtime.health`, `swim.runtime.checks`): ``set_health`` and running checks
+are the node's health sources; the worst of them is published as the ``health`` (and
+``health_note``) tags next to the application's own, through ``update_metadata``. Health
+never touches liveness: a critical member answers probes as before. ``health_events()``
+yields `HealthChanged` values, this member's own changes included; so does any
+subscription made with ``local_updates=True`` see this member's own metadata changes, as
+a `MemberUpdated` the core itself does not raise.
+
 Shutdown: leaving the ``async with`` block normally leaves the cluster gracefully
 (bounded by ``leave_timeout_s``) and then closes the transport. Leaving it by an
 exception, cancellation included, skips the leave, like a crash: the tasks are cancelled
@@ -61,6 +69,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ipaddress
+import itertools
 import math
 import os
 import random
@@ -79,6 +88,7 @@ from swim.core import (
     Event,
     MemberState,
     MemberStatus,
+    MemberUpdated,
     ProtocolError,
     QueryAcked,
     QueryFinished,
@@ -89,10 +99,23 @@ from swim.core import (
 from swim.core.codec import MAX_STREAM_BYTES
 from swim.core.outputs import StreamKind, StreamRequest
 from swim.core.queries import default_timeout_s
-from swim.core.tags import encode_tags, tags_of
+from swim.core.tags import TagError, encode_tags, tags_of
 from swim.core.vivaldi import Coordinate, estimate_rtt_s
 from swim.runtime import keyops
+from swim.runtime.checks import Check, HealthCheck, run_check_loop
 from swim.runtime.events import MemberEvent, Stamped, is_membership_event, stamp
+from swim.runtime.health import (
+    HEALTH_NOTE_TAG,
+    MANUAL_SOURCE,
+    HealthChanged,
+    HealthResult,
+    HealthStatus,
+    HealthWatch,
+    health_of,
+    note_of,
+    with_health,
+    worst,
+)
 from swim.runtime.keyops import KeyCommand, KeyReport
 from swim.runtime.queries import (
     DEFAULT_QUERY_BUFFER,
@@ -259,6 +282,11 @@ class Node:
         self._timer_scope: trio.CancelScope | None = None
         self._left = trio.Event()
         self._subscribers: list[Subscription[Any]] = []
+        #: The subscribers (also in `_subscribers`) that see our own metadata changes.
+        self._local_subscribers: list[Subscription[Any]] = []
+        #: Health sources by name (`MANUAL_SOURCE` for set_health, a check's name).
+        self._health_sources: dict[str, HealthResult] = {}
+        self._health_checks: dict[str, HealthCheck] = {}
         #: Set (and replaced) whenever a membership event is published, and at stop:
         #: what `wait_for` sleeps on.
         self._membership_changed = trio.Event()
@@ -355,6 +383,7 @@ class Node:
             for sub in self._subscribers:
                 sub._finish()
             self._subscribers.clear()
+            self._local_subscribers.clear()
             self._membership_changed.set()  # waiters wake and see the node stopped
             for waiter in self._waiters.values():
                 waiter.done.set()
@@ -418,8 +447,151 @@ class Node:
 
     def update_tags(self, tags: Mapping[str, str]) -> None:
         """Replace our metadata with `tags` (`swim.encode_tags`; raises `TagError` if
-        they do not fit in 512 bytes); gossiped with a new incarnation."""
+        they do not fit in 512 bytes); gossiped with a new incarnation. Once the node has
+        a health source (`set_health`, a running check) it keeps its health tags: the
+        mapping's own ``health`` and ``health_note`` are replaced by the node's."""
+        if self._health_sources:
+            tags = with_health(tags, worst(self._health_sources))
         self.update_metadata(encode_tags(tags))
+
+    # ================================================================ health
+
+    def set_health(self, status: HealthStatus | str, note: str = "") -> None:
+        """Set this member's health (passing, warning or critical; a `HealthStatus` or
+        its text) with an optional note, and publish it to the cluster in our metadata
+        as the ``health`` (and ``health_note``) tags, next to the others (see
+        `swim.runtime.health`).
+
+        Health is not liveness: the member keeps answering probes and stays alive in
+        every view; a critical one leaves placement rings (`swim.ring`) until it passes
+        again. What is published is the worst of this status and the latest result of
+        each running check. Nothing is gossiped if that does not change. Raises
+        `ValueError` for an unknown status, `TagError` if the tags no longer fit in the
+        metadata (a note that does not fit is dropped first). Metadata that holds no
+        tags (raw bytes from `update_metadata`) is replaced by the health tags.
+        """
+        self._set_health_source(MANUAL_SOURCE, HealthResult(HealthStatus.parse(status), note))
+
+    def health(self, name: str | None = None) -> HealthStatus:
+        """The health member `name` (this one by default) publishes: passing if it
+        publishes none. Raises `LookupError` for an unknown member."""
+        return health_of(self.tags(name))
+
+    def health_note(self, name: str | None = None) -> str:
+        """The note published with member `name`'s health ("" if none)."""
+        return note_of(self.tags(name))
+
+    def start_health_check(
+        self,
+        check: Check,
+        *,
+        interval_s: float,
+        timeout_s: float,
+        name: str | None = None,
+        in_thread: bool | None = None,
+    ) -> HealthCheck:
+        """Run `check` every `interval_s` as a task of this node (it stops with the node,
+        or at `HealthCheck.stop`); each result is one of the node's health sources.
+
+        `check` returns a `HealthStatus` (or its text) or an awaitable of one; a run that
+        raises, takes longer than `timeout_s` or returns anything else is critical, with
+        a note saying why. Coroutine functions run in the loop, other callables in a
+        worker thread (`in_thread` forces either; see `swim.runtime.checks`). `name`
+        names the source (default ``check-N``); running checks must have distinct names.
+        A result whose tags no longer fit in the metadata is kept on the handle but not
+        published.
+        """
+        self._require_running()
+        nursery = self._nursery
+        assert nursery is not None
+        if not (0 < interval_s < math.inf and 0 < timeout_s < math.inf):
+            raise ValueError("interval_s and timeout_s must be positive and finite")
+        if name is None:
+            name = next(
+                f"check-{i}" for i in itertools.count(1) if f"check-{i}" not in self._health_checks
+            )
+        elif name == MANUAL_SOURCE or name in self._health_checks:
+            raise ValueError(f"a health check named {name!r} is already running")
+        handle = HealthCheck(name, interval_s, timeout_s)
+        self._health_checks[name] = handle
+        nursery.start_soon(self._run_health_check, handle, check, in_thread)
+        return handle
+
+    @contextlib.asynccontextmanager
+    async def run_health_check(
+        self,
+        check: Check,
+        *,
+        interval_s: float,
+        timeout_s: float,
+        name: str | None = None,
+        in_thread: bool | None = None,
+    ) -> AsyncIterator[HealthCheck]:
+        """`start_health_check` for the duration of an ``async with`` block::
+
+            async with node.run_health_check(check_db, interval_s=10, timeout_s=2):
+                ...  # the node's health follows check_db's results
+
+        Leaving the block stops the check and withdraws its result.
+        """
+        handle = self.start_health_check(
+            check, interval_s=interval_s, timeout_s=timeout_s, name=name, in_thread=in_thread
+        )
+        try:
+            yield handle
+        finally:
+            handle.stop()
+            with trio.CancelScope(shield=True):
+                await handle.wait_stopped()
+
+    def health_events(self, max_buffer: int = DEFAULT_EVENT_BUFFER) -> Subscription[HealthChanged]:
+        """Subscribe to health changes from now on, this member's own included: one
+        `HealthChanged` (member, old, new, note, at, wall_time) per change of a member's
+        health status (see `swim.runtime.health.HealthWatch`)."""
+        members = self._require_core().members()
+        return self.subscribe(HealthWatch(members), max_buffer, local_updates=True)
+
+    async def _run_health_check(
+        self, handle: HealthCheck, check: Check, in_thread: bool | None
+    ) -> None:
+        try:
+            await run_check_loop(handle, check, self._check_result, in_thread=in_thread)
+        finally:
+            self._health_checks.pop(handle.name, None)
+
+    def _check_result(self, source: str, result: HealthResult | None) -> None:
+        """A check's result (None: the check stopped). Never raises into the check's
+        task: a node that is stopping or leaving drops it, and a result whose tags do not
+        fit is not published."""
+        if self._stopped or self._core is None or self._core.leaving:
+            self._health_sources.pop(source, None)
+            return
+        with contextlib.suppress(TagError):
+            self._set_health_source(source, result)
+
+    def _set_health_source(self, source: str, result: HealthResult | None) -> None:
+        """Record one health source and publish the worst of them if that changes our
+        tags (without sources, the health tags are removed)."""
+        self._require_running()
+        sources = dict(self._health_sources)
+        if result is None:
+            sources.pop(source, None)
+        else:
+            sources[source] = result
+        current = self.tags()
+        wanted = with_health(current, worst(sources))
+        if wanted != current:
+            try:
+                meta = encode_tags(wanted)
+            except TagError:
+                if HEALTH_NOTE_TAG not in wanted:
+                    raise
+                del wanted[HEALTH_NOTE_TAG]
+                meta = encode_tags(wanted)
+            self._health_sources = sources
+            self.update_metadata(meta)
+        else:
+            self._health_sources = sources
 
     async def wait_for(
         self, predicate: Callable[[MemberView], object], timeout_s: float | None = None
@@ -534,20 +706,49 @@ class Node:
         return self.subscribe(every_event_stamped, max_buffer)
 
     def subscribe(
-        self, convert: Converter[T], max_buffer: int = DEFAULT_EVENT_BUFFER
+        self,
+        convert: Converter[T],
+        max_buffer: int = DEFAULT_EVENT_BUFFER,
+        *,
+        local_updates: bool = False,
     ) -> Subscription[T]:
         """Subscribe to what `convert(event, stamped)` makes of every event from now on
         (None skips it), where `event` is the core's event and `stamped` its published
         shape (`MemberEvent` or `Stamped`). `events`, `member_events` and
         `stamped_events` are this with a given converter; it runs in the pump, so it
-        must be quick and must not raise."""
-        return self._subscribe(Subscription(max_buffer, self._unsubscribe, convert))
+        must be quick and must not raise.
+
+        With `local_updates`, the subscription also sees this member's own metadata
+        changes (`update_metadata`, `update_tags`, `set_health`) as a `MemberUpdated`
+        about itself, which the core raises only for peers (a `RingTracker` fed from
+        events needs them to follow our own health and weight)."""
+        sub = self._subscribe(Subscription(max_buffer, self._unsubscribe, convert))
+        if local_updates and not self._stopped:
+            self._local_subscribers.append(sub)
+        return sub
 
     def update_metadata(self, meta: bytes) -> None:
-        """Replace our metadata; gossiped with a new incarnation."""
+        """Replace our metadata; gossiped with a new incarnation. These are raw bytes:
+        with health sources (`set_health`), `update_tags` is the call that keeps the
+        health tags."""
         core = self._require_running()
-        core.update_metadata(meta, now=trio.current_time())
+        now = trio.current_time()
+        core.update_metadata(meta, now=now)
         self._poke()
+        self._publish_local_update(core, now)
+
+    def _publish_local_update(self, core: Core, now: float) -> None:
+        """Our metadata changed: tell the subscriptions that asked (``local_updates``),
+        as the `MemberUpdated` the core raises only for peers, and wake `wait_for`."""
+        me = core.member(self.name)
+        assert me is not None
+        event = MemberUpdated(member=me, at=now)
+        stamped = stamp(event, self._wall_clock())
+        for sub in [sub for sub in self._local_subscribers if not sub._push(event, stamped)]:
+            self._subscriber_overflows += 1
+            self._unsubscribe(sub)
+        self._membership_changed.set()
+        self._membership_changed = trio.Event()
 
     def broadcast(self, payload: bytes) -> int:
         """Gossip `payload` to every member (this one included); returns its id."""
@@ -938,6 +1139,8 @@ class Node:
     def _unsubscribe(self, sub: Subscription[Any]) -> None:
         with contextlib.suppress(ValueError):
             self._subscribers.remove(sub)
+        with contextlib.suppress(ValueError):
+            self._local_subscribers.remove(sub)
 
     def _require_core(self) -> Core:
         if self._core is None:

@@ -39,7 +39,9 @@ from typing import Any, Final, Literal, TypeVar, overload
 import trio
 
 from swim.core import Config, Event, MemberState, MemberStatus
+from swim.runtime.checks import Check, HealthCheck
 from swim.runtime.events import MemberEvent, Stamped
+from swim.runtime.health import HealthStatus
 from swim.runtime.keyops import KeyReport
 from swim.runtime.node import Node, NodeStats, TransportFactory
 from swim.runtime.queries import DEFAULT_QUERY_BUFFER, QueryResult, QueryStream, QuerySummary
@@ -216,6 +218,39 @@ class ThreadedNode:
     def update_tags(self, tags: Mapping[str, str]) -> None:
         """Replace our metadata with `tags` (see `Node.update_tags`)."""
         self._call(self._node.update_tags, dict(tags))
+
+    def set_health(self, status: HealthStatus | str, note: str = "") -> None:
+        """Set and publish this member's health (see `Node.set_health`)."""
+        self._call(self._node.set_health, status, note)
+
+    def health(self, name: str | None = None) -> HealthStatus:
+        """The health member `name` (this one by default) publishes."""
+        return self._call(self._node.health, name)
+
+    def health_note(self, name: str | None = None) -> str:
+        """The note published with member `name`'s health."""
+        return self._call(self._node.health_note, name)
+
+    def start_health_check(
+        self,
+        check: Check,
+        *,
+        interval_s: float,
+        timeout_s: float,
+        name: str | None = None,
+        in_thread: bool | None = None,
+    ) -> HealthCheck:
+        """Run `check` every `interval_s` in the node (see `Node.start_health_check`).
+        A plain function runs in a worker thread of the node's loop, never on the
+        caller's thread; `HealthCheck.stop` may be called from any thread."""
+
+        def start() -> HealthCheck:
+            return self._node.start_health_check(
+                check, interval_s=interval_s, timeout_s=timeout_s, name=name,
+                in_thread=in_thread,
+            )
+
+        return self._call(start)
 
     def wait_for(
         self, predicate: Callable[[MemberView], object], timeout_s: float | None = None
