@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check $(PACKAGES) tests $(wildcard benchmarks)
+	$(BIN)/ruff check $(PACKAGES) tests $(wildcard benchmarks) $(wildcard examples)
 
 typecheck: $(STAMP)
-	$(BIN)/mypy $(PACKAGES) tests $(wildcard benchmarks)
+	$(BIN)/mypy $(PACKAGES) tests $(wildcard benchmarks) $(wildcard examples)
 
 pytest: $(STAMP)
 	$(BIN)/pytest

@@ -8,7 +8,8 @@ the trio runtime, and `ThreadedNode` for non-trio applications) or a simulated n
 `EventOverflow`, ...) are attributes of this package too, but `swim.runtime`, and with
 it trio and `transport`, is imported on first use of one of them (PEP 562), so a program
 that only encodes messages or drives `Core` itself never pays for trio. The same goes
-for `swim.aio`, the asyncio API (a `ThreadedNode` underneath). The tag helpers
+for `swim.aio`, the asyncio API (a `ThreadedNode` underneath), and `swim.forward`
+(request forwarding to a key's owner on a `swim.ring` placement ring). The tag helpers
 (`tags_of`, `encode_tags`, ...) are pure and part of the core.
 """
 
@@ -74,12 +75,13 @@ _RUNTIME_NAMES = frozenset({
     "ThreadedNode",
 })
 #: Subpackages served as attributes, imported the first time one is asked for.
-_SUBMODULES = frozenset({"aio"})
+_SUBMODULES = frozenset({"aio", "forward"})
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from swim import aio as aio
+    from swim import forward as forward
     from swim.runtime import (
         UP_STATUSES,
         DeliveryError,
