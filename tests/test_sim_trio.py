@@ -113,12 +113,24 @@ def test_partition_and_heal_agree_with_the_engine(seed: int) -> None:
     bound = detection_bound_s(sc.config, sc.nodes)
     sides = [{f"node-{i}" for i in range(3)}, {f"node-{i}" for i in range(3, 6)}]
     across = {(a, b) for x, y in (sides, sides[::-1]) for a in x for b in y}
+
+    def side(name: str) -> int:
+        return 0 if name in sides[0] else 1
+
     for mode, result in both(sc):
         where = f"{mode} mode, seed {seed}"
-        # Each side declared every member of the other failed, within the bound, and
-        # nobody within its own side.
-        assert failures(result) == across, where
-        assert all(10.0 < fp.at <= 10.0 + bound for fp in result.false_positives.samples), where
+        # Each side declared every member of the other failed, within the bound...
+        assert failures(result) >= across, where
+        for fp in result.false_positives.samples:
+            if fp.at < 40.0:
+                # ...and, while cut, nobody on its own side.
+                assert (fp.observer, fp.subject) in across, where
+                assert 10.0 < fp.at <= 10.0 + bound, where
+            else:
+                # After the heal only stale news crosses: a suspicion the other side
+                # raised before the heal may still time out and spread.
+                assert side(fp.accuser) != side(fp.subject), where
+                assert fp.at <= 40.0 + bound, where
         assert result.network.blocked > 0 and result.network.streams_failed > 0, where
         assert result.network.lost == 0, where
         # Healed: views converge again, through push-pull or gossip to the dead.
