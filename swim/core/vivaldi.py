@@ -128,6 +128,13 @@ class VivaldiClient:
         self._update_gravity()
         if not self.coordinate.is_valid():  # numerical trouble: start over, as Serf does
             self.coordinate = attrs.evolve(before) if before.is_valid() else Coordinate()
+        # Kept at its wire precision (float32), so a simulator that hands the value over
+        # (object mode) and one that sends the bytes (wire mode) compute the same.
+        try:
+            quantized = Coordinate.unpack_untrusted(self.coordinate.pack())
+        except (OverflowError, struct.error):  # beyond float32: keep the last good one
+            quantized = None
+        self.coordinate = quantized if quantized is not None else before
         self.updates += 1
         return self.coordinate
 
