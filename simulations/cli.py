@@ -144,6 +144,9 @@ def register(sub: Any) -> None:
     p.add_argument("--stall", type=_pause, metavar="C:D:I",
                    help="stall C members together (as SIGSTOP: arrivals queue, overdue "
                         "timers fire on resume) for D s every D+I s, from a sixth of the run")
+    p.add_argument("--stall-mode", choices=("process", "input"), default="process",
+                   help="process: everything stops (SIGSTOP, the default); input: only "
+                        "message processing stops, timers run (slow message processing)")
     p.add_argument("--partition", type=_partition, action="append", default=[],
                    metavar="SPEC",
                    help="A/B[@START[:HEAL]] symmetric or A>B one-way; groups are index "
@@ -208,7 +211,7 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
         cycles = max(1, int((duration - start) // (d + i)))
         stalled = tuple(sorted(pool.pop() for _ in range(c)))
         faults.append(Stall(members=stalled, at=start, duration_s=d, cycles=cycles,
-                            interval_s=i))
+                            interval_s=i, mode=args.stall_mode))
     for groups, one_way, at, heal in args.partition:
         for g in groups:
             bad = [m for m in g if m >= n]

@@ -39,9 +39,11 @@ resumes.
 
 Node states: not started / down, up (running), paused (no input, no timers; datagrams
 to it are dropped), stalled (no input, no timers; datagrams to it wait in a bounded
-buffer until it resumes, see `Engine.stall`), leaving (running until its departure has
-been gossiped). Only deliveries to members that are not running look at the state
-beyond "up": a run without stalls takes no extra step in the hot loop.
+buffer until it resumes, see `Engine.stall`), input-stalled (timers run and it sends,
+but its input waits in the same buffer: ``Stall(mode="input")``), leaving (running
+until its departure has been gossiped). Only deliveries and timers of members that are
+not running look at the state beyond "up": a run without stalls takes no extra step in
+the hot loop.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ UP: Final = 1
 PAUSED: Final = 2
 LEAVING: Final = 3
 STALLED: Final = 4
+INPUT_STALLED: Final = 5
 
 # Heap operations.
 _TIMER: Final = 0
@@ -225,7 +228,7 @@ class Engine:
         return self.cores[i]
 
     def is_up(self, i: int) -> bool:
-        """Member `i` runs (up or leaving, not paused)."""
+        """Member `i` runs (up or leaving: not paused, not stalled in either mode)."""
         return self.state[i] in (UP, LEAVING)
 
     def _new_core(self, i: int) -> Core:
@@ -377,30 +380,37 @@ class Engine:
 
     def stall(
         self, members: Sequence[int], until: float,
-        buffer_datagrams: int = STALL_BUFFER_DATAGRAMS,
+        buffer_datagrams: int = STALL_BUFFER_DATAGRAMS, timers: bool = False,
     ) -> None:
         """Block `members` until `until`, together (`faults.Stall` has the semantics):
         no timers, no input; arrivals queue in a buffer of `buffer_datagrams` each (the
         overflow is dropped and counted); on resume the overdue timers fire, then the
-        queue is handled, in arrival order, at the resume instant. Members not up or
-        leaving (down, paused, already stalled) are left alone."""
+        queue is handled, in arrival order, at the resume instant. With `timers` only
+        the input stops (``Stall(mode="input")``): timers run and what they send goes
+        out. Members not up or leaving (down, paused, already stalled) are left alone;
+        with `timers`, leaving ones too."""
         now = self.now
         stalled = []
         for i in members:
             state = self.state[i]
-            if state not in (UP, LEAVING):
+            if state not in (UP, LEAVING) or (timers and state != UP):
                 continue
-            self.state[i] = STALLED
+            self.state[i] = INPUT_STALLED if timers else STALLED
             self.stall_prev[i] = state
             self.stall_end[i] = until
             self.stall_room[i] = buffer_datagrams
             self.stall_queue[i] = []
-            # The core's deadline stays where it was (timers keep absolute deadlines);
-            # the timer entry already in the heap is ignored, and `_unstall` fires it.
-            self.stall_timer[i] = self.timer_at[i]
-            self.timer_at[i] = _NAN
+            if not timers:
+                # The core's deadline stays where it was (timers keep absolute
+                # deadlines); the timer entry already in the heap is ignored, and
+                # `_unstall` fires it.
+                self.stall_timer[i] = self.timer_at[i]
+                self.timer_at[i] = _NAN
             if state == UP:
-                self.collector.set_node(i, truth=True, observer=False, health=FAULTY, now=now)
+                # An input-stalled member still runs its timers, so its view moves on
+                # (it stays an observer); a stalled one's is frozen.
+                self.collector.set_node(i, truth=True, observer=timers, health=FAULTY,
+                                        now=now)
             stalled.append(i)
         if stalled:
             self.at(until, self._unstall, tuple(stalled), until)
@@ -408,7 +418,8 @@ class Engine:
     def _unstall(self, members: tuple[int, ...], until: float) -> None:
         now = self.now
         for i in members:
-            if self.state[i] != STALLED or self.stall_end[i] != until:
+            stalled = self.state[i]
+            if stalled not in (STALLED, INPUT_STALLED) or self.stall_end[i] != until:
                 continue  # crashed or restarted meanwhile
             core = self.cores[i]
             assert core is not None
@@ -418,13 +429,14 @@ class Engine:
             if state == UP:
                 self.collector.set_node(i, truth=True, observer=True, health=self._health(i),
                                         now=now)
-            # As the runtime's pump does: run the timers if the deadline has passed
-            # (a NaN deadline, never set, counts as passed).
-            due = self.stall_timer[i]
-            self.timer_at[i] = _NAN
-            if not due > now:
-                core.handle_timer(now=now)
-            self._flush(i, core, now)
+            if stalled == STALLED:
+                # As the runtime's pump does: run the timers if the deadline has passed
+                # (a NaN deadline, never set, counts as passed).
+                due = self.stall_timer[i]
+                self.timer_at[i] = _NAN
+                if not due > now:
+                    core.handle_timer(now=now)
+                self._flush(i, core, now)
             slow = self.slow[i]
             for k, (src, d, late) in enumerate(queue):
                 if self.cores[i] is not core or self.state[i] not in (UP, LEAVING):
@@ -468,9 +480,10 @@ class Engine:
         """Member `i` handles every input `delay_s` late (0: back to normal)."""
         self.slow[i] = delay_s
         state = self.state[i]
-        if state in (UP, PAUSED) or (state == STALLED and self.stall_prev[i] == UP):
+        if state in (UP, PAUSED, INPUT_STALLED) or (state == STALLED
+                                                    and self.stall_prev[i] == UP):
             self.collector.set_node(
-                i, truth=True, observer=state == UP,
+                i, truth=True, observer=state in (UP, INPUT_STALLED),
                 health=self._health(i) if state == UP else FAULTY, now=self.now,
             )
 
@@ -636,7 +649,7 @@ class Engine:
         if state == DOWN_STATE or self.links.connectable(i, j, now) is not None:
             self._stream_fail(i, core_i, r, started)
             return
-        if state in (PAUSED, STALLED):
+        if state in (PAUSED, STALLED, INPUT_STALLED):
             resume = self.pause_end[j] if state == PAUSED else self.stall_end[j]
             if resume < timeout_at:
                 heapq.heappush(self._heap, (resume, next(self._seq), _STREAM_REQUEST, j, i,
@@ -674,7 +687,7 @@ class Engine:
         if self.cores[i] is not core:
             return
         state = self.state[i]
-        if state in (PAUSED, STALLED):
+        if state in (PAUSED, STALLED, INPUT_STALLED):
             resume = self.pause_end[i] if state == PAUSED else self.stall_end[i]
             heapq.heappush(self._heap, (resume, next(self._seq), _STREAM_RESULT, i,
                                         core, r, response, size))
@@ -720,7 +733,7 @@ class Engine:
                 j = entry[3]
                 st = state[j]
                 if st not in (UP, LEAVING):
-                    if st == STALLED:
+                    if st in (STALLED, INPUT_STALLED):
                         self._hold(j, entry[4], entry[5], entry[6])
                     else:
                         self.undeliverable += 1
@@ -751,7 +764,7 @@ class Engine:
                 if cores[i] is not core or timer_at[i] != entry[5]:
                     continue
                 st = state[i]
-                if st not in (UP, LEAVING):
+                if st not in (UP, LEAVING) and st != INPUT_STALLED:
                     continue
                 timer_at[i] = _NAN
                 core.handle_timer(now=now)

@@ -12,7 +12,9 @@ Node faults
     `Slow` (every datagram and stream it receives is handled ``delay_s`` late),
     `Stall` (one or more processes blocked in lock step, as under SIGSTOP, a long GC
     pause or CPU starvation: nothing runs, arrivals wait in a bounded socket buffer,
-    and on resume the overdue timers fire and the buffered datagrams are handled),
+    and on resume the overdue timers fire and the buffered datagrams are handled; or,
+    with ``mode="input"``, only message processing is blocked while timers run and
+    the member sends, the Lifeguard paper's slow message processing),
     `Churn` (random crash + restart cycles, expanded from the run's seed).
 
 `Pause` and `Stall` differ in what the world sees: a paused member's datagrams are
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from typing import Literal
 
 import attrs
 
@@ -100,6 +103,9 @@ class Pause:
                 for c in range(self.cycles)]
 
 
+StallMode = Literal["process", "input"]
+
+
 def _int_tuple(members: Iterable[int]) -> tuple[int, ...]:
     return tuple(members)
 
@@ -126,6 +132,16 @@ class Stall:
     handles the buffered datagrams in arrival order, then the stream outcomes that
     arrived meanwhile. A member that is not running when a stall starts is not
     stalled by it (nor by a stall that overlaps one it is already in).
+
+    `mode` is ``"process"`` (the above: the whole process stops, as under SIGSTOP) or
+    ``"input"``: only its message processing stops, as when the thread or task that
+    reads the socket is starved or blocked. Its timers run on time and what they
+    send goes out (it goes on probing, and its probes fail as the acks wait; its
+    suspicions time out while the refutations wait); arrivals and streams wait as
+    above and are handled on resume. This is the anomaly behind the Lifeguard paper's
+    false positives ("refutation of a suspicion can only succeed if it is processed
+    by the suspecting member in a timely manner"); real processes cannot be put in it
+    from outside, so `simulations.real_stall` plays ``"process"`` only.
     """
 
     members: tuple[int, ...] = attrs.field(converter=_int_tuple)
@@ -135,6 +151,8 @@ class Stall:
     interval_s: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
     buffer_datagrams: int = attrs.field(default=STALL_BUFFER_DATAGRAMS,
                                         validator=attrs.validators.ge(0))
+    mode: StallMode = attrs.field(default="process",
+                                  validator=attrs.validators.in_(("process", "input")))
 
     @members.validator
     def _check_members(self, _: object, members: tuple[int, ...]) -> None:

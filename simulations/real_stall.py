@@ -61,6 +61,9 @@ def _signal(pid: int, sig: signal.Signals) -> bool:
 
 def _chosen(pids: Sequence[int], stall: Stall) -> tuple[int, ...]:
     """The pids `stall` stops; ValueError for a member without one or a pid not to stop."""
+    if stall.mode != "process":
+        raise ValueError(f"{stall!r}: SIGSTOP stops the whole process; a real process "
+                         "cannot have only its input stalled from outside")
     try:
         chosen = tuple(pids[m] for m in stall.members)
     except IndexError:

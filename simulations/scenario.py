@@ -178,7 +178,7 @@ class Simulation:
         # resume still comes first at the shared instant.
         windows = f.windows()
         _, end = windows[cycle]
-        self.engine.stall(f.members, end, f.buffer_datagrams)
+        self.engine.stall(f.members, end, f.buffer_datagrams, f.mode == "input")
         if cycle + 1 < len(windows):
             self.engine.at(windows[cycle + 1][0], self._stall, f, cycle + 1)
 

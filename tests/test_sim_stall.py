@@ -5,9 +5,11 @@ A stalled member processes nothing: no timer runs, no input is handled, it sends
 what arrives waits in a bounded buffer (the overflow is dropped and counted); streams to it
 wait, answered on resume or failed at the requester's TCP timeout. On resume, at the
 resume instant, its overdue timers fire first and then the buffered datagrams are
-handled in arrival order. Members under a stall (or a clog, a lossy link, the cut-off side
-of a partition) are anomalous for the whole run; FP counts declarations about healthy
-members once per raiser, FP- those of them raised by healthy members.
+handled in arrival order. An input stall (``mode="input"``) blocks only message
+processing: timers run and the member sends. Members under a stall (or a clog, a lossy
+link, the cut-off side of a partition) are anomalous for the whole run; FP counts
+declarations about healthy members once per raiser, FP- those of them raised by healthy
+members.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def test_lock_step_cycles_stall_and_resume_every_member_together() -> None:
     assert result.disagreement_final == 0
     assert result.scenario["faults"][0] == {
         "type": "Stall", "members": (2, 3), "at": 10.0, "duration_s": 2.0, "cycles": 3,
-        "interval_s": 1.0, "buffer_datagrams": 1000,
+        "interval_s": 1.0, "buffer_datagrams": 1000, "mode": "process",
     }
 
 
@@ -175,6 +177,59 @@ def test_overdue_timers_fire_before_the_buffered_datagrams() -> None:
     assert len(about_3) == 4 and not any(s.subject_healthy for s in about_3)
     assert fp.raised == 1 + sum(s.raised for s in about_3)
     assert result.disagreement_final == 0
+
+
+def test_an_input_stall_runs_timers_and_sends_but_handles_nothing() -> None:
+    # Plain SWIM's probe period does not back off (Lifeguard's would, probes failing).
+    sim = converged(5, Stall(members=(3,), at=10.0, duration_s=4.0, mode="input"),
+                    config=Config.paper_swim())
+    engine = sim.engine
+    sim.run_until(10.0)
+    core = engine.core(3)
+    assert core is not None and not engine.is_up(3)
+    probes = core.stats.probes
+    before = sim.result().members[3]
+    sim.run_until(13.999)
+    during = sim.result().members[3]
+    queued = engine.network_counters().queued
+    # Its timers ran on time (about a probe a second) and it sent; it handled nothing.
+    assert core.stats.probes >= probes + 3
+    assert during.datagrams_out > before.datagrams_out
+    assert during.datagrams_in == before.datagrams_in
+    assert queued > 4  # the others' acks to its probes among them
+    sim.run_until(14.0)
+    assert sim.result().members[3].datagrams_in == during.datagrams_in + queued
+    sim.run_until(40.0)
+    assert sim.result().disagreement_final == 0
+    with pytest.raises(ValueError):
+        Stall(members=(1,), at=1.0, duration_s=1.0, mode="frozen")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_slow_input_processing_gives_plain_swim_false_positives_not_lifeguard(
+    seed: int,
+) -> None:
+    """Member 3's input is stalled for 12 s while its timers run (the Lifeguard paper's
+    slow message processing): its probes fail (the acks wait), it suspects healthy
+    members, and their refutations wait too, so its own fixed suspicion timeouts fire
+    (paper SWIM: 5 s for 5 members): false positives about healthy members raised by an
+    anomalous one (FP > 0, FP- = 0). Lifeguard's nacks and local health keep it quiet
+    (no nacks arrive, so its timeouts grow). A SIGSTOP-like stall of the same length
+    raises none: no timer of it runs while its input waits."""
+
+    def counts(config: Config, mode: str) -> tuple[int, int, set[str]]:
+        result = run(Scenario(nodes=5, duration_s=60.0, seed=seed, config=config,
+                              start="converged", faults=(
+            Stall(members=(3,), at=10.0, duration_s=12.0, mode=mode),)))  # type: ignore[arg-type]
+        fp = result.false_positives
+        assert result.disagreement_final == 0, f"seed {seed}"
+        raisers = {s.observer for s in fp.samples if s.raised and s.subject_healthy}
+        return fp.fp, fp.fp_minus, raisers
+
+    fp, fp_minus, raisers = counts(Config.paper_swim(), "input")
+    assert fp > 0 and fp_minus == 0 and raisers == {"node-3"}, f"seed {seed}"
+    assert counts(Config.paper_lifeguard(), "input")[:2] == (0, 0), f"seed {seed}"
+    assert counts(Config.paper_swim(), "process")[:2] == (0, 0), f"seed {seed}"
 
 
 @pytest.mark.parametrize(("stall_s", "answered"), [(3.0, True), (20.0, False)])

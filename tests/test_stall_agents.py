@@ -82,6 +82,9 @@ async def test_the_tool_continues_every_process_when_cancelled() -> None:
             await stall_processes([os.getpid()], Stall(members=(0,), at=0.0, duration_s=0.1))
         with pytest.raises(ValueError, match="pids given"):
             await stall_processes(pids, Stall(members=(2,), at=0.0, duration_s=0.1))
+        with pytest.raises(ValueError, match="only its input"):
+            await stall_processes(pids, Stall(members=(0,), at=0.0, duration_s=0.1,
+                                              mode="input"))
     finally:
         for c in children:
             c.kill()
