@@ -243,6 +243,8 @@ class Queries:
 
     def deadline(self) -> float | None:
         """The next query deadline, if any."""
+        if not self._asked and not self._answerable:
+            return None
         return self._timers.earliest(self._live)
 
     def handle_timers(self, now: float) -> list[Event]:

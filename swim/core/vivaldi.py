@@ -34,6 +34,7 @@ HEIGHT_MIN_S: Final = 10e-6
 LATENCY_FILTER: Final = 3
 GRAVITY_RHO: Final = 150.0
 _ZERO: Final = 1.0e-6
+_ORIGIN_VEC: Final = (0.0,) * DIMENSIONS
 #: Largest member count whose latency filters are kept (oldest forgotten first).
 MAX_TRACKED: Final = 4096
 #: Wire form: DIMENSIONS + 3 little-endian float32 values.
@@ -52,12 +53,11 @@ class Coordinate:
 
     def is_valid(self) -> bool:
         """Finite in every component, of our dimensionality, and sane."""
+        # One sum: a NaN or an infinity anywhere (or opposite infinities) is not finite.
+        total = sum(self.vec) + self.error + self.adjustment + self.height
         return (
-            len(self.vec) == DIMENSIONS
-            and all(math.isfinite(x) for x in self.vec)
-            and math.isfinite(self.error) and self.error >= 0
-            and math.isfinite(self.adjustment)
-            and math.isfinite(self.height) and self.height >= 0
+            len(self.vec) == DIMENSIONS and math.isfinite(total)
+            and self.error >= 0 and self.height >= 0
         )
 
     def pack(self) -> bytes:
@@ -85,23 +85,6 @@ def estimate_rtt_s(a: Coordinate, b: Coordinate) -> float:
     return adjusted if adjusted > 0 else raw
 
 
-def _apply_force(c: Coordinate, force: float, other: Coordinate, rng: random.Random) -> Coordinate:
-    diff = [x - y for x, y in zip(c.vec, other.vec, strict=True)]
-    mag = math.hypot(*diff)
-    if mag > _ZERO:
-        unit = [d / mag for d in diff]
-    else:  # the points coincide: push along a random direction
-        unit = [rng.random() - 0.5 for _ in diff]
-        norm = math.hypot(*unit) or 1.0
-        unit = [u / norm for u in unit]
-        mag = 0.0
-    vec = tuple(x + u * force for x, u in zip(c.vec, unit, strict=True))
-    height = c.height
-    if mag > _ZERO:
-        height = max((c.height + other.height) * force / mag + c.height, HEIGHT_MIN_S)
-    return attrs.evolve(c, vec=vec, height=height)
-
-
 class VivaldiClient:
     """One member's coordinate and its update rule."""
 
@@ -117,26 +100,68 @@ class VivaldiClient:
         self.rejected = 0
 
     def update(self, name: str, other: Coordinate, rtt_s: float) -> Coordinate:
-        """Take one RTT sample to member `name` at `other`; returns our new coordinate."""
+        """Take one RTT sample to member `name` at `other`; returns our new coordinate.
+
+        The same arithmetic as Serf's client (Vivaldi update, adjustment window,
+        gravity), written on plain floats: it runs for every probe of every member.
+        """
         if not other.is_valid() or not math.isfinite(rtt_s) or not 0 <= rtt_s < 10.0:
             self.rejected += 1
             return self.coordinate
-        rtt = self._filtered(name, rtt_s)
-        before = self.coordinate
-        self._update_vivaldi(other, rtt)
-        self._update_adjustment(other, rtt)
-        self._update_gravity()
-        if not self.coordinate.is_valid():  # numerical trouble: start over, as Serf does
-            self.coordinate = attrs.evolve(before) if before.is_valid() else Coordinate()
+        rtt = max(self._filtered(name, rtt_s), _ZERO)
+        c = self.coordinate
+        vec = list(c.vec)
+        error, adjustment, height = c.error, c.adjustment, c.height
+        o_vec, o_height = other.vec, other.height
+        # Vivaldi: move along the line to the other point, weighted by the errors.
+        raw = math.dist(vec, o_vec) + height + o_height
+        adjusted = raw + adjustment + other.adjustment
+        dist = adjusted if adjusted > 0 else raw
+        total_error = max(error + other.error, _ZERO)
+        weight = error / total_error
+        error = min(CE * weight * abs(dist - rtt) / rtt + error * (1.0 - CE * weight), ERROR_MAX)
+        vec, height = self._force(vec, height, CC * weight * (rtt - dist), o_vec, o_height)
+        # Adjustment: the mean error of the last samples, halved.
+        self._adjustments[self._adjustment_index] = rtt - (
+            math.dist(vec, o_vec) + height + o_height
+        )
+        self._adjustment_index = (self._adjustment_index + 1) % ADJUSTMENT_WINDOW
+        adjustment = sum(self._adjustments) / (2.0 * ADJUSTMENT_WINDOW)
+        # Gravity towards the origin, so the whole system does not drift.
+        origin_raw = math.hypot(*vec) + height + HEIGHT_MIN_S
+        origin_adjusted = origin_raw + adjustment
+        origin_dist = origin_adjusted if origin_adjusted > 0 else origin_raw
+        vec, height = self._force(
+            vec, height, -1.0 * (origin_dist / GRAVITY_RHO) ** 2, _ORIGIN_VEC, HEIGHT_MIN_S
+        )
         # Kept at its wire precision (float32), so a simulator that hands the value over
-        # (object mode) and one that sends the bytes (wire mode) compute the same.
+        # (object mode) and one that sends the bytes (wire mode) compute the same; a value
+        # that is not finite or beyond float32 keeps the last good coordinate (Serf
+        # resets in that case).
         try:
-            quantized = Coordinate.unpack_untrusted(self.coordinate.pack())
-        except (OverflowError, struct.error):  # beyond float32: keep the last good one
+            quantized = Coordinate.unpack_untrusted(_PACK.pack(*vec, error, adjustment, height))
+        except (OverflowError, struct.error):
             quantized = None
-        self.coordinate = quantized if quantized is not None else before
+        if quantized is not None:
+            self.coordinate = quantized
         self.updates += 1
         return self.coordinate
+
+    def _force(
+        self, vec: list[float], height: float, force: float, o_vec: Sequence[float],
+        o_height: float,
+    ) -> tuple[list[float], float]:
+        diff = [x - y for x, y in zip(vec, o_vec, strict=True)]
+        mag = math.hypot(*diff)
+        if mag > _ZERO:
+            scale = force / mag
+            vec = [x + d * scale for x, d in zip(vec, diff, strict=True)]
+            height = max((height + o_height) * force / mag + height, HEIGHT_MIN_S)
+        else:  # the points coincide: push along a random direction
+            unit = [self._rng.random() - 0.5 for _ in diff]
+            norm = math.hypot(*unit) or 1.0
+            vec = [x + u / norm * force for x, u in zip(vec, unit, strict=True)]
+        return vec, height
 
     def _filtered(self, name: str, rtt_s: float) -> float:
         samples = self._samples.pop(name, [])
@@ -147,28 +172,6 @@ class VivaldiClient:
         if len(self._samples) > MAX_TRACKED:
             del self._samples[next(iter(self._samples))]
         return sorted(samples)[len(samples) // 2]
-
-    def _update_vivaldi(self, other: Coordinate, rtt: float) -> None:
-        c = self.coordinate
-        rtt = max(rtt, _ZERO)
-        dist = estimate_rtt_s(c, other)
-        wrongness = abs(dist - rtt) / rtt
-        total_error = max(c.error + other.error, _ZERO)
-        weight = c.error / total_error
-        error = min(CE * weight * wrongness + c.error * (1.0 - CE * weight), ERROR_MAX)
-        c = attrs.evolve(c, error=error)
-        self.coordinate = _apply_force(c, CC * weight * (rtt - dist), other, self._rng)
-
-    def _update_adjustment(self, other: Coordinate, rtt: float) -> None:
-        self._adjustments[self._adjustment_index] = rtt - _raw_distance(self.coordinate, other)
-        self._adjustment_index = (self._adjustment_index + 1) % ADJUSTMENT_WINDOW
-        adjustment = sum(self._adjustments) / (2.0 * ADJUSTMENT_WINDOW)
-        self.coordinate = attrs.evolve(self.coordinate, adjustment=adjustment)
-
-    def _update_gravity(self) -> None:
-        dist = estimate_rtt_s(self._origin, self.coordinate)
-        force = -1.0 * (dist / GRAVITY_RHO) ** 2
-        self.coordinate = _apply_force(self.coordinate, force, self._origin, self._rng)
 
 
 def median_relative_error(pairs: Sequence[tuple[float, float]]) -> float:
