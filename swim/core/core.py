@@ -150,6 +150,10 @@ class Core(ExchangeRules):
         self._owe_alive = False
         self._leave_deadline = _INF
         self._leave_expired = False
+        self._push_pull_on = config.push_pull
+        self._reconnect_on = config.reconnect_interval_s > 0
+        self._gossip_on = config.gossip_timer and config.gossip_nodes > 0
+        self._gossip_ticker = config.gossip_ticker
         self._carry_out(self._membership.announce())
 
     # ============================================================== application inputs
@@ -514,26 +518,28 @@ class Core(ExchangeRules):
     # ================================================================== internals
 
     def _deadline(self) -> float:
-        cfg = self.config
+        # Every driver asks after every input, so this is kept lean: config switches
+        # are read once at construction (`_push_pull_on`, `_gossip_on`...).
         membership = self._membership
         when = self._prober.deadline()
-        leaving = membership.leaving
-        if not leaving:
-            if cfg.push_pull and self._push_pull_at < when:
+        if not membership.leaving:
+            if self._push_pull_on and self._push_pull_at < when:
                 when = self._push_pull_at
-            if (
-                membership.tombstone_count and cfg.reconnect_interval_s > 0
-                and self._reconnect_at < when
-            ):
+            if self._reconnect_on and membership.tombstone_count and self._reconnect_at < when:
                 when = self._reconnect_at
         elif not self._leave_expired and self._leave_deadline < when:
             when = self._leave_deadline
-        if cfg.gossip_timer and cfg.gossip_nodes > 0 and (self._dis.has_news or cfg.gossip_ticker):
-            when = min(when, self._gossip_at)
+        if self._gossip_on and self._gossip_at < when and (
+            self._gossip_ticker or self._dis.has_news
+        ):
+            when = self._gossip_at
         query_at = self._queries.deadline()
         if query_at is not None and query_at < when:
             when = query_at
-        return min(when, membership.next_deadline(), self._exchange.deadline())
+        at = membership.next_deadline()
+        when = min(when, at)
+        at = self._exchange.deadline()
+        return at if at < when else when
 
     def _observe_rtt(self, name: str, coord: Coordinate, rtt_s: float) -> None:
         coords = self._coords

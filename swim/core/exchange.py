@@ -113,6 +113,8 @@ class Exchange:
 
     def deadline(self) -> float:
         """The earliest stream timeout or join retry (inf: none)."""
+        if not self._pending:
+            return self.join_retry_at
         when = self._timeouts.earliest(self._timeout_live)
         best = _INF if when is None else when
         return min(best, self.join_retry_at)

@@ -96,9 +96,10 @@ class Prober:
         probe = self.probe
         if probe is not None:
             when = min(when, probe.end_at if probe.indirect_sent else probe.timeout_at)
-        relay_at = self._relay_timers.earliest(self._relay_live)
-        if relay_at is not None and relay_at < when:
-            when = relay_at
+        if self._relay_timers:
+            relay_at = self._relay_timers.earliest(self._relay_live)
+            if relay_at is not None and relay_at < when:
+                when = relay_at
         return when
 
     def handle_timeouts(self, now: float, helpers: list[MemberState] | None) -> str | None:
