@@ -767,6 +767,10 @@ async def test_handlers_and_a_config_file_on_real_agents(
     cluster.kill(n2, signal.SIGKILL)
     ((_, failed_stdin),) = await wait_recorded(out, "member-failed", timeout_s=45.0)
     assert failed_stdin == b"n2\t127.0.0.1\tdb\trole=db\n"
+    # The handler recorded its input before it exited; its exit is logged just after.
+    with trio.move_on_after(20.0):
+        while "for member-failed: exit 0" not in n1.log_path.read_text():
+            await trio.sleep(0.1)
     log = n1.log_path.read_text()
     assert "for member-failed: exit 0" in log and "answered with 7 bytes" in log
 
