@@ -172,7 +172,10 @@ async def cluster_of(
     """A converged cluster; with `encrypted`, each member holds its own keyring of K1
     (and with `keyring_dir`, a keyring file ``NAME.json`` there)."""
     async with trio.open_nursery() as nursery:
-        cluster = Cluster(nursery, Config.local())
+        # Key commands need every member to hear the query: the local profile's small
+        # user-broadcast budget (4 transmits) misses one of five members now and then,
+        # so these clusters spend twice that (still gossip, as in production).
+        cluster = Cluster(nursery, attrs.evolve(Config.local(), user_retransmit_mult=8))
         for name in names:
             keyring = Keyring(K1) if encrypted else None
             path = None
