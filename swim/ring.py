@@ -73,7 +73,6 @@ from __future__ import annotations
 
 import bisect
 import enum
-import fnmatch
 import math
 import struct
 from collections import Counter
@@ -93,7 +92,7 @@ from swim.core.events import (
     MemberUpdated,
 )
 from swim.core.messages import MemberState, MemberStatus
-from swim.core.tags import tags_of
+from swim.core.tags import tags_match, tags_of
 
 __all__ = [
     "DEFAULT_EXCLUDE",
@@ -203,11 +202,7 @@ def _store_filter(value: MemberFilter | _StoredFilter | None) -> _StoredFilter |
 def _matches(flt: _StoredFilter, member: MemberState, tags: Mapping[str, str]) -> bool:
     if callable(flt):
         return bool(flt(member))
-    for key, pattern in flt:
-        value = tags.get(key)
-        if value is None or not fnmatch.fnmatchcase(value, pattern):
-            return False
-    return True
+    return tags_match(tags, flt)
 
 
 def _statuses(value: Iterable[MemberStatus]) -> frozenset[MemberStatus]:

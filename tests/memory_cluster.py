@@ -4,6 +4,7 @@ test's nursery (for the health and forwarding tests, under trio's MockClock)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import trio
@@ -46,6 +47,11 @@ class MemoryCluster:
         return self.running[name].node
 
     async def start(self, i: int, *, meta: bytes = b"") -> Node:
+        """Start ``n{i}`` with the trio clock as its wall clock; its node."""
+        return (await self.start_running(i, meta=meta, wall_clock=trio.current_time)).node
+
+    async def start_running(self, i: int, *, meta: bytes = b"", **node_kwargs: Any) -> Running:
+        """Start ``n{i}`` (`node_kwargs` go to `Node`); the running task's handle."""
         addr = addr_of(i)
 
         def opener(handler: StreamHandler) -> object:
@@ -54,12 +60,11 @@ class MemoryCluster:
         node = Node(
             Config.local(), name=f"n{i}", seeds=[] if i == 1 else [addr_of(1)], meta=meta,
             seed=i, transport_factory=opener,  # type: ignore[arg-type]
-            join_backoff_s=0.2, join_backoff_max_s=2.0,
-            wall_clock=trio.current_time,
+            join_backoff_s=0.2, join_backoff_max_s=2.0, **node_kwargs,
         )
         running: Running = await self.nursery.start(self._run, node)
         self.running[node.name] = running
-        return node
+        return running
 
     async def start_all(self, n: int) -> list[Node]:
         nodes = [await self.start(i) for i in range(1, n + 1)]

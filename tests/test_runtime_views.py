@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
-import attrs
 import pytest
 import trio
 import trio.testing
@@ -34,12 +33,11 @@ from swim import (
     MemberSuspected,
     MemberUpdated,
     MemberView,
-    Node,
     Stamped,
     UserBroadcastReceived,
 )
 from swim.runtime import filter_members, member_event, stamp
-from transport.base import Address, StreamHandler
+from tests.memory_cluster import MemoryCluster as Cluster
 from transport.memory import MemoryNetwork
 
 BOUND_S = 120.0  # virtual seconds
@@ -53,54 +51,6 @@ def clock() -> trio.testing.MockClock:
 @pytest.fixture
 def network() -> MemoryNetwork:
     return MemoryNetwork(latency_s=0.001, rng=random.Random(3))
-
-
-def addr_of(i: int) -> Address:
-    return (f"10.0.1.{i}", 7946)
-
-
-@attrs.define(eq=False)
-class Running:
-    """A node run as a task of the test's nursery."""
-
-    node: Node
-    scope: trio.CancelScope
-    stop_requested: trio.Event = attrs.Factory(trio.Event)
-    stopped: trio.Event = attrs.Factory(trio.Event)
-
-    def crash(self) -> None:
-        self.scope.cancel()
-
-    async def stop(self) -> None:
-        self.stop_requested.set()
-        await self.stopped.wait()
-
-
-class Cluster:
-    def __init__(self, network: MemoryNetwork, nursery: trio.Nursery) -> None:
-        self.network = network
-        self.nursery = nursery
-        self.running: dict[str, Running] = {}
-
-    async def start(self, i: int, *, meta: bytes = b"", **kwargs: object) -> Running:
-        addr = addr_of(i)
-        opener: Callable[[StreamHandler], object] = lambda handler: self.network.open(addr, handler)  # noqa: E731
-        node = Node(
-            Config.local(), name=f"n{i}", seeds=[] if i == 1 else [addr_of(1)], meta=meta,
-            seed=i, transport_factory=opener, join_backoff_s=0.2,  # type: ignore[arg-type]
-            join_backoff_max_s=2.0, **kwargs,  # type: ignore[arg-type]
-        )
-        running: Running = await self.nursery.start(self._run, node)
-        self.running[node.name] = running
-        return running
-
-    async def _run(self, node: Node, *, task_status: trio.TaskStatus[Running]) -> None:
-        with trio.CancelScope() as scope:
-            async with node:
-                running = Running(node, scope)
-                task_status.started(running)
-                await running.stop_requested.wait()
-        self.running[node.name].stopped.set()
 
 
 @pytest.fixture
@@ -127,9 +77,9 @@ async def collect(
 async def test_members_filter_by_status_tags_and_name(
     cluster: Cluster, clock: trio.testing.MockClock
 ) -> None:
-    web = await cluster.start(1, meta=swim.encode_tags({"role": "web", "zone": "a"}))
-    await cluster.start(2, meta=swim.encode_tags({"role": "db", "zone": "b"}))
-    n3 = await cluster.start(3, meta=b"plain text, not tags")
+    web = await cluster.start_running(1, meta=swim.encode_tags({"role": "web", "zone": "a"}))
+    await cluster.start_running(2, meta=swim.encode_tags({"role": "db", "zone": "b"}))
+    n3 = await cluster.start_running(3, meta=b"plain text, not tags")
     node = web.node
     view = await node.wait_for_alive(3, timeout_s=BOUND_S)
     assert names(view) == ["n1", "n2", "n3"]
@@ -167,7 +117,7 @@ async def test_members_filter_by_status_tags_and_name(
 async def test_wait_for_is_woken_by_membership_events_not_by_a_timer(
     cluster: Cluster, clock: trio.testing.MockClock
 ) -> None:
-    first = await cluster.start(1)
+    first = await cluster.start_running(1)
     node = first.node
     calls: list[int] = []
     seen: list[MemberEvent] = []
@@ -187,8 +137,8 @@ async def test_wait_for_is_woken_by_membership_events_not_by_a_timer(
         # so the predicate is not called again.
         await trio.sleep(60)
         assert calls == [1]
-        await cluster.start(2)
-        await cluster.start(3)
+        await cluster.start_running(2)
+        await cluster.start_running(3)
         with trio.fail_after(BOUND_S):
             while not result:
                 await trio.sleep(0.01)
@@ -205,7 +155,7 @@ async def test_wait_for_is_woken_by_membership_events_not_by_a_timer(
 async def test_wait_for_returns_at_once_when_already_true(
     cluster: Cluster, clock: trio.testing.MockClock
 ) -> None:
-    node = (await cluster.start(1)).node
+    node = (await cluster.start_running(1)).node
     start = trio.current_time()
     view = await node.wait_for_alive(1)
     assert view.names() == ["n1"]
@@ -215,7 +165,7 @@ async def test_wait_for_returns_at_once_when_already_true(
 async def test_wait_for_times_out_on_the_node_clock(
     cluster: Cluster, clock: trio.testing.MockClock
 ) -> None:
-    node = (await cluster.start(1)).node
+    node = (await cluster.start_running(1)).node
     start = trio.current_time()
     with pytest.raises(TimeoutError):
         await node.wait_for_alive(2, timeout_s=3.0)
@@ -227,8 +177,8 @@ async def test_wait_for_times_out_on_the_node_clock(
 async def test_wait_for_member_sees_a_crash_through_to_failure(
     cluster: Cluster, clock: trio.testing.MockClock
 ) -> None:
-    a = await cluster.start(1)
-    b = await cluster.start(2)
+    a = await cluster.start_running(1)
+    b = await cluster.start_running(2)
     await a.node.wait_for_alive(2, timeout_s=BOUND_S)
     b.crash()
     view = await a.node.wait_for_member("n2", MemberStatus.DEAD, timeout_s=BOUND_S)
@@ -239,7 +189,7 @@ async def test_wait_for_member_sees_a_crash_through_to_failure(
 async def test_a_waiter_learns_that_its_node_stopped(
     cluster: Cluster, clock: trio.testing.MockClock
 ) -> None:
-    a = await cluster.start(1)
+    a = await cluster.start_running(1)
     node = a.node
     outcome: list[BaseException] = []
 
@@ -266,7 +216,7 @@ async def test_member_events_have_one_shape_and_wall_clock_times(
 ) -> None:
     # A wall clock 10^9 s ahead of trio's: every wall_time is its event's `at` shifted.
     offset = 1e9
-    a = await cluster.start(1, wall_clock=lambda: offset + trio.current_time())
+    a = await cluster.start_running(1, wall_clock=lambda: offset + trio.current_time())
     seen: list[MemberEvent] = []
     stamped: list[MemberEvent | Stamped] = []
     raw: list[Event] = []
@@ -283,8 +233,8 @@ async def test_member_events_have_one_shape_and_wall_clock_times(
         nursery.start_soon(collect, a.node.member_events(), seen)
         nursery.start_soon(take_stamped)
         nursery.start_soon(take_raw)
-        b = await cluster.start(2, meta=swim.encode_tags({"role": "db"}))
-        c = await cluster.start(3)
+        b = await cluster.start_running(2, meta=swim.encode_tags({"role": "db"}))
+        c = await cluster.start_running(3)
         await a.node.wait_for_alive(3, timeout_s=BOUND_S)
         b.node.update_tags({"role": "cache"})
         await a.node.wait_for(lambda v: v.tags("n2") == {"role": "cache"}, timeout_s=BOUND_S)
@@ -330,11 +280,11 @@ async def test_member_events_have_one_shape_and_wall_clock_times(
 async def test_the_default_wall_time_is_the_real_clock(
     cluster: Cluster, clock: trio.testing.MockClock
 ) -> None:
-    a = await cluster.start(1)
+    a = await cluster.start_running(1)
     seen: list[MemberEvent] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(collect, a.node.member_events(), seen)
-        await cluster.start(2)
+        await cluster.start_running(2)
         await a.node.wait_for_alive(2, timeout_s=BOUND_S)
         await trio.sleep(0.1)
         nursery.cancel_scope.cancel()
@@ -347,10 +297,10 @@ async def test_the_default_wall_time_is_the_real_clock(
 async def test_a_slow_member_event_subscriber_is_cut_off(
     cluster: Cluster, clock: trio.testing.MockClock
 ) -> None:
-    a = await cluster.start(1)
+    a = await cluster.start_running(1)
     slow = a.node.member_events(max_buffer=1)
-    await cluster.start(2)
-    await cluster.start(3)
+    await cluster.start_running(2)
+    await cluster.start_running(3)
     await a.node.wait_for_alive(3, timeout_s=BOUND_S)
     first = await slow.__anext__()
     assert first.kind is MemberEventKind.JOINED

@@ -37,6 +37,7 @@ from swim.core.events import (
     UserMessageReceived,
 )
 from swim.core.messages import Address, MemberState, MemberStatus
+from swim.core.tags import tags_match
 
 Record = dict[str, Any]
 
@@ -89,11 +90,7 @@ def member_filter(
             return False
         if name is not None and not fnmatch.fnmatchcase(str(member.get("name")), name):
             return False
-        member_tags = member.get("tags") or {}
-        return all(
-            key in member_tags and fnmatch.fnmatchcase(str(member_tags[key]), pattern)
-            for key, pattern in patterns.items()
-        )
+        return tags_match(member.get("tags") or {}, patterns)
 
     return keep
 

@@ -341,17 +341,11 @@ class Core(ExchangeRules):
         `messages` with the datagram's bytes as `data`: decoding is skipped, everything
         else (accounting included) is the same.
         """
-        stats = self.stats
-        stats.datagrams_in += 1
-        stats.bytes_in += len(data)
+        messages = self._take_in(data, messages, stream=False)
         if messages is None:
-            try:
-                messages = decode_untrusted(data)
-            except MalformedMessage:
-                stats.malformed += 1
-                return
+            return
         if messages:
-            stats.bytes_in_by_kind[message_kind(messages[0])] += len(data)
+            self.stats.bytes_in_by_kind[message_kind(messages[0])] += len(data)
         self._handle_messages(messages, addr, now)
 
     def handle_stream_request(
@@ -363,19 +357,14 @@ class Core(ExchangeRules):
         None means the request was malformed or not for us: close the stream. As with
         `receive_datagram`, `messages` may carry the decoded request (object mode).
         """
-        stats = self.stats
-        stats.datagrams_in += 1
-        stats.bytes_in += len(data)
+        messages = self._take_in(data, messages, stream=True)
         if messages is None:
-            try:
-                messages = decode_untrusted(data, stream=True)
-            except MalformedMessage:
-                stats.malformed += 1
-                return None
+            return None
         response = self._answer_stream(messages, addr, now)
         if response is None:
             return None
         data_out = encode(response)
+        stats = self.stats
         stats.datagrams_out += 1
         stats.bytes_out += len(data_out)
         return StreamReply(data_out, tuple(response))
@@ -389,17 +378,7 @@ class Core(ExchangeRules):
         An outcome for a stream that already timed out is ignored (and counted).
         """
         pending = self._exchange.complete(stream_id)
-        if data is not None:
-            stats = self.stats
-            stats.datagrams_in += 1
-            stats.bytes_in += len(data)
-            if messages is None:
-                try:
-                    messages = decode_untrusted(data, stream=True)
-                except MalformedMessage:
-                    stats.malformed += 1
-        else:
-            messages = None
+        messages = None if data is None else self._take_in(data, messages, stream=True)
         if pending is not None:
             self._stream_done(pending, messages, now)
 
@@ -516,6 +495,22 @@ class Core(ExchangeRules):
         return self._exchange.join_rounds
 
     # ================================================================== internals
+
+    def _take_in(
+        self, data: bytes, messages: Sequence[Message] | None, *, stream: bool
+    ) -> Sequence[Message] | None:
+        """Count an incoming datagram or frame and decode it (unless the caller passed
+        its messages); None if it is malformed (counted)."""
+        stats = self.stats
+        stats.datagrams_in += 1
+        stats.bytes_in += len(data)
+        if messages is not None:
+            return messages
+        try:
+            return decode_untrusted(data, stream=stream)
+        except MalformedMessage:
+            stats.malformed += 1
+            return None
 
     def _deadline(self) -> float:
         # Every driver asks after every input, so this is kept lean: config switches

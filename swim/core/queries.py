@@ -19,7 +19,6 @@ datagrams to arbitrary addresses. (With encryption on, strangers cannot speak at
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections.abc import Sequence
 from typing import Final
@@ -36,7 +35,7 @@ from swim.core.events import Event, QueryAcked, QueryFinished, QueryReceived, Qu
 from swim.core.messages import Address, MemberState, Query, QueryResponse, Relay
 from swim.core.roster import Roster
 from swim.core.stats import Stats
-from swim.core.tags import tags_of
+from swim.core.tags import tags_match, tags_of
 
 #: Most queries of ours open at once, and most others' queries we may still answer.
 MAX_OPEN_QUERIES: Final = 256
@@ -71,13 +70,7 @@ def matches(query: Query, local: MemberState) -> bool:
     """Whether `local` passes the query's filters (every one of them)."""
     if query.filter_names and local.name not in query.filter_names:
         return False
-    if query.filter_tags:
-        tags = tags_of(local.meta)
-        for key, pattern in query.filter_tags:
-            value = tags.get(key)
-            if value is None or not fnmatch.fnmatchcase(value, pattern):
-                return False
-    return True
+    return not query.filter_tags or tags_match(tags_of(local.meta), query.filter_tags)
 
 
 class Queries:

@@ -22,7 +22,8 @@ that returns a value or raises `MalformedTags`, bounded before anything is alloc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import fnmatch
+from collections.abc import Iterable, Mapping
 
 import attrs
 
@@ -137,6 +138,20 @@ def tags_of(meta: bytes) -> dict[str, str]:
         return decode_tags_untrusted(meta)
     except MalformedTags:
         return {}
+
+
+def tags_match(
+    tags: Mapping[str, str], patterns: Mapping[str, str] | Iterable[tuple[str, str]]
+) -> bool:
+    """Whether `tags` has every key of `patterns`, its value matching the shell-style
+    pattern (`fnmatch`, never a regex: a peer's pattern costs linear time). The one rule
+    for query filters, member views, rings and ``swim members --tag``."""
+    pairs = patterns.items() if isinstance(patterns, Mapping) else patterns
+    for key, pattern in pairs:
+        value = tags.get(key)
+        if value is None or not fnmatch.fnmatchcase(value, pattern):
+            return False
+    return True
 
 
 def parse_tag_assignment(text: str) -> tuple[str, str]:

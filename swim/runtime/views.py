@@ -22,7 +22,7 @@ from typing import Final, overload
 import attrs
 
 from swim.core.messages import MemberState, MemberStatus
-from swim.core.tags import tags_of
+from swim.core.tags import tags_match, tags_of
 
 #: A status filter: one status, or any of several.
 StatusFilter = MemberStatus | Collection[MemberStatus]
@@ -49,15 +49,6 @@ def as_statuses(status: StatusFilter | None) -> frozenset[MemberStatus] | None:
         if not isinstance(value, MemberStatus):
             raise TypeError(f"status filters are MemberStatus values, got {value!r}")
     return statuses
-
-
-def tags_match(tags: Mapping[str, str], patterns: Mapping[str, str]) -> bool:
-    """Whether `tags` has every key of `patterns`, with a value matching its pattern."""
-    for key, pattern in patterns.items():
-        value = tags.get(key)
-        if value is None or not fnmatch.fnmatchcase(value, pattern):
-            return False
-    return True
 
 
 def filter_members(
