@@ -482,16 +482,7 @@ class RpcServer:
             if not await self._send(stream, {"ok": True, "streaming": True, **header}):
                 return
             async with trio.open_nursery() as nursery:
-
-                async def until_client_closes() -> None:
-                    try:
-                        while await reader.read_line() is not None:
-                            pass
-                    except LineTooLong:
-                        pass
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(until_client_closes)
+                nursery.start_soon(_cancel_when_client_closes, reader, nursery.cancel_scope)
                 async for record in records:
                     if not await self._send(stream, record):
                         break
@@ -505,17 +496,7 @@ class RpcServer:
             if not await self._send(stream, {"ok": True, "streaming": True}):
                 return
             async with trio.open_nursery() as nursery:
-
-                async def until_client_closes() -> None:
-                    # Anything the client sends is ignored; EOF (or garbage) ends the stream.
-                    try:
-                        while await reader.read_line() is not None:
-                            pass
-                    except LineTooLong:
-                        pass
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(until_client_closes)
+                nursery.start_soon(_cancel_when_client_closes, reader, nursery.cancel_scope)
                 async for record in channel:
                     if not await self._send(stream, record):
                         break
@@ -678,3 +659,14 @@ async def call(
             f"agent at {_fmt(addr)} did not answer {request.get('cmd')!r} "
             f"within {math.ceil(timeout_s)} s"
         ) from None
+
+
+async def _cancel_when_client_closes(reader: LineReader, scope: trio.CancelScope) -> None:
+    """End a streaming answer once its client closes: anything the client sends is
+    ignored; EOF (or garbage) cancels `scope`."""
+    try:
+        while await reader.read_line() is not None:
+            pass
+    except LineTooLong:
+        pass
+    scope.cancel()
