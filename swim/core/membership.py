@@ -87,17 +87,23 @@ from swim.core.events import (
     MemberUpdated,
     NameConflict,
 )
-from swim.core.messages import Address, Alive, Dead, MemberState, MemberStatus, Suspect
-from swim.core.precedence import PRECEDENCE, NewsKind, Order, Transition, order_of
-from swim.core.roster import Roster
+from swim.core.messages import Address, Alive, Dead, MemberState, Suspect
+from swim.core.precedence import (
+    ALIVE,
+    DEAD,
+    LEFT,
+    PRECEDENCE,
+    SUSPECT,
+    NewsKind,
+    Order,
+    Transition,
+    order_of,
+)
+from swim.core.roster import GONE, Roster
 from swim.core.suspicion import Suspicion
 from swim.core.timing import suspicion_confirmations_needed, suspicion_timeout_min_s
 
-ALIVE: Final = MemberStatus.ALIVE
-SUSPECT: Final = MemberStatus.SUSPECT
-DEAD: Final = MemberStatus.DEAD
-LEFT: Final = MemberStatus.LEFT
-_GONE: Final = (DEAD, LEFT)
+_GONE: Final = GONE
 _INF: Final = float("inf")
 #: Most failed members remembered for reconnection.
 MAX_TOMBSTONES: Final = 4096

@@ -14,13 +14,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 from swim.core.config import Config
-from swim.core.messages import MemberState, MemberStatus
+from swim.core.messages import MemberState
+from swim.core.precedence import ALIVE, DEAD, LEFT, SUSPECT
 from swim.core.suspicion import Suspicion
 
-ALIVE: Final = MemberStatus.ALIVE
-SUSPECT: Final = MemberStatus.SUSPECT
-DEAD: Final = MemberStatus.DEAD
-LEFT: Final = MemberStatus.LEFT
 GONE: Final = (DEAD, LEFT)
 _INF: Final = float("inf")
 
