@@ -431,6 +431,9 @@ async def test_a_blocking_check_runs_in_a_thread_and_holds_one_thread_at_most() 
                 await trio.sleep(0.01)
         assert await evaluate(blocking_check, 1.0, slot=slot) == HealthResult(PASSING)
         assert await evaluate(lambda: "warning", 1.0) == HealthResult(WARNING)
+        # A check may say why: a HealthResult comes back as it is, note included.
+        assert await evaluate(lambda: HealthResult(WARNING, "HTTP 429"), 1.0) == (
+            HealthResult(WARNING, "HTTP 429"))
 
         def broken() -> HealthStatus:
             raise ZeroDivisionError("division by zero")

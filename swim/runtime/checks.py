@@ -3,7 +3,8 @@ run bounded by a timeout, its result one of the node's health sources
 (`swim.runtime.health`).
 
 A check is a callable of no arguments returning a `HealthStatus` (or its text,
-``"passing"``...), or an awaitable of one. `evaluate` runs it once and maps every way of
+``"passing"``...) or a `HealthResult` (a status with a note saying why: a script's
+output, an HTTP status line), or an awaitable of one. `evaluate` runs it once and maps every way of
 going wrong to critical, with a note saying which: it raised (``check raised
 OSError: ...``), it did not finish within ``timeout_s`` (``check timed out after 2 s``), or
 it returned something else (``check returned None, not a HealthStatus``).
@@ -37,8 +38,10 @@ import trio
 
 from swim.runtime.health import HealthResult, HealthStatus
 
-#: A health check: returns a status (or its text), or an awaitable of one.
-Check = Callable[[], Awaitable[HealthStatus | str] | HealthStatus | str]
+#: What a check returns: a status, its text, or a status with a note.
+CheckValue = HealthStatus | str | HealthResult
+#: A health check: returns a `CheckValue`, or an awaitable of one.
+Check = Callable[[], Awaitable[CheckValue] | CheckValue]
 #: Where a check's results go: ``publish(source, result)``; None withdraws the source.
 Publish = Callable[[str, HealthResult | None], None]
 
@@ -98,6 +101,8 @@ async def evaluate(
             return HealthResult(_CRITICAL, f"check raised {type(exc).__name__}: {exc}")
     if scope.cancelled_caught:
         return HealthResult(_CRITICAL, f"check timed out after {timeout_s:g} s")
+    if isinstance(value, HealthResult):
+        return value
     if isinstance(value, HealthStatus | str):
         try:
             return HealthResult(HealthStatus.parse(value))
