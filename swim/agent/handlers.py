@@ -40,14 +40,13 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import attrs
 import trio
 
+from swim.agent.processes import Collector, communicate, exit_text, reap, tail
 from swim.agent.tags import MalformedTags, decode_user_event_untrusted, tags_of
 from swim.core.errors import ProtocolError
 from swim.core.events import (
@@ -67,9 +66,6 @@ MAX_PENDING = 1024
 DEFAULT_TIMEOUT_S = 30.0
 #: How much of a handler's stdout (besides a query's answer) and stderr is kept.
 MAX_OUTPUT_BYTES = 8 * 1024
-#: How long output is still read once the handler itself exited (a background child of
-#: the script may hold the pipe open; it is not waited for).
-OUTPUT_GRACE_S = 0.2
 
 #: The member events and the core events behind them.
 MEMBER_EVENTS: Mapping[type, str] = {
@@ -253,14 +249,6 @@ class HandlerStats:
     running: int = 0
 
 
-def _tail(data: bytes, limit: int = 200) -> str:
-    text = data.decode("utf-8", "replace").strip()
-    if not text:
-        return ""
-    last = " | ".join(line.strip() for line in text.splitlines()[-3:] if line.strip())
-    return last if len(last) <= limit else "..." + last[-limit:]
-
-
 def _short(script: str, limit: int = 60) -> str:
     return script if len(script) <= limit else script[: limit - 3] + "..."
 
@@ -373,20 +361,13 @@ class HandlerRunner:
             self._log(f"{what}: cannot start: {(exc.strerror or str(exc)).lower()}")
             return
         keep = self._response_limit if invocation.query is not None else MAX_OUTPUT_BYTES
-        out = _Collector(keep)
-        err = _Collector(MAX_OUTPUT_BYTES)
+        out = Collector(keep)
+        err = Collector(MAX_OUTPUT_BYTES)
         try:
             with trio.move_on_at(deadline) as scope:
-                await _communicate(process, invocation.stdin, out, err)
+                await communicate(process, invocation.stdin, out, err)
         finally:
-            if process.returncode is None:
-                _kill_group(process)
-                with trio.CancelScope(shield=True):
-                    await process.wait()
-            for stream in (process.stdin, process.stdout, process.stderr):
-                if stream is not None:
-                    with trio.CancelScope(shield=True):
-                        await stream.aclose()
+            await reap(process)
         elapsed = trio.current_time() - began
         code = process.returncode
         if scope.cancelled_caught:
@@ -401,14 +382,10 @@ class HandlerRunner:
             self._log(f"{what}: exit 0 in {elapsed:.2f} s{note}")
             return
         self.stats.failed += 1
-        if code is not None and code < 0:
-            status = f"killed by {_signal_name(-code)}"
-        else:
-            status = f"exit {code}"
-        tail = _tail(err.data) or _tail(out.data)
-        self._log(f"{what}: {status} in {elapsed:.2f} s" + (f": {tail}" if tail else ""))
+        last = tail(err.data) or tail(out.data)
+        self._log(f"{what}: {exit_text(code)} in {elapsed:.2f} s" + (f": {last}" if last else ""))
 
-    def _answer(self, invocation: Invocation, out: _Collector) -> str:
+    def _answer(self, invocation: Invocation, out: Collector) -> str:
         """Answer the query with the handler's stdout; a note for the log line."""
         assert invocation.query is not None
         origin, query_id, _ = invocation.query
@@ -429,68 +406,6 @@ class HandlerRunner:
         self.stats.answered += 1
         cut = f", truncated from {out.seen} bytes" if out.seen > len(out.data) else ""
         return f" (answered with {len(out.data)} bytes{cut})"
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _kill_group(process: trio.Process) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        process.kill()
-
-
-@attrs.define
-class _Collector:
-    """The first `limit` bytes of a stream, and how many were seen."""
-
-    limit: int
-    data: bytes = b""
-    seen: int = 0
-
-    def add(self, chunk: bytes) -> None:
-        self.seen += len(chunk)
-        room = self.limit - len(self.data)
-        if room > 0:
-            self.data += chunk[:room]
-
-
-async def _communicate(
-    process: trio.Process, stdin: bytes, out: _Collector, err: _Collector
-) -> None:
-    """Feed stdin, collect stdout and stderr, wait for the exit (then at most
-    `OUTPUT_GRACE_S` for the pipes to close)."""
-
-    async def feed() -> None:
-        assert process.stdin is not None
-        try:
-            if stdin:
-                await process.stdin.send_all(stdin)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the handler did not read its stdin: fine
-        finally:
-            await process.stdin.aclose()
-
-    async def collect(stream: Any, collector: _Collector) -> None:
-        try:
-            while chunk := await stream.receive_some(65536):
-                collector.add(chunk)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(feed)
-        async with trio.open_nursery() as pipes:
-            pipes.start_soon(collect, process.stdout, out)
-            pipes.start_soon(collect, process.stderr, err)
-            await process.wait()
-            pipes.cancel_scope.deadline = trio.current_time() + OUTPUT_GRACE_S
-        nursery.cancel_scope.cancel()
 
 
 def self_env(name: str, tags: Mapping[str, str], rpc_addr: str) -> dict[str, str]:
