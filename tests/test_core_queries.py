@@ -15,7 +15,7 @@ from swim.core import (
     QueryResponded,
 )
 from swim.core.codec import encode
-from swim.core.messages import QueryResponse, Relay
+from swim.core.messages import Query, QueryResponse, Relay
 from swim.core.queries import default_timeout_s
 from swim.core.tags import encode_tags
 from tests.router import Router
@@ -24,10 +24,10 @@ LAN = Config.lan()
 STRANGER = ("10.9.9.9", 7946)
 
 
-def cluster(n: int, *, seed: int = 1, tags: dict[int, dict[str, str]] | None = None
-            ) -> tuple[Router, list[Core]]:
+def cluster(n: int, *, seed: int = 1, tags: dict[int, dict[str, str]] | None = None,
+            config: Config = LAN) -> tuple[Router, list[Core]]:
     router = Router(seed=seed)
-    cores = router.cluster(n, LAN)
+    cores = router.cluster(n, config)
     for i, t in (tags or {}).items():
         cores[i].update_metadata(encode_tags(t), now=router.now)
     router.run_until_true(lambda: router.converged([c.name for c in cores]), limit_s=10.0)
@@ -155,3 +155,116 @@ def test_caller_mistakes_are_protocol_errors() -> None:
         cores[0].query("q", now=router.now, relay_factor=9)
     with pytest.raises(ProtocolError):
         cores[0].respond("nobody", 1, b"", now=router.now)
+
+
+# ============================================================ re-asking silent members
+
+
+def run_answering(router: Router, cores: list[Core], until: float) -> None:
+    """Run the cluster to `until`, every member answering each query it receives at
+    once (as the runtime does for the key commands)."""
+    while router.now < until:
+        router.run_until(min(until, router.now + 0.05))
+        for core in router.live():
+            answer_all(router, [core])
+
+
+def outcome(router: Router, asker: Core, qid: int) -> tuple[set[str], QueryFinished]:
+    evs = router.events[asker.name]
+    answered = {e.source for e in evs if isinstance(e, QueryResponded) and e.id == qid}
+    (done,) = [e for e in evs if isinstance(e, QueryFinished) and e.id == qid]
+    return answered, done
+
+
+@pytest.mark.parametrize("reask", [False, True])
+def test_with_a_tiny_gossip_budget_reasking_still_reaches_every_member(reask: bool) -> None:
+    # One transmit per query: gossip alone reaches only a few of ten members.
+    router, cores = cluster(10, config=attrs.evolve(LAN, user_retransmit_mult=1))
+    asker = cores[0]
+    qid = asker.query("q", now=router.now, timeout_s=3.0, reask=reask)
+    run_answering(router, cores, router.now + 3.5)
+    answered, done = outcome(router, asker, qid)
+    everyone = {c.name for c in cores}
+    if reask:
+        assert answered == everyone and done.responses == 10
+        # Each member applied it once: the re-asks are the same query (same id).
+        assert all(len(received(router, c)) <= 1 for c in cores)
+        assert sum(c.stats.queries_received for c in cores) == 10
+    else:  # the scenario is a real one (seed 1): gossip alone misses members
+        assert answered < everyone
+
+
+def test_on_a_lossy_network_every_live_member_answers_once() -> None:
+    router, cores = cluster(8)
+    router.lossy(0.25, seed=5)
+    asker = cores[0]
+    qid = asker.query("q", now=router.now, timeout_s=5.0, reask=True)
+    run_answering(router, cores, router.now + 5.5)
+    answered, done = outcome(router, asker, qid)
+    live = {m.name for m in asker.members() if m.status.name in ("ALIVE", "SUSPECT")}
+    assert answered == live == {c.name for c in cores}
+    assert done.responses == 8
+    assert asker.stats.query_reasks > 0
+
+
+def test_a_lost_answer_is_sent_again_when_the_asker_reasks() -> None:
+    router, cores = cluster(3)
+    asker, member = cores[0], cores[1]
+    qid = asker.query("q", now=router.now, timeout_s=4.0, reask=True)
+    router.run_until(router.now + 0.3)
+    # The member's first answer is lost on the way back...
+    router.drop = lambda src, dst, msgs: src == member.addr and dst == asker.addr
+    answer_all(router, cores)
+    router.run_until(router.now + 0.2)
+    router.drop = lambda src, dst, msgs: False
+    assert member.name not in outcome_so_far(router, asker, qid)
+    # ... and the next re-ask brings it: the stored answer, not a second application.
+    router.run_until(router.now + 4.0)
+    answered, done = outcome(router, asker, qid)
+    assert answered == {c.name for c in cores} and done.responses == 3
+    assert len(received(router, member)) == 0  # answered already, never delivered again
+    assert member.stats.queries_received == 1
+
+
+def outcome_so_far(router: Router, asker: Core, qid: int) -> set[str]:
+    return {
+        e.source for e in router.events[asker.name]
+        if isinstance(e, QueryResponded) and e.id == qid
+    }
+
+
+def test_a_member_that_is_down_stays_unanswered_and_reasks_end_at_the_deadline() -> None:
+    router, cores = cluster(4)
+    asker, down = cores[0], cores[3]
+    router.crash(down)
+    qid = asker.query("q", now=router.now, timeout_s=2.0, reask=True)
+    start = router.now
+    run_answering(router, cores, start + 2.5)
+    answered, done = outcome(router, asker, qid)
+    assert answered == {c.name for c in cores[:3]} and done.responses == 3
+    assert done.at == pytest.approx(start + 2.0)
+    # Only the silent member was re-asked, at most once per round.
+    assert 0 < asker.stats.query_reasks <= 8
+    reasks = asker.stats.query_reasks
+    router.run_until(router.now + 5.0)
+    assert asker.stats.query_reasks == reasks
+
+
+def test_a_gossip_copy_from_another_member_does_not_resend_an_answer() -> None:
+    router, cores = cluster(3)
+    asker, member, other = cores
+    qid = asker.query("q", now=router.now, timeout_s=5.0)
+    router.run_until(router.now + 0.5)
+    answer_all(router, cores)
+    router.run_until(router.now + 0.5)
+    query = Query(asker.name, qid, "q", b"", asker.addr, 5000)
+    sent = member.stats.datagrams_out
+    # A copy relayed by another member (gossip) is only deduplicated...
+    router.inject(encode([query]), other.addr, member.addr)
+    assert member.stats.datagrams_out == sent
+    # ... a stranger using the asker's name gets nothing either, from another address.
+    router.inject(encode([query]), STRANGER, member.addr)
+    assert member.stats.datagrams_out == sent
+    # A copy from the asker's own address is a re-ask: the answer goes again.
+    router.inject(encode([query]), asker.addr, member.addr)
+    assert member.stats.datagrams_out == sent + 1

@@ -253,6 +253,7 @@ class Core(ExchangeRules):
         timeout_s: float | None = None,
         want_ack: bool = False,
         relay_factor: int = 0,
+        reask: bool = False,
     ) -> int:
         """Ask every member matching the filters; returns the query's id.
 
@@ -261,7 +262,9 @@ class Core(ExchangeRules):
         `QueryResponded` (and, with `want_ack`, receipts as `QueryAcked`), once per
         member, until `QueryFinished` at the timeout (Serf's default:
         ``gossip_interval * query_timeout_mult * ceil(log10(n + 1))``). Answers also
-        travel through `relay_factor` random members (0..5).
+        travel through `relay_factor` random members (0..5). With `reask`, the query is
+        re-sent straight to the matching live members not heard from, until the timeout
+        (`swim.core.queries`), for when every one of them must answer.
         """
         if not isinstance(payload, bytes) or not isinstance(name, str) or not name:
             raise ProtocolError("a query needs a non-empty name and bytes as payload")
@@ -280,7 +283,7 @@ class Core(ExchangeRules):
             encode_message(msg)
         except (ValueError, TypeError) as exc:
             raise ProtocolError(f"invalid query: {exc}") from None
-        self._events.extend(self._queries.ask(msg, now, self._membership.local))
+        self._events.extend(self._queries.ask(msg, now, self._membership.local, reask=reask))
         return msg.id
 
     def respond(self, origin: str, query_id: int, payload: bytes = b"", *, now: float) -> None:
@@ -430,7 +433,7 @@ class Core(ExchangeRules):
                 self._join_round(seeds, now)
         if leaving and now >= self._leave_deadline:
             self._leave_expired = True
-        self._events.extend(self._queries.handle_timers(now))
+        self._events.extend(self._queries.handle_timers(now, membership))
 
     # =================================================================== outputs
 
@@ -643,7 +646,9 @@ class Core(ExchangeRules):
                         UserMessageReceived(source=source, addr=addr, payload=payload, at=now)
                     )
                 case Query():
-                    self._events.extend(self._queries.on_query(msg, now, membership.local))
+                    self._events.extend(self._queries.on_query(
+                        msg, now, membership.local, addr=addr, roster=membership
+                    ))
                 case QueryResponse():
                     self._events.extend(self._queries.on_response(msg, addr, now, membership))
                 case Relay():

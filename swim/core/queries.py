@@ -10,6 +10,16 @@ members (a `Relay` each) for paths that lose packets. The asker reports each mem
 ack and answer once (`QueryAcked`, `QueryResponded`) and closes the query at its
 timeout (`QueryFinished`): Serf's default is ``gossip_interval * 16 * ceil(log10(n+1))``.
 
+Re-asking (``reask``, which the key commands use): gossip gives each query a transmit
+budget, and now and then a member hears none of the copies (or its answer is lost). So
+an asker that wants every member to answer re-sends the query, same id, straight to each
+live member that matches the filters and has not been heard from, every
+`reask_interval_s`, until the deadline. A member that has not seen the query takes it as
+new; one that has already answered sends its stored ack and answer again (only when
+the copy comes from the asker's own address, at most `MAX_RESENDS` times), so a lost
+answer is recovered too and no command is applied twice. The asker still counts each
+member once.
+
 What is trusted: an answer counts only if it comes from the answering member's own
 address, or from a member (named in `via`) that relayed it from its own address; a relay
 is forwarded only when the responder asks from its own address and the destination is
@@ -40,6 +50,10 @@ from swim.core.tags import tags_match, tags_of
 #: Most queries of ours open at once, and most others' queries we may still answer.
 MAX_OPEN_QUERIES: Final = 256
 MAX_ANSWERABLE: Final = 1024
+#: Re-asks spread over a query's timeout (at most this many rounds).
+REASK_ROUNDS: Final = 8
+#: Most times a member sends its ack and answer again to one query's re-asks.
+MAX_RESENDS: Final = 2 * REASK_ROUNDS
 
 
 @attrs.define(eq=False, slots=True)
@@ -47,6 +61,9 @@ class _Asked:
     """One of our queries, open until `deadline`."""
 
     deadline: float
+    #: The query itself, kept to re-send it (None: no re-asking).
+    reask: Query | None = None
+    reask_at: float = 0.0
     acks: set[str] = attrs.field(factory=set)
     responses: set[str] = attrs.field(factory=set)
 
@@ -59,11 +76,20 @@ class _Answerable:
     relay_factor: int
     deadline: float
     responded: bool = False
+    #: What we sent the asker (ack, answer), sent again when it re-asks.
+    sent: list[QueryResponse] = attrs.field(factory=list)
+    resends: int = 0
 
 
 def default_timeout_s(config: Config, n: int) -> float:
     """Serf's query timeout: ``gossip_interval * mult * ceil(log10(n + 1))``."""
     return config.gossip_interval_s * config.query_timeout_mult * math.ceil(math.log10(n + 1))
+
+
+def reask_interval_s(config: Config, timeout_s: float) -> float:
+    """Time between re-asks: the timeout in `REASK_ROUNDS` rounds, but no more often than
+    one gossip interval (the gossip itself needs a few to spread the query)."""
+    return max(timeout_s / REASK_ROUNDS, config.gossip_interval_s)
 
 
 def matches(query: Query, local: MemberState) -> bool:
@@ -89,8 +115,13 @@ class Queries:
 
     # ------------------------------------------------------------------------ asking
 
-    def ask(self, query: Query, now: float, local: MemberState) -> list[Event]:
-        """Gossip our `query` (already numbered); the events of our own match, if any."""
+    def ask(
+        self, query: Query, now: float, local: MemberState, *, reask: bool = False
+    ) -> list[Event]:
+        """Gossip our `query` (already numbered); the events of our own match, if any.
+
+        With `reask`, re-send it to the matching live members not heard from, until the
+        deadline (see the module docs)."""
         if len(self._asked) >= MAX_OPEN_QUERIES:
             raise ProtocolError(f"at most {MAX_OPEN_QUERIES} queries may be open at once")
         if len(query.payload) > self.config.query_size_limit:
@@ -107,8 +138,11 @@ class Queries:
                 f"({self.config.packet_budget})"
             )
         deadline = now + query.timeout_ms / 1000.0
-        self._asked[query.id] = _Asked(deadline)
+        asked = self._asked[query.id] = _Asked(deadline)
         self._timers.push(deadline, ("asked", "", query.id))
+        if reask:
+            asked.reask = query
+            self._schedule_reask(query.id, asked, now)
         return self.on_query(query, now, local, encoded=encoded)
 
     def on_response(
@@ -137,11 +171,15 @@ class Queries:
     # --------------------------------------------------------------------- answering
 
     def on_query(
-        self, query: Query, now: float, local: MemberState, *, encoded: bytes | None = None
+        self, query: Query, now: float, local: MemberState, *, encoded: bytes | None = None,
+        addr: Address | None = None, roster: Roster | None = None,
     ) -> list[Event]:
-        """A query (ours or another's): pass it on; deliver it if it matches us."""
+        """A query (ours or another's) that came from `addr`: pass it on; deliver it if it
+        matches us. A copy of one already seen is a re-ask if the asker sent it."""
         key = (query.origin, query.id)
         if not self._seen.add(key):
+            if addr is not None and roster is not None:
+                self._resend(key, now, addr, roster)
             return []
         self._out.queue_user(("query", *key), query, encoded or encode_message(query))
         if not matches(query, local):
@@ -160,12 +198,28 @@ class Queries:
             if len(self._answerable) >= MAX_ANSWERABLE:
                 oldest = next(iter(self._answerable))
                 del self._answerable[oldest]
-            self._answerable[key] = _Answerable(query.reply_to, query.relay_factor, deadline)
+            answerable = _Answerable(query.reply_to, query.relay_factor, deadline)
+            self._answerable[key] = answerable
             self._timers.push(deadline, ("answer", *key))
             if query.want_ack:
-                self._send(QueryResponse(query.origin, query.id, self._name, True, b""),
-                           query.reply_to, ())
+                ack = QueryResponse(query.origin, query.id, self._name, True, b"")
+                answerable.sent.append(ack)
+                self._send(ack, query.reply_to, ())
         return events
+
+    def _resend(self, key: tuple[str, int], now: float, addr: Address, roster: Roster) -> None:
+        """The asker re-asked a query we have seen: send what we sent it again (a lost
+        ack or answer), never to any address but the one the query named."""
+        answerable = self._answerable.get(key)
+        asker = roster.get(key[0])
+        if (
+            answerable is None or now >= answerable.deadline or not answerable.sent
+            or asker is None or asker.addr != addr or answerable.resends >= MAX_RESENDS
+        ):
+            return  # a gossip copy, or nothing to say again
+        answerable.resends += 1
+        for response in answerable.sent:
+            self._out.send_one(answerable.reply_to, response)
 
     def relays_wanted(self, origin: str, query_id: int) -> int:
         """How many members an answer to (origin, id) should also go through."""
@@ -194,6 +248,7 @@ class Queries:
         if answerable.responded:
             raise ProtocolError(f"query {query_id} from {origin!r} was already answered")
         answerable.responded = True
+        answerable.sent.append(response)
         self._send(response, answerable.reply_to, relays)
         return []
 
@@ -226,11 +281,36 @@ class Queries:
 
     # ------------------------------------------------------------------------ timers
 
+    def _schedule_reask(self, query_id: int, asked: _Asked, now: float) -> None:
+        assert asked.reask is not None
+        at = now + reask_interval_s(self.config, asked.reask.timeout_ms / 1000.0)
+        if at < asked.deadline:
+            asked.reask_at = at
+            self._timers.push(at, ("reask", "", query_id))
+
+    def _reask(self, query_id: int, now: float, roster: Roster) -> None:
+        """Send our query straight to every live member it matches that is silent."""
+        asked = self._asked[query_id]
+        query = asked.reask
+        assert query is not None
+        heard = asked.acks | asked.responses
+        for member in roster.states():
+            if (
+                member.name != self._name and member.name not in heard
+                and roster.is_live(member.name) and matches(query, member)
+            ):
+                self._stats.query_reasks += 1
+                self._out.send_one(member.addr, query)
+        self._schedule_reask(query_id, asked, now)
+
     def _live(self, when: float, key: tuple[str, str, int]) -> bool:
         kind, origin, query_id = key
         if kind == "asked":
             asked = self._asked.get(query_id)
             return asked is not None and asked.deadline == when
+        if kind == "reask":
+            asked = self._asked.get(query_id)
+            return asked is not None and asked.reask_at == when
         answerable = self._answerable.get((origin, query_id))
         return answerable is not None and answerable.deadline == when
 
@@ -240,11 +320,15 @@ class Queries:
             return None
         return self._timers.earliest(self._live)
 
-    def handle_timers(self, now: float) -> list[Event]:
-        """Close our queries that timed out; forget answerable ones past theirs."""
+    def handle_timers(self, now: float, roster: Roster | None = None) -> list[Event]:
+        """Close our queries that timed out, re-ask where due (given the `roster`);
+        forget answerable ones past their deadline."""
         events: list[Event] = []
         for _, (kind, origin, query_id) in self._timers.pop_due(now, self._live):
-            if kind == "asked":
+            if kind == "reask":
+                if roster is not None:
+                    self._reask(query_id, now, roster)
+            elif kind == "asked":
                 asked = self._asked.pop(query_id)
                 events.append(QueryFinished(id=query_id, acks=len(asked.acks),
                                             responses=len(asked.responses), at=now))

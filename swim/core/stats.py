@@ -42,6 +42,8 @@ class Stats:
     #: stranger, for no query of ours, a duplicate, or too late).
     queries_received: int = 0
     query_responses_refused: int = 0
+    #: Copies of our queries re-sent straight to a silent member (``reask``).
+    query_reasks: int = 0
     #: Probes started, and probes that ended with no ack.
     probes: int = 0
     probe_failures: int = 0
