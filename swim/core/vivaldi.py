@@ -21,6 +21,7 @@ import math
 import random
 import struct
 from collections.abc import Sequence
+from operator import sub
 from typing import Final
 
 import attrs
@@ -34,7 +35,6 @@ HEIGHT_MIN_S: Final = 10e-6
 LATENCY_FILTER: Final = 3
 GRAVITY_RHO: Final = 150.0
 _ZERO: Final = 1.0e-6
-_ORIGIN_VEC: Final = (0.0,) * DIMENSIONS
 #: Largest member count whose latency filters are kept (oldest forgotten first).
 MAX_TRACKED: Final = 4096
 #: Wire form: DIMENSIONS + 3 little-endian float32 values.
@@ -103,74 +103,93 @@ class VivaldiClient:
         """Take one RTT sample to member `name` at `other`; returns our new coordinate.
 
         The same arithmetic as Serf's client (Vivaldi update, adjustment window,
-        gravity), written on plain floats: it runs for every probe of every member.
+        gravity), written on plain floats and unrolled: it runs for every probe of every
+        member, so each step is computed once (the gap to the other point serves both its
+        length and the direction of the force; the gap to the origin is our vector).
         """
-        if not other.is_valid() or not math.isfinite(rtt_s) or not 0 <= rtt_s < 10.0:
+        # A NaN fails both comparisons, so this also refuses it.
+        if not 0.0 <= rtt_s < 10.0 or not other.is_valid():
             self.rejected += 1
             return self.coordinate
-        rtt = max(self._filtered(name, rtt_s), _ZERO)
+        rtt = self._filtered(name, rtt_s)
+        rtt = max(rtt, _ZERO)
         c = self.coordinate
-        vec = list(c.vec)
-        error, adjustment, height = c.error, c.adjustment, c.height
+        error, height = c.error, c.height
+        vec: Sequence[float] = c.vec
         o_vec, o_height = other.vec, other.height
         # Vivaldi: move along the line to the other point, weighted by the errors.
-        raw = math.dist(vec, o_vec) + height + o_height
-        adjusted = raw + adjustment + other.adjustment
+        diff = list(map(sub, vec, o_vec))
+        gap = math.hypot(*diff)
+        raw = gap + height + o_height
+        adjusted = raw + c.adjustment + other.adjustment
         dist = adjusted if adjusted > 0 else raw
-        total_error = max(error + other.error, _ZERO)
-        weight = error / total_error
-        error = min(CE * weight * abs(dist - rtt) / rtt + error * (1.0 - CE * weight), ERROR_MAX)
-        vec, height = self._force(vec, height, CC * weight * (rtt - dist), o_vec, o_height)
+        total_error = error + other.error
+        weight = error / (total_error if total_error > _ZERO else _ZERO)
+        error = CE * weight * abs(dist - rtt) / rtt + error * (1.0 - CE * weight)
+        error = min(error, ERROR_MAX)
+        force = CC * weight * (rtt - dist)
+        if gap > _ZERO:
+            scale = force / gap
+            vec = [x + d * scale for x, d in zip(vec, diff, strict=False)]
+            height = (height + o_height) * force / gap + height
+            height = max(height, HEIGHT_MIN_S)
+        else:  # the points coincide: push along a random direction
+            vec = self._random_push(vec, force)
         # Adjustment: the mean error of the last samples, halved.
-        self._adjustments[self._adjustment_index] = rtt - (
-            math.dist(vec, o_vec) + height + o_height
-        )
+        adjustments = self._adjustments
+        adjustments[self._adjustment_index] = rtt - (math.dist(vec, o_vec) + height + o_height)
         self._adjustment_index = (self._adjustment_index + 1) % ADJUSTMENT_WINDOW
-        adjustment = sum(self._adjustments) / (2.0 * ADJUSTMENT_WINDOW)
+        adjustment = sum(adjustments) / (2.0 * ADJUSTMENT_WINDOW)
         # Gravity towards the origin, so the whole system does not drift.
-        origin_raw = math.hypot(*vec) + height + HEIGHT_MIN_S
+        gap = math.hypot(*vec)
+        origin_raw = gap + height + HEIGHT_MIN_S
         origin_adjusted = origin_raw + adjustment
         origin_dist = origin_adjusted if origin_adjusted > 0 else origin_raw
-        vec, height = self._force(
-            vec, height, -1.0 * (origin_dist / GRAVITY_RHO) ** 2, _ORIGIN_VEC, HEIGHT_MIN_S
-        )
+        force = -1.0 * (origin_dist / GRAVITY_RHO) ** 2
+        if gap > _ZERO:
+            scale = force / gap
+            vec = [x + x * scale for x in vec]
+            height = (height + HEIGHT_MIN_S) * force / gap + height
+            height = max(height, HEIGHT_MIN_S)
+        else:
+            vec = self._random_push(vec, force)
         # Kept at its wire precision (float32), so a simulator that hands the value over
         # (object mode) and one that sends the bytes (wire mode) compute the same; a value
         # that is not finite or beyond float32 keeps the last good coordinate (Serf
         # resets in that case).
         try:
-            quantized = Coordinate.unpack_untrusted(_PACK.pack(*vec, error, adjustment, height))
+            values = _PACK.unpack(_PACK.pack(*vec, error, adjustment, height))
         except (OverflowError, struct.error):
-            quantized = None
-        if quantized is not None:
-            self.coordinate = quantized
+            values = None
+        if values is not None:
+            coord = Coordinate(
+                values[:DIMENSIONS], values[DIMENSIONS], values[DIMENSIONS + 1],
+                values[DIMENSIONS + 2],
+            )
+            if coord.is_valid():
+                self.coordinate = coord
         self.updates += 1
         return self.coordinate
 
-    def _force(
-        self, vec: list[float], height: float, force: float, o_vec: Sequence[float],
-        o_height: float,
-    ) -> tuple[list[float], float]:
-        diff = [x - y for x, y in zip(vec, o_vec, strict=True)]
-        mag = math.hypot(*diff)
-        if mag > _ZERO:
-            scale = force / mag
-            vec = [x + d * scale for x, d in zip(vec, diff, strict=True)]
-            height = max((height + o_height) * force / mag + height, HEIGHT_MIN_S)
-        else:  # the points coincide: push along a random direction
-            unit = [self._rng.random() - 0.5 for _ in diff]
-            norm = math.hypot(*unit) or 1.0
-            vec = [x + u / norm * force for x, u in zip(vec, unit, strict=True)]
-        return vec, height
+    def _random_push(self, vec: Sequence[float], force: float) -> list[float]:
+        """Move `vec` by `force` along a random direction (the two points coincide)."""
+        unit = [self._rng.random() - 0.5 for _ in vec]
+        norm = math.hypot(*unit) or 1.0
+        return [x + u / norm * force for x, u in zip(vec, unit, strict=True)]
 
     def _filtered(self, name: str, rtt_s: float) -> float:
-        samples = self._samples.pop(name, [])
-        samples.append(rtt_s)
-        if len(samples) > LATENCY_FILTER:
-            del samples[0]
-        self._samples[name] = samples  # most recent last (insertion order)
-        if len(self._samples) > MAX_TRACKED:
-            del self._samples[next(iter(self._samples))]
+        """The median of the last `LATENCY_FILTER` samples to `name`, this one included."""
+        tracked = self._samples
+        samples = tracked.pop(name, None)
+        if samples is None:
+            samples = [rtt_s]
+        else:
+            samples.append(rtt_s)
+            if len(samples) > LATENCY_FILTER:
+                del samples[0]
+        tracked[name] = samples  # most recent last (insertion order)
+        if len(tracked) > MAX_TRACKED:
+            del tracked[next(iter(tracked))]
         return sorted(samples)[len(samples) // 2]
 
 
