@@ -14,7 +14,7 @@ import pathlib
 import pytest
 
 CORE = pathlib.Path(__file__).resolve().parent.parent / "swim" / "core"
-MODULES = sorted(CORE.glob("*.py"))
+MODULES = sorted(CORE.rglob("*.py"))  # subpackages too (swim/core/stable/)
 
 #: Top-level packages the core must never import: I/O, clocks, concurrency, processes.
 FORBIDDEN = frozenset({
@@ -72,7 +72,7 @@ def test_there_are_core_modules() -> None:
     assert len(MODULES) >= 10 and (CORE / "core.py") in MODULES
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(CORE)))
 def test_core_module_is_pure(path: pathlib.Path) -> None:
     assert violations(path.read_text(encoding="utf-8")) == []
 
