@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import attrs
@@ -32,6 +32,8 @@ from swim.core.errors import ProtocolError
 from swim.core.events import Event, MemberFailed, MemberJoined, UserBroadcastReceived
 from swim.core.messages import MemberState, MemberStatus
 from swim.runtime import KeyReport, QueryStream
+from swim.runtime.checks import Check, HealthCheck
+from swim.runtime.health import HealthChanged
 from swim.security import KeyringError
 
 # ================================================================================ tags
@@ -140,6 +142,17 @@ class FakeNode:
     def update_metadata(self, meta: bytes) -> None:
         self.meta = meta
 
+    def update_tags(self, tags: Mapping[str, str]) -> None:
+        self.meta = encode_tags(tags)
+
+    # Health checks are exercised with real agents (tests/test_cli_health.py).
+
+    def start_health_check(self, check: Check, **settings: Any) -> HealthCheck:
+        raise NotImplementedError("this fake node runs no health checks")
+
+    def health_events(self) -> AsyncIterator[HealthChanged]:
+        raise NotImplementedError("this fake node runs no health checks")
+
     def broadcast(self, payload: bytes) -> int:
         self.broadcasts.append(payload)
         return len(self.broadcasts)
@@ -226,9 +239,9 @@ async def test_members_and_info(running: Running) -> None:
     answer = await rpc.call(running.addr, {"cmd": "members"})
     assert answer["members"] == [
         {"name": "n1", "addr": "127.0.0.1:7946", "status": "alive", "incarnation": 1,
-         "tags": {}},
+         "health": "passing", "health_note": "", "tags": {}},
         {"name": "n2", "addr": "127.0.0.1:7947", "status": "suspect", "incarnation": 3,
-         "tags": {}},
+         "health": "passing", "health_note": "", "tags": {}},
     ]
     info = await rpc.call(running.addr, {"cmd": "info"})
     assert info["name"] == "n1"

@@ -286,7 +286,12 @@ def test_without_a_file_the_defaults_hold() -> None:
     ("text", "message"),
     [
         ('nmae = "x"', "unknown key 'nmae'; did you mean 'name'? (known keys: accept_plaintext"),
-        ('[checks]\nx = "y"', "unknown key 'checks' (known keys:"),
+        ('[checks]\nx = "y"', "checks: must be an array of [[checks]] tables"),
+        ('[[checks]]\ntcp = "a:1"\n[[checks]]\nhttp = "ftp://x"',
+         "checks: entry 2: an http check needs an http:// or https:// URL"),
+        ('[[checks]]\nscript = "true"\ninterval = "fast"', "checks: entry 1: interval: expected"),
+        ('[[checks]]\nname = "x"', "checks: entry 1: a check needs exactly one of script, args"),
+        ('[[checks]]\nhttp = "http://a/"\ntimout = 1', "unknown check setting 'timout'; did you"),
         ("join = \"127.0.0.1:1\"", "join: must be a list of strings"),
         ("join = [\"nowhere\"]", "join: expected HOST:PORT, got 'nowhere'"),
         ("log_json = \"yes\"", "log_json: must be true or false"),

@@ -18,6 +18,10 @@ command asks the cluster and streams the results; ``keys`` runs a cluster-wide k
 command (`swim.runtime.keyops`) and answers its per-member report; ``join`` joins the
 running member through more seeds, and ``force-leave`` marks a failed member as left
 cluster-wide.
+
+Health checks (``--check``, `swim.agent.health_checks`) run as the node's health
+sources; the agent logs each change of its own health and ``info`` shows every check's
+latest result. Tags set over RPC keep the health tags the checks publish.
 """
 
 from __future__ import annotations
@@ -33,18 +37,22 @@ import attrs
 import trio
 
 from swim.agent import addresses, output, records, rpc, rpc_token
-from swim.agent.handlers import DEFAULT_TIMEOUT_S, HandlerSpec
+from swim.agent.handlers import DEFAULT_TIMEOUT_S, HandlerSpec, self_env
+from swim.agent.health_checks import CheckSpec
 from swim.agent.output import Record
-from swim.agent.tags import TagError, UserEvent, check_key, encode_tags, encode_user_event
+from swim.agent.tags import TagError, UserEvent, check_key, encode_user_event
 from swim.core.config import Config
 from swim.core.core import ProtocolError
 from swim.core.events import Event, JoinCompleted, NameConflict, QueryReceived
 from swim.core.messages import Address, MemberState, MemberStatus
 from swim.runtime import EventOverflow
+from swim.runtime.health import HealthStatus
 
 if TYPE_CHECKING:
     from swim.agent.handlers import HandlerRunner
     from swim.runtime import KeyReport, QueryStream
+    from swim.runtime.checks import Check, HealthCheck
+    from swim.runtime.health import HealthChanged
 
 #: Upper bound on how long a graceful leave waits for its news to be gossiped.
 LEAVE_TIMEOUT_S = 10.0
@@ -88,6 +96,8 @@ class AgentOptions:
     event_handlers: tuple[HandlerSpec, ...] = ()
     #: ``--event-handler-timeout S``: a handler still running after this long is killed.
     event_handler_timeout_s: float = DEFAULT_TIMEOUT_S
+    #: ``--check ...``: health checks (`swim.agent.health_checks`), every one named.
+    checks: tuple[CheckSpec, ...] = ()
 
     @property
     def encrypted(self) -> bool:
@@ -110,6 +120,20 @@ class AgentNode(Protocol):
     async def leave(self, timeout_s: float) -> object: ...
 
     def update_metadata(self, meta: bytes) -> None: ...
+
+    def update_tags(self, tags: Mapping[str, str]) -> None: ...
+
+    def start_health_check(
+        self,
+        check: Check,
+        *,
+        interval_s: float,
+        timeout_s: float,
+        name: str | None = None,
+        in_thread: bool | None = None,
+    ) -> HealthCheck: ...
+
+    def health_events(self) -> AsyncIterator[HealthChanged]: ...
 
     def broadcast(self, payload: bytes) -> int: ...
 
@@ -196,18 +220,23 @@ class Agent:
         self._quiet = False
         self._token_file: pathlib.Path | None = None
         self._handlers: HandlerRunner | None = None
+        #: The running health checks, by name (filled in by `_run_checks`).
+        self._checks: dict[str, HealthCheck] = {}
         if options.event_handlers:
-            from swim.agent.handlers import HandlerRunner, self_env
+            from swim.agent.handlers import HandlerRunner
 
-            rpc_text = output.format_addr(options.rpc)
             self._handlers = HandlerRunner(
                 options.event_handlers,
                 timeout_s=options.event_handler_timeout_s,
                 response_limit=self._config.query_response_size_limit,
                 log=self.log,
                 respond=node.respond,
-                self_env=lambda: self_env(node.name, self._tags, rpc_text),
+                self_env=self._self_env,
             )
+
+    def _self_env(self) -> dict[str, str]:
+        """This member's variables for handlers and script checks (tags as they are now)."""
+        return self_env(self._node.name, self._tags, output.format_addr(self.options.rpc))
 
     # ------------------------------------------------------------------ console
 
@@ -255,6 +284,8 @@ class Agent:
                     )
                 if self._handlers is not None:
                     await nursery.start(self._handlers.run)
+                if self.options.checks:
+                    await nursery.start(self._run_checks)
                 nursery.start_soon(self._pump_events)
                 nursery.start_soon(self._watch_signals, signals, nursery)
                 self.log(
@@ -269,12 +300,8 @@ class Agent:
                         else ""
                     )
                     + (f", tags {output.format_tags(self._tags)}" if self._tags else "")
-                    + (
-                        f", {len(self.options.event_handlers)} event handler"
-                        + ("s" if len(self.options.event_handlers) > 1 else "")
-                        if self.options.event_handlers
-                        else ""
-                    )
+                    + _counted(len(self.options.event_handlers), "event handler")
+                    + _counted(len(self.options.checks), "health check")
                 )
                 await self._exit.wait()
                 nursery.cancel_scope.cancel()
@@ -336,6 +363,35 @@ class Agent:
                 self.log("left the cluster")
         finally:
             self._left.set()
+
+    async def _run_checks(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Start the health checks on the node, then log each change of this member's
+        health (subscribed first, so the first result is logged too)."""
+        from swim.agent.health_checks import make_check
+
+        node = self._node
+        changes = node.health_events()
+        for spec in self.options.checks:
+            assert spec.name is not None  # settings.agent_options names every check
+            self._checks[spec.name] = node.start_health_check(
+                make_check(spec, self._self_env), interval_s=spec.interval_s,
+                timeout_s=spec.timeout_s, name=spec.name,
+            )
+        task_status.started()
+        while True:
+            try:
+                async for change in changes:
+                    if change.name == node.name:
+                        was = "unknown" if change.old is None else change.old.value
+                        self.log(f"health {was} -> {change.new.value}"
+                                 + (f": {change.note}" if change.note else ""))
+            except EventOverflow as exc:
+                self.log(f"health events: {exc}; resubscribing")
+                changes = node.health_events()
+                continue
+            return
 
     async def _pump_events(self) -> None:
         while True:
@@ -647,6 +703,8 @@ class Agent:
         return {**records.key_report_record(report), "elapsed_s": round(elapsed, 3)}
 
     def _info(self) -> Record:
+        from swim.agent.health_checks import check_record
+
         stats = self._node.stats()
         counts: dict[str, int] = {}
         for member in self._node.members():
@@ -664,6 +722,8 @@ class Agent:
             "leaving": self._leaving,
             "security": records.security_record(self.options, stats),
             "handlers": records.handlers_record(self.options, self._handlers),
+            "checks": [check_record(spec, self._checks.get(spec.name or ""))
+                       for spec in self.options.checks],
             "stats": records.stats_record(stats),
         }
 
@@ -700,8 +760,8 @@ class Agent:
             for key, value in updates.items():
                 check_key(key)
                 tags[key] = value
-            meta = encode_tags(tags)
-            self._node.update_metadata(meta)
+            # update_tags keeps the health tags this member's checks publish.
+            self._node.update_tags(tags)
         except (TagError, ProtocolError) as exc:
             raise rpc.RequestError(str(exc)) from None
         self._tags = tags
@@ -709,18 +769,27 @@ class Agent:
         return {"tags": dict(tags)}
 
 
+def _counted(count: int, what: str) -> str:
+    """``, 2 health checks`` (nothing for none)."""
+    return f", {count} {what}" + ("s" if count > 1 else "") if count else ""
+
+
 def _member_filter(request: Mapping[str, Any]) -> Callable[[Record], bool]:
     """The ``members`` request's filters as a predicate on member records."""
     status = request.get("status", [])
     name = request.get("name")
     tags = request.get("tags", {})
+    health = request.get("health", [])
     known = set(output.STATUS_NAMES.values())
     if not isinstance(status, list) or not all(s in known for s in status):
         raise rpc.RequestError(f'"status" must be a list of {", ".join(sorted(known))}')
+    healths = [h.value for h in HealthStatus]
+    if not isinstance(health, list) or not all(h in healths for h in health):
+        raise rpc.RequestError(f'"health" must be a list of {", ".join(healths)}')
     if name is not None and not isinstance(name, str):
         raise rpc.RequestError('"name" must be a shell-style pattern')
     if not isinstance(tags, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
     ):
         raise rpc.RequestError('"tags" must be an object of shell-style patterns')
-    return output.member_filter(status=status, name=name, tags=tags)
+    return output.member_filter(status=status, name=name, tags=tags, health=health)

@@ -19,6 +19,7 @@ from swim.agent.settings import (
     PROFILES,
     address_arg,
     bind_arg,
+    check_arg,
     encrypt_key_arg,
     handler_arg,
     key_arg,
@@ -157,6 +158,19 @@ def _add_agent(sub: Any) -> None:
         "--event-handler-timeout", type=seconds_arg, metavar="S",
         help="kill a handler still running after S seconds (default 30)",
     )
+    group = p.add_argument_group(
+        "health checks",
+        "Consul-style checks; the member's health is the worst of them, shown by swim "
+        "members; a critical member leaves placement rings but is not failed (see README)",
+    )
+    group.add_argument(
+        "--check", type=check_arg, action="append",
+        metavar="[name=N,][interval=D,][timeout=D,]KIND=TARGET",
+        help="run a health check every interval D (default 10s), each run bounded by its "
+        "timeout (default 10s): script=COMMAND (exit 0 passing, 1 warning, else "
+        "critical), http=URL (2xx passing, 429 warning, else critical) or tcp=HOST:PORT "
+        "(passing if it connects); KIND=TARGET comes last (repeatable)",
+    )
     p.set_defaults(handler=run_agent_command, parser=p)
 
 
@@ -183,6 +197,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--tag", type=tag_arg, action="append", default=[], metavar="KEY=PATTERN",
         help="only members whose tag KEY matches the shell-style PATTERN (repeatable)",
+    )
+    p.add_argument(
+        "--health", type=client.health_arg, action="append", default=[],
+        metavar="HEALTH[,HEALTH]",
+        help="only members whose health is one of passing, warning, critical (a member "
+        "without checks is passing; repeatable)",
     )
     _add_json(p, "print a JSON array of member objects")
     p.set_defaults(handler=client.members_command)

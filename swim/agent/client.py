@@ -20,6 +20,7 @@ from typing import Any
 from swim.agent import output, rpc, settings
 from swim.agent.entry import run_trio
 from swim.core.messages import Address
+from swim.runtime.health import HealthStatus
 
 #: How long `swim join` waits for the agent's answer (the agent bounds each exchange by
 #: its stream timeout, 30 s in the wan profile, plus a margin).
@@ -62,11 +63,23 @@ def status_arg(text: str) -> list[str]:
     return [STATUS_CHOICES[n] for n in names]
 
 
+def health_arg(text: str) -> list[str]:
+    """``--health warning,critical``: the health statuses named."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    known = [status.value for status in HealthStatus]
+    if not names or any(n not in known for n in names):
+        raise argparse.ArgumentTypeError(f"a health is one of {', '.join(known)}, got {text!r}")
+    return names
+
+
 def members_command(args: argparse.Namespace) -> int:
     request: dict[str, Any] = {"cmd": "members"}
     statuses = [s for group in args.status for s in group]
     if statuses:
         request["status"] = list(dict.fromkeys(statuses))
+    healths = [h for group in args.health for h in group]
+    if healths:
+        request["health"] = list(dict.fromkeys(healths))
     if args.name is not None:
         request["name"] = args.name
     if args.tag:

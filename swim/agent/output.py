@@ -38,6 +38,7 @@ from swim.core.events import (
 )
 from swim.core.messages import Address, MemberState, MemberStatus
 from swim.core.tags import tags_match
+from swim.runtime.health import HEALTH_NOTE_TAG, HEALTH_TAG, health_of, note_of
 
 Record = dict[str, Any]
 
@@ -66,27 +67,39 @@ def format_addr(addr: Address) -> str:
 
 
 def member_record(member: MemberState) -> Record:
-    """A member as `swim members --json` prints it."""
+    """A member as `swim members --json` prints it: ``health`` is what its metadata
+    publishes (passing without checks, see `swim.runtime.health`), ``health_note`` why
+    ("" if nothing was said); the raw ``health`` tags stay in ``tags``."""
+    tags = tags_of(member.meta)
     return {
         "name": member.name,
         "addr": format_addr(member.addr),
         "status": STATUS_NAMES[member.status],
         "incarnation": member.incarnation,
-        "tags": tags_of(member.meta),
+        "health": health_of(tags).value,
+        "health_note": note_of(tags),
+        "tags": tags,
     }
 
 
 def member_filter(
-    *, status: Sequence[str] = (), name: str | None = None, tags: Mapping[str, str] | None = None
+    *,
+    status: Sequence[str] = (),
+    name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    health: Sequence[str] = (),
 ) -> Callable[[Mapping[str, Any]], bool]:
-    """A predicate on member records: status one of `status` (any if empty), name and
-    each tag KEY matching a shell-style pattern (`fnmatch`; a missing tag never matches),
-    as `swim query --tag` filters."""
+    """A predicate on member records: status one of `status` and health one of `health`
+    (any if empty), name and each tag KEY matching a shell-style pattern (`fnmatch`; a
+    missing tag never matches), as `swim query --tag` filters."""
     statuses = frozenset(status)
+    healths = frozenset(health)
     patterns = dict(tags or {})
 
     def keep(member: Mapping[str, Any]) -> bool:
         if statuses and member.get("status") not in statuses:
+            return False
+        if healths and member.get("health") not in healths:
             return False
         if name is not None and not fnmatch.fnmatchcase(str(member.get("name")), name):
             return False
@@ -230,20 +243,31 @@ def human_line(record: Mapping[str, Any]) -> str:
 
 def members_table(members: Sequence[Mapping[str, Any]], title: str | None = None) -> Any:
     """A rich Table of member records (as `member_record` makes them)."""
+    from rich.markup import escape
     from rich.table import Table
 
-    styles = {"alive": "green", "suspect": "yellow", "dead": "red", "left": "dim"}
+    styles = {"alive": "green", "suspect": "yellow", "dead": "red", "left": "dim",
+              "passing": "green", "warning": "yellow", "critical": "red"}
     table = Table(title=title, title_justify="left")
-    for column in ("name", "addr", "status", "incarnation", "tags"):
+    for column in ("name", "addr", "status", "health", "incarnation", "tags"):
         table.add_column(column, justify="right" if column == "incarnation" else "left")
+
+    def styled(text: str) -> str:
+        return f"[{styles[text]}]{text}[/]" if text in styles else escape(text)
+
     for m in sorted(members, key=lambda m: str(m["name"])):
-        status = str(m["status"])
+        tags = dict(m.get("tags") or {})
+        # The health tags have their own column.
+        tags.pop(HEALTH_TAG, None)
+        tags.pop(HEALTH_NOTE_TAG, None)
+        note = str(m.get("health_note") or "")
         table.add_row(
-            str(m["name"]),
+            escape(str(m["name"])),
             str(m["addr"]),
-            f"[{styles.get(status, '')}]{status}[/]" if status in styles else status,
+            styled(str(m["status"])),
+            styled(str(m.get("health", "passing"))) + (f" ({escape(note)})" if note else ""),
             str(m["incarnation"]),
-            format_tags(m.get("tags") or {}),
+            escape(format_tags(tags)),
         )
     return table
 

@@ -15,11 +15,13 @@ TOML, read with Python's `tomllib`)::
 
 The keys are the flags' names with ``_`` for ``-``, except that the repeatable flags
 take a list or a table: ``join`` (``--join``), ``event_handlers`` (``--event-handler``),
-``tags`` (``--tag``, a table of strings) and ``query_responses`` (``--query-response``,
-a table NAME = TEXT). A flag given on the command line overrides the file: a scalar
-replaces the file's value, a repeatable flag adds to the file's list, and a ``--tag`` or
-``--query-response`` replaces the file's entry of the same key. An unknown key, a value
-of the wrong type or a malformed value is an error naming the file and the key.
+``tags`` (``--tag``, a table of strings), ``query_responses`` (``--query-response``,
+a table NAME = TEXT) and ``checks`` (``--check``, an array of ``[[checks]]`` tables with
+Consul's keys, see `swim.agent.health_checks`). A flag given on the command line
+overrides the file: a scalar replaces the file's value, a repeatable flag adds to the
+file's list, and a ``--tag`` or ``--query-response`` replaces the file's entry of the
+same key. An unknown key, a value of the wrong type or a malformed value is an error
+naming the file and the key.
 
 Values are checked by the same functions as the flags (`address_arg`, `tag_arg`, ...),
 which raise `argparse.ArgumentTypeError` with a message that reads well after either the
@@ -40,6 +42,13 @@ import attrs
 
 from swim.agent import addresses
 from swim.agent.handlers import DEFAULT_TIMEOUT_S, HandlerSpec, HandlerSpecError, parse_handler
+from swim.agent.health_checks import (
+    CheckSpec,
+    CheckSpecError,
+    check_from_table,
+    name_checks,
+    parse_check,
+)
 from swim.agent.tags import TagError, check_key, parse_tag_assignment
 
 if TYPE_CHECKING:
@@ -212,6 +221,21 @@ def handler_arg(text: str) -> HandlerSpec:
         raise _arg_error(exc) from None
 
 
+def check_arg(text: str) -> CheckSpec:
+    try:
+        return parse_check(text)
+    except CheckSpecError as exc:
+        raise _arg_error(exc) from None
+
+
+def check_entry(value: object) -> CheckSpec:
+    """One entry of the config file's ``checks``: a table, or a string in flag syntax."""
+    try:
+        return check_from_table(value)
+    except CheckSpecError as exc:
+        raise _arg_error(exc) from None
+
+
 # ============================================================================== settings
 
 
@@ -222,7 +246,8 @@ class Setting:
 
     key: str
     flag: str
-    #: ``text``, ``bool``, ``seconds``, ``list`` (of text) or ``table`` (text to text).
+    #: ``text``, ``bool``, ``seconds``, ``list`` (of text), ``table`` (text to text) or
+    #: ``checks`` (a list of tables).
     kind: str
     convert: Callable[..., Any] | None = None
 
@@ -251,6 +276,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("query_responses", "--query-response", "table", query_response_pair),
     Setting("event_handlers", "--event-handler", "list", handler_arg),
     Setting("event_handler_timeout", "--event-handler-timeout", "seconds", seconds_arg),
+    Setting("checks", "--check", "checks", check_entry),
 )
 BY_KEY: Mapping[str, Setting] = {s.key: s for s in SETTINGS}
 
@@ -260,6 +286,7 @@ _TYPE_OF_KIND = {
     "seconds": "a number of seconds",
     "list": "a list of strings",
     "table": "a table of strings",
+    "checks": "an array of [[checks]] tables",
 }
 
 
@@ -286,9 +313,21 @@ def _value_from_file(setting: Setting, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise wrong
         return [convert(v) for v in value]
+    if kind == "checks":
+        if not isinstance(value, list):
+            raise wrong
+        return [_numbered(i, convert, v) for i, v in enumerate(value, 1)]
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise wrong
     return dict(convert(k, v) for k, v in value.items())
+
+
+def _numbered(number: int, convert: Callable[[Any], Any], value: Any) -> Any:
+    """`convert(value)`, an error saying which entry of a list it was."""
+    try:
+        return convert(value)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"entry {number}: {exc}") from None
 
 
 def load_config(path: str) -> dict[str, Any]:
@@ -336,7 +375,7 @@ def merge(from_file: Mapping[str, Any], from_flags: Mapping[str, Any]) -> dict[s
     merged = dict(from_file)
     for key, value in from_flags.items():
         kind = BY_KEY[key].kind
-        if kind == "list" and key in merged:
+        if kind in ("list", "checks") and key in merged:
             merged[key] = [*merged[key], *value]
         elif kind == "table" and key in merged:
             merged[key] = {**merged[key], **value}
@@ -384,6 +423,10 @@ def agent_options(settings: Mapping[str, Any]) -> AgentOptions:
         raise OptionsError(f"--rpc {addresses_text(rpc_addr)}: {exc}") from None
     advertise = settings.get("advertise")
     metrics = settings.get("metrics")
+    try:
+        checks = name_checks(settings.get("checks", ()))
+    except CheckSpecError as exc:
+        raise OptionsError(f"--check: {exc}", usage=True) from None
     return AgentOptions(
         name=settings["name"],
         bind=_resolved("--bind", settings["bind"]),
@@ -403,6 +446,7 @@ def agent_options(settings: Mapping[str, Any]) -> AgentOptions:
         query_responses=dict(settings.get("query_responses", {})),
         event_handlers=tuple(settings.get("event_handlers", ())),
         event_handler_timeout_s=settings.get("event_handler_timeout", DEFAULT_TIMEOUT_S),
+        checks=checks,
     )
 
 
