@@ -63,6 +63,13 @@ K2 = bytes(range(32, 64))
 K3 = bytes(range(64, 96))
 NAMES = ["n1", "n2", "n3", "n4", "n5"]
 BOUND_S = 120.0
+LOCAL = Config.local()
+#: Gossip alone, with the local profile's user-broadcast budget (4 transmits), misses
+#: one of five members now and then; a query that must reach all of them by gossip
+#: alone (no ``reask``) spends twice that.
+GOSSIP_ONLY = attrs.evolve(LOCAL, user_retransmit_mult=8)
+#: One transmit per query: gossip alone reaches only some members.
+TINY_BUDGET = attrs.evolve(LOCAL, user_retransmit_mult=1)
 
 
 # ====================================================================== the harness
@@ -168,14 +175,13 @@ async def cluster_of(
     encrypted: bool = False,
     keyring_dir: pathlib.Path | None = None,
     tags: Mapping[str, Mapping[str, str]] | None = None,
+    config: Config = LOCAL,
 ) -> AsyncIterator[Cluster]:
-    """A converged cluster; with `encrypted`, each member holds its own keyring of K1
-    (and with `keyring_dir`, a keyring file ``NAME.json`` there)."""
+    """A converged cluster (of the local profile by default); with `encrypted`, each
+    member holds its own keyring of K1 (and with `keyring_dir`, a keyring file
+    ``NAME.json`` there)."""
     async with trio.open_nursery() as nursery:
-        # Key commands need every member to hear the query: the local profile's small
-        # user-broadcast budget (4 transmits) misses one of five members now and then,
-        # so these clusters spend twice that (still gossip, as in production).
-        cluster = Cluster(nursery, attrs.evolve(Config.local(), user_retransmit_mult=8))
+        cluster = Cluster(nursery, config)
         for name in names:
             keyring = Keyring(K1) if encrypted else None
             path = None
@@ -210,14 +216,20 @@ def false_alarms(cluster: Cluster) -> list[Event]:
 # ============================================================================ queries
 
 
+@pytest.mark.parametrize(
+    ("config", "reask"),
+    [(GOSSIP_ONLY, False), (LOCAL, True), (TINY_BUDGET, True)],
+    ids=["gossip-only", "local-reask", "tiny-budget-reask"],
+)
 async def test_a_query_fans_out_and_every_ack_and_answer_comes_back_once(
-    autojump_clock: object,
+    autojump_clock: object, config: Config, reask: bool,
 ) -> None:
-    async with cluster_of() as cluster:
+    async with cluster_of(config=config) as cluster:
         for member in cluster.members.values():
             member.answers["uptime"] = f"up:{member.name}".encode()
         asker = cluster.members["n1"].node
-        async with asker.query("uptime", b"?", want_ack=True, timeout_s=5.0) as results:
+        async with asker.query("uptime", b"?", want_ack=True, timeout_s=5.0,
+                               reask=reask) as results:
             collected, summary = await results.collect()
 
         assert by_member(collected, QueryResultKind.ACK) == dict.fromkeys(NAMES, b"")
@@ -238,7 +250,7 @@ async def test_results_arrive_as_they_come_and_the_stream_ends_at_the_deadline(
 ) -> None:
     async with cluster_of() as cluster:
         cluster.members["n3"].answers["ping"] = b"pong"
-        stream = cluster.members["n1"].node.query("ping", timeout_s=4.0)
+        stream = cluster.members["n1"].node.query("ping", timeout_s=4.0, reask=True)
         started = trio.current_time()
         first = await stream.__anext__()
         assert (first.member, first.kind, first.payload) == ("n3", QueryResultKind.RESPONSE,
@@ -261,11 +273,12 @@ async def test_name_and_tag_filters_choose_who_receives_and_answers(
             member.answers["who"] = member.name.encode()
         asker = cluster.members["n1"].node
         by_tag, _ = await asker.query("who", filter_tags={"role": "web-*"}, want_ack=True,
-                                      timeout_s=3.0).collect()
+                                      timeout_s=3.0, reask=True).collect()
         by_name, _ = await asker.query("who", filter_nodes=["n4", "n5"], want_ack=True,
-                                       timeout_s=3.0).collect()
+                                       timeout_s=3.0, reask=True).collect()
         both, _ = await asker.query("who", filter_nodes=["n2", "n4"],
-                                    filter_tags={"role": "web-*"}, timeout_s=3.0).collect()
+                                    filter_tags={"role": "web-*"}, timeout_s=3.0,
+                                    reask=True).collect()
 
         assert set(by_member(by_tag, QueryResultKind.RESPONSE)) == {"n2", "n3"}
         assert set(by_member(by_tag, QueryResultKind.ACK)) == {"n2", "n3"}
@@ -277,7 +290,7 @@ async def test_name_and_tag_filters_choose_who_receives_and_answers(
 async def test_a_member_answers_once_and_not_after_the_deadline(autojump_clock: object) -> None:
     async with cluster_of(NAMES[:3]) as cluster:
         asker, other = cluster.members["n1"], cluster.members["n2"]
-        stream = asker.node.query("once", timeout_s=3.0)
+        stream = asker.node.query("once", timeout_s=3.0, reask=True)
         await eventually(lambda: bool(other.received("once")))
         (received,) = other.received("once")
         other.node.respond(received.origin, received.id, b"first")
@@ -302,14 +315,16 @@ async def test_a_slow_consumer_loses_results_beyond_its_buffer_not_the_protocol(
         for member in cluster.members.values():
             member.answers["many"] = b"x"
         stream = cluster.members["n1"].node.query("many", want_ack=True, timeout_s=3.0,
-                                                  max_buffer=3)
+                                                  max_buffer=3, reask=True)
         summary = await stream.wait_finished()  # nobody reads while results arrive
         buffered = [r async for r in stream]
         assert len(buffered) == 3
         assert (summary.acks, summary.responses, summary.dropped) == (5, 5, 7)
         # The cluster carried on meanwhile, and the next query is served in full.
         assert false_alarms(cluster) == []
-        _, again = await cluster.members["n1"].node.query("many", timeout_s=3.0).collect()
+        _, again = await cluster.members["n1"].node.query(
+            "many", timeout_s=3.0, reask=True
+        ).collect()
         assert (again.responses, again.dropped) == (5, 0)
 
 
@@ -343,7 +358,7 @@ async def test_relayed_answers_still_count_once(autojump_clock: object) -> None:
         for member in cluster.members.values():
             member.answers["r"] = b"ok"
         results, summary = await cluster.members["n1"].node.query(
-            "r", relay_factor=2, timeout_s=3.0
+            "r", relay_factor=2, timeout_s=3.0, reask=True
         ).collect()
         assert set(by_member(results, QueryResultKind.RESPONSE)) == set(NAMES)
         assert summary.responses == 5
@@ -402,6 +417,34 @@ async def test_a_key_rotation_reaches_every_member_and_each_reports(
         # ... and no application saw any of it: internal queries are the runtime's.
         for member in cluster.members.values():
             assert query_events(member) == []
+
+
+async def test_with_one_gossip_transmit_key_commands_still_reach_every_member(
+    autojump_clock: object,
+) -> None:
+    async with cluster_of(encrypted=True, config=TINY_BUDGET) as cluster:
+        asker = cluster.members["n3"].node
+        for command in (asker.install_key(K2), asker.use_key(K2), asker.remove_key(K1)):
+            report = await command
+            assert report.ok and report.summary == "5/5 nodes reported success"
+        assert keys_of(cluster) == dict.fromkeys(NAMES, (K2,))
+        # Gossip alone did not do it: the asker re-asked silent members directly.
+        assert asker.stats().core.query_reasks > 0
+        listed = await asker.list_keys()
+        assert listed.ok and listed.keys == {encode_key(K2): 5}
+
+
+async def test_on_a_lossy_network_a_key_command_reaches_every_live_member(
+    autojump_clock: object,
+) -> None:
+    async with cluster_of(encrypted=True) as cluster:
+        links = cluster.network.links
+        links.link = attrs.evolve(links.link, loss=0.2)  # datagrams only
+        asker = cluster.members["n1"].node
+        report = await asker.install_key(K2)
+        assert report.members == tuple(NAMES)
+        assert report.ok and report.summary == "5/5 nodes reported success"
+        assert keys_of(cluster) == dict.fromkeys(NAMES, (K1, K2))
 
 
 async def test_removing_the_primary_key_is_refused_by_every_member(

@@ -14,6 +14,14 @@ member into a `KeyReport`: who succeeded, who failed with what message, who did 
 answer before the deadline, and for the list, each key with the number of members holding
 it. It stops waiting as soon as every member it asked has answered.
 
+Every member must hear the command, so the query is sent with ``reask``: gossip alone
+spends a small transmit budget and now and then misses a member, so the asker's core
+re-sends the query (same id) straight to each live member that has not answered, every
+eighth of the timeout, until the deadline, and a member whose answer was lost sends it
+again (`swim.core.queries`). A member that applied a command never applies it twice. A
+member that is really down stays silent and is reported under `KeyReport.no_answer`
+once the timeout ends.
+
 Refusals, as Serf's:
 
 * on the asker: a node without keys cannot send a key command, nor one that sends

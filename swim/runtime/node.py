@@ -843,6 +843,7 @@ class Node:
         want_ack: bool = False,
         relay_factor: int = 0,
         max_buffer: int = DEFAULT_QUERY_BUFFER,
+        reask: bool = False,
     ) -> QueryStream:
         """Ask every member matching the filters (this one included); the results.
 
@@ -850,7 +851,10 @@ class Node:
         keys to shell-style patterns their values must match. With `want_ack` members
         ack at once; answers come from the applications that call `respond`. Answers
         also travel through `relay_factor` random members (0..5). The default timeout
-        is Serf's, ``gossip_interval * query_timeout_mult * ceil(log10(n + 1))``.
+        is Serf's, ``gossip_interval * query_timeout_mult * ceil(log10(n + 1))``. With
+        `reask`, the query is re-sent straight to every live matching member not heard
+        from yet, until the timeout (for queries every member must answer; see
+        `swim.core.queries`).
 
         Returns a `QueryStream` (an async iterator and context manager of
         `QueryResult`, ending at the deadline; see `swim.runtime.queries`). Raises
@@ -865,7 +869,7 @@ class Node:
         return self._open_query(
             name, payload, filter_nodes=tuple(filter_nodes), filter_tags=dict(filter_tags or {}),
             timeout_s=timeout_s, want_ack=want_ack, relay_factor=relay_factor,
-            max_buffer=max_buffer,
+            max_buffer=max_buffer, reask=reask,
         )
 
     def respond(self, origin: str, query_id: int, payload: bytes = b"") -> None:
@@ -913,7 +917,7 @@ class Node:
         stream = self._open_query(
             command.query_name, payload, filter_nodes=(), filter_tags={},
             timeout_s=timeout_s, want_ack=False, relay_factor=0,
-            max_buffer=DEFAULT_QUERY_BUFFER, internal=True,
+            max_buffer=DEFAULT_QUERY_BUFFER, reask=True, internal=True,
         )
         if not keyops.deferred_on_asker(command.query_name):
             return keyops.build_report(command, asked, await keyops.gather(stream, asked))
@@ -936,6 +940,7 @@ class Node:
         want_ack: bool,
         relay_factor: int,
         max_buffer: int,
+        reask: bool = False,
         internal: bool = False,
     ) -> QueryStream:
         core = self._require_running()
@@ -944,7 +949,7 @@ class Node:
             timeout_s = default_timeout_s(core.config, len(core.members()))
         query_id = core.query(
             name, payload, now=now, filter_names=filter_nodes, filter_tags=filter_tags,
-            timeout_s=timeout_s, want_ack=want_ack, relay_factor=relay_factor,
+            timeout_s=timeout_s, want_ack=want_ack, relay_factor=relay_factor, reask=reask,
         )
         # Registered before the pump runs again, so no result of ours can be missed.
         stream = QueryStream(
