@@ -356,7 +356,9 @@ async def tcp_connect(host: str, port: int) -> HealthResult:
         # trio tries every address and groups the errors; the first one says why.
         inner = exc.__cause__
         first = inner.exceptions[0] if isinstance(inner, BaseExceptionGroup) else exc
-        why = first.strerror if isinstance(first, OSError) and first.strerror else str(first)
+        # (trio's strerror repeats the address; the errno's text is enough)
+        errno = first.errno if isinstance(first, OSError) else None
+        why = os.strerror(errno) if errno else str(first)
         return HealthResult(HealthStatus.CRITICAL, f"connect failed: {why.lower()}")
     await stream.aclose()
     return HealthResult(HealthStatus.PASSING)
