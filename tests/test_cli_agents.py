@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import signal
 import subprocess
 from collections.abc import AsyncIterator
@@ -259,6 +260,24 @@ async def test_tags_too_big_for_the_metadata_are_refused() -> None:
     assert b"member metadata holds at most 512" in result.stderr
 
 
+_RING_LINE = re.compile(r"ring: (\d+) keys over (\d+) members: (.*) \(checksum (\w+)\)")
+_MOVED = re.compile(r"(\d+) keys moved \(([^)]*)\); every one from or to (\w+)")
+
+
+def _ring_counts(line: re.Match[str]) -> dict[str, int]:
+    pairs = [item.split() for item in line[3].split(", ")]
+    return {name: int(count) for name, count in pairs}
+
+
+def _moves(line: re.Match[str]) -> dict[tuple[str, str], int]:
+    moves = {}
+    for item in line[2].split(", "):
+        pair, count = item.split()
+        old, new = pair.split("->")
+        moves[old, new] = int(count)
+    return moves
+
+
 async def test_the_demo_runs_to_the_end() -> None:
     result = await swim("demo", "--plain", timeout_s=150.0)
     out = result.stdout.decode() + result.stderr.decode()
@@ -266,3 +285,39 @@ async def test_the_demo_runs_to_the_end() -> None:
     for phrase in ("see each other alive", "declares", "rejoined", "received 'hello'",
                    "every agent stopped"):
         assert phrase in out, out
+    victim = re.search(r"crashing (\w+) with SIGKILL", out)
+    sick = re.search(r"failing (\w+)'s health check", out)
+    assert victim and sick, out
+    victim_name, sick_name = victim[1], sick[1]
+
+    # The ring's sections: every ring shown places all the keys, on the members that
+    # should be on it.
+    rings = [_ring_counts(m) for m in _RING_LINE.finditer(out)]
+    assert len(rings) == 3, out
+    for line, counts in zip(_RING_LINE.finditer(out), rings, strict=True):
+        assert sum(counts.values()) == int(line[1]) == 10_000
+        assert len(counts) == int(line[2])
+    full, without_victim, without_sick = rings
+    assert len(full) == 5 and all(full.values())
+    assert without_victim.keys() == full.keys() - {victim_name}
+    assert without_sick.keys() == full.keys() - {sick_name}
+    assert f"{victim_name} owns 0 keys now" in out
+    assert f"{sick_name} owns 0 keys now and is still alive" in out
+    assert f"no member declared {sick_name} failed" in out
+
+    # Four moves (crash, rejoin, health check failing, passing), each of exactly the
+    # member's keys, spread over the others as their counts grew.
+    moved = list(_MOVED.finditer(out))
+    assert [m[3] for m in moved] == [victim_name, victim_name, sick_name, sick_name], out
+    crash, rejoin, sicken, heal = (_moves(m) for m in moved)
+    for line, moves in zip(moved, (crash, rejoin, sicken, heal), strict=True):
+        assert sum(moves.values()) == int(line[1])
+    assert sum(crash.values()) == full[victim_name]
+    assert crash == {(victim_name, name): without_victim[name] - full[name]
+                     for name in without_victim}
+    assert rejoin == {(new, old): count for (old, new), count in crash.items()}
+    assert sum(sicken.values()) == full[sick_name]
+    assert sicken == {(sick_name, name): without_sick[name] - full[name]
+                      for name in without_sick}
+    assert heal == {(new, old): count for (old, new), count in sicken.items()}
+    assert "checksum as before the crash" in out

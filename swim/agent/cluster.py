@@ -187,10 +187,19 @@ class LocalCluster:
         raise ClusterError(f"agent {agent.name} did not answer within {timeout_s:g} s")
 
     async def start_many(
-        self, count: int, *, prefix: str = "n", tags: dict[str, str] | None = None
+        self,
+        count: int,
+        *,
+        prefix: str = "n",
+        tags: dict[str, str] | None = None,
+        extra_args: Sequence[str] = (),
     ) -> list[AgentProcess]:
-        """Start `count` agents: the first, then the rest at once, all joining the first."""
-        agents = [self.define(f"{prefix}{i + 1}", tags=tags) for i in range(count)]
+        """Start `count` agents: the first, then the rest at once, all joining the first
+        (`extra_args` go on every one's command line)."""
+        agents = [
+            self.define(f"{prefix}{i + 1}", tags=tags, extra_args=extra_args)
+            for i in range(count)
+        ]
         await self.start(agents[0])
         async with trio.open_nursery() as nursery:
             for agent in agents[1:]:

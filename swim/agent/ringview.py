@@ -9,6 +9,7 @@ agents.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -39,3 +40,27 @@ def ring_of(records: Iterable[Mapping[str, Any]], **options: Any) -> Ring:
     """The ring of the members in `records` (`Ring.build`'s keywords in `options`;
     by default alive and suspect members that are not critical)."""
     return Ring.build([member_state(r) for r in records], **options)
+
+
+def owned_counts(ring: Ring, keys: Iterable[str | bytes]) -> dict[str, int]:
+    """Keys owned per member of `ring` (every member listed, in name order)."""
+    counts = dict.fromkeys(ring.members, 0)
+    if counts:
+        for key in keys:
+            counts[ring.owner(key)] += 1
+    return counts
+
+
+def moves_text(old: Ring, new: Ring, keys: Iterable[str | bytes], member: str) -> str:
+    """How many of `keys` moved from `old` to `new`, by (from, to) pair, and whether
+    every move was from or to `member`: ``"1960 keys moved (n3->n1 490, ...); every one
+    from or to n3"``."""
+    diff = Ring.diff(old, new, list(keys))
+    pairs = Counter((m.old_owner, m.new_owner) for m in diff.moves)
+    moved = len(diff.moves)
+    text = f"{moved} keys moved (" + ", ".join(
+        f"{a}->{b} {c}" for (a, b), c in sorted(pairs.items(), key=lambda kv: str(kv[0]))
+    ) + ")"
+    others = sum(c for (a, b), c in pairs.items() if member not in (a, b))
+    return text + (f"; every one from or to {member}" if not others else
+                   f"; {others} between other members")
