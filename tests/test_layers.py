@@ -10,7 +10,10 @@ The layer rules are checked on the syntax tree of every module of ``swim/``,
 * `swim.runtime` imports `swim.core`, `swim.security` and `transport`;
 * `simulations` imports `swim.core`, `swim.security` and `transport`, and only
   `simulations.trio_mode` imports `swim.runtime`;
-* `swim.agent` imports `swim.core`, `swim.runtime`, `swim.security` and `transport`.
+* `swim.ring` (placement) imports the standard library and attrs, and of ours only
+  `swim.core`;
+* `swim.agent` imports `swim.core`, `swim.runtime`, `swim.security`, `transport` and
+  `swim.ring`.
 
 (`swim` itself and `swim.cli` assemble the layers and are not constrained.) No import
 cycle exists among all those modules, at module level or through an import inside a
@@ -157,7 +160,10 @@ def cycles(edges: Mapping[str, Iterable[str]]) -> list[list[str]]:
 # ------------------------------------------------------------------------- layer rules
 
 #: Our layers, most specific first; `swim` and `swim.cli` belong to none.
-LAYERS = ("swim.core", "swim.security", "swim.runtime", "swim.agent", "transport", "simulations")
+LAYERS = (
+    "swim.core", "swim.security", "swim.runtime", "swim.agent", "swim.ring", "transport",
+    "simulations",
+)
 #: Which of our layers each layer may import (itself included).
 ALLOWED: Mapping[str, frozenset[str]] = {
     "swim.core": frozenset({"swim.core"}),
@@ -166,8 +172,9 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "swim.runtime": frozenset({"swim.runtime", "swim.core", "swim.security", "transport"}),
     "simulations": frozenset({"simulations", "swim.core", "swim.security", "transport"}),
     "swim.agent": frozenset(
-        {"swim.agent", "swim.core", "swim.runtime", "swim.security", "transport"}
+        {"swim.agent", "swim.core", "swim.runtime", "swim.security", "transport", "swim.ring"}
     ),
+    "swim.ring": frozenset({"swim.ring", "swim.core"}),
 }
 #: Modules allowed one more layer than their own.
 EXTRA: Mapping[str, frozenset[str]] = {"simulations.trio_mode": frozenset({"swim.runtime"})}
@@ -175,6 +182,7 @@ EXTRA: Mapping[str, frozenset[str]] = {"simulations.trio_mode": frozenset({"swim
 THIRD_PARTY: Mapping[str, frozenset[str]] = {
     "swim.core": frozenset({"attrs", "cbor2"}),
     "swim.security": frozenset({"attrs", "cryptography"}),
+    "swim.ring": frozenset({"attrs"}),
 }
 OURS = frozenset(PACKAGES)
 
