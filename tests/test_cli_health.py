@@ -265,6 +265,37 @@ async def test_a_tcp_check_passes_while_something_listens() -> None:
 # ======================================================================= real agents
 
 
+class Service:
+    """A TCP service on 127.0.0.1 that accepts and closes every connection (in a thread;
+    one that never accepted would fill its backlog and make connects hang)."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port: int = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.sock.close()
+
+
 @pytest.fixture
 async def cluster(tmp_path: pathlib.Path) -> AsyncIterator[LocalCluster]:
     async with LocalCluster.open(tmp_path / "agents", profile="local") as c:
@@ -344,10 +375,8 @@ async def test_a_failing_script_check_takes_a_member_off_the_ring_but_not_out_of
 async def test_http_and_tcp_checks_on_a_real_agent_and_the_worst_wins(
     cluster: LocalCluster, status_server: StatusServer
 ) -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    port = listener.getsockname()[1]
+    service = Service()
+    port = service.port
     try:
         n1 = cluster.define("n1", extra_args=[
             "--check", f"name=web,interval=0.2s,timeout=2s,http={status_server.url}",
@@ -364,7 +393,7 @@ async def test_http_and_tcp_checks_on_a_real_agent_and_the_worst_wins(
         assert record["health_note"] == "HTTP 429 Too Many Requests"
         assert "n1" in ring_of(await json_at(n2, "members"))  # warning stays on the ring
 
-        listener.close()  # the TCP check fails: critical is worse than warning
+        service.close()  # the TCP check fails: critical is worse than warning
         record = await wait_health(n2, "n1", "critical")
         assert record["health_note"] == "connect failed: connection refused"
         status_server.status = 500  # both critical now; one note is published
@@ -372,15 +401,12 @@ async def test_http_and_tcp_checks_on_a_real_agent_and_the_worst_wins(
         assert checks["db"]["status"] == "critical"
         assert checks["db"]["kind"] == "tcp" and checks["web"]["kind"] == "http"
 
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", port))
-        listener.listen(16)
+        service = Service(port)
         status_server.status = 200
         await wait_health(n2, "n1", "passing")
         assert (await json_at(n2, "members", "--name", "n1"))[0]["status"] == "alive"
     finally:
-        listener.close()
+        service.close()
 
 
 @pytest.mark.slow
