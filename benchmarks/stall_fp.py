@@ -17,24 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from typing import Any
 
-from simulations import Scenario, Stall, grid, sweep
-from simulations.faults import StallMode
+from simulations import Stall, grid, sweep
+from simulations.experiments import stall_scenario
 from swim.core import Config
-
-
-def scenario(nodes: int, stalled: int, d: float, i: float, *, duration_s: float,
-             mode: StallMode) -> Scenario:
-    rng = random.Random(f"stall-fp/{nodes}/{stalled}")
-    members = tuple(sorted(rng.sample(range(1, nodes), stalled)))
-    start = duration_s / 6
-    cycles = max(1, int((duration_s - start) // (d + i)))
-    return Scenario(nodes=nodes, duration_s=duration_s, start="converged", faults=(
-        Stall(members=members, at=start, duration_s=d, cycles=cycles, interval_s=i,
-              mode=mode),))
 
 
 def main() -> int:
@@ -57,7 +45,7 @@ def main() -> int:
     cells = [(m, c, d, i) for m in args.modes for c in args.stalled for d in args.stall
              for i in args.interval]
     for m, c, d, i in cells:
-        base = scenario(args.nodes, c, d, i, duration_s=args.duration, mode=m)
+        base = stall_scenario(args.nodes, c, d, i, duration_s=args.duration, mode=m)
         points += grid(base, variants, seeds=args.seeds)
     began = time.perf_counter()
     table = sweep(points)
