@@ -29,9 +29,13 @@ from swim.core.messages import (
     PingReq,
     PushPull,
     Refusal,
+    StableAlert,
+    StableVote,
     Suspect,
     UserBroadcast,
     UserMessage,
+    ViewDigest,
+    ViewSync,
 )
 
 PORT = 7946  # 0x1f0a, so every port below reads "19 1f0a"
@@ -88,6 +92,20 @@ MESSAGES: list[tuple[str, Message, str]] = [
     ("user-broadcast", UserBroadcast(origin="a", id=5, payload=b"hi"), "84 07 6161 05 42 6869"),
     # [8, source, payload]: 45 68656c6c6f b"hello"
     ("user-message", UserMessage(source="a", payload=b"hello"), "83 08 6161 45 68656c6c6f"),
+    # Stable views. [14, config id, observer, subject, up, [ring, ...]]: 86 array(6) |
+    # 0e kind alert | 05 config id | 6161 "a" | 6162 "b" | f4 down | 82 00 03 rings 0, 3
+    ("stable-alert", StableAlert(config_id=5, observer="a", subject="b", up=False,
+                                 rings=(0, 3)), "86 0e 05 6161 6162 f4 82 00 03"),
+    # [15, config id, voter, [[name, up], ...]]: 84 | 0f kind vote | 05 | 6161 "a" |
+    # 82 two entries: 82 6162 f4 ("b" leaves), 82 6163 f5 ("c" joins)
+    ("stable-vote", StableVote(config_id=5, voter="a", cut=(("b", False), ("c", True))),
+     "84 0f 05 6161 82 82 6162 f4 82 6163 f5"),
+    # [16, config id, epoch, evidence]: 84 | 10 kind digest | 05 | 02 | 07 alerts + votes
+    ("view-digest", ViewDigest(config_id=5, epoch=2, evidence=7), "84 10 05 02 07"),
+    # [17, config id, epoch, part, parts, [name, ...]]: 86 | 11 kind sync | 05 | 02 |
+    # 00 part 0 | 01 of 1 | 82 6161 6162 "a", "b"
+    ("view-sync", ViewSync(config_id=5, epoch=2, part=0, parts=1, names=("a", "b")),
+     "86 11 05 02 00 01 82 6161 6162"),
 ]
 
 #: Push-pull exchanges, valid in stream frames only.

@@ -40,10 +40,15 @@ from swim.core.messages import (
     QueryResponse,
     Refusal,
     Relay,
+    StableAlert,
+    StableVote,
     Suspect,
     UserBroadcast,
     UserMessage,
+    ViewDigest,
+    ViewSync,
 )
+from swim.core.stable.params import MAX_CUT_ENTRIES
 from swim.core.vivaldi import PACKED_BYTES, Coordinate
 
 #: Wire format version; the first item of every datagram and stream frame.
@@ -93,6 +98,15 @@ KIND_REFUSAL: Final = 10
 KIND_QUERY: Final = 11
 KIND_QUERY_RESPONSE: Final = 12
 KIND_RELAY: Final = 13
+KIND_STABLE_ALERT: Final = 14
+KIND_STABLE_VOTE: Final = 15
+KIND_VIEW_DIGEST: Final = 16
+KIND_VIEW_SYNC: Final = 17
+#: Stable views: most ring numbers in one alert, (name, up) entries in one vote's cut,
+#: names in one view-sync part, and parts of one configuration.
+MAX_ALERT_RINGS: Final = 64
+MAX_SYNC_NAMES: Final = 1024
+MAX_SYNC_PARTS: Final = 1024
 #: Most names or tag patterns in a query's filters.
 MAX_QUERY_FILTERS: Final = 64
 #: Longest tag pattern in a query filter (bytes of UTF-8).
@@ -118,6 +132,10 @@ KIND_NAMES: Final = {
     Query: "query",
     QueryResponse: "query_response",
     Relay: "relay",
+    StableAlert: "stable_alert",
+    StableVote: "stable_vote",
+    ViewDigest: "view_digest",
+    ViewSync: "view_sync",
 }
 
 _STATUSES: Final = tuple(MemberStatus)
@@ -183,6 +201,14 @@ def _message_items(msg: Message) -> list[Any]:
             return items
         case Relay((host, port), response):
             return [KIND_RELAY, _pack_host(host), port, _message_items(response)]
+        case StableAlert(config_id, observer, subject, up, rings):
+            return [KIND_STABLE_ALERT, config_id, observer, subject, up, list(rings)]
+        case StableVote(config_id, voter, cut):
+            return [KIND_STABLE_VOTE, config_id, voter, [[name, up] for name, up in cut]]
+        case ViewDigest(config_id, epoch, evidence):
+            return [KIND_VIEW_DIGEST, config_id, epoch, evidence]
+        case ViewSync(config_id, epoch, part, parts, names):
+            return [KIND_VIEW_SYNC, config_id, epoch, part, parts, list(names)]
         case PushPull(join, members, broadcasts):
             items = [KIND_PUSH_PULL, join, [_state_fields(m) for m in members]]
             if broadcasts:  # omitted when empty, so plain exchanges stay as small
@@ -381,6 +407,8 @@ def _message(items: Any, stream: bool) -> Message:
         response = _message(inner, stream=False)
         assert isinstance(response, QueryResponse)
         return Relay(_addr(items[1], items[2]), response)
+    if KIND_STABLE_ALERT <= kind <= KIND_VIEW_SYNC:
+        return _stable(kind, items)
     if kind == KIND_NACK and n == 2:
         return Nack(_int(items[1], MAX_SEQ, "seq"))
     if kind == KIND_USER_BROADCAST and n == 4:
@@ -448,6 +476,56 @@ def _query_response(items: list[Any]) -> QueryResponse:
         _bytes(items[5], MAX_USER_PAYLOAD_BYTES, "payload"),
         _name(items[6], "via") if len(items) == 7 else "",
     )
+
+
+def _bounded_list(value: Any, limit: int, what: str) -> list[Any]:
+    if type(value) is not list or len(value) > limit:
+        _bad(f"{what} must be an array of at most {limit} items")
+    return value
+
+
+def _stable(kind: int, items: list[Any]) -> Message:
+    """The stable-view messages (`StableAlert`, `StableVote`, `ViewDigest`, `ViewSync`)."""
+    n = len(items)
+    if kind == KIND_STABLE_ALERT and n == 6:
+        rings = _bounded_list(items[5], MAX_ALERT_RINGS, "alert rings")
+        return StableAlert(
+            _int(items[1], MAX_INCARNATION, "configuration id"),
+            _name(items[2], "observer"),
+            _name(items[3], "subject"),
+            _bool(items[4], "up"),
+            tuple(_int(r, MAX_ALERT_RINGS - 1, "ring") for r in rings),
+        )
+    if kind == KIND_STABLE_VOTE and n == 4:
+        cut = []
+        for entry in _bounded_list(items[3], MAX_CUT_ENTRIES, "cut"):
+            if type(entry) is not list or len(entry) != 2:
+                _bad("a cut entry is a [name, up] pair")
+            cut.append((_name(entry[0], "cut member"), _bool(entry[1], "up")))
+        if cut != sorted(cut) or len({name for name, _ in cut}) != len(cut):
+            _bad("a cut names each member once, sorted")
+        return StableVote(
+            _int(items[1], MAX_INCARNATION, "configuration id"), _name(items[2], "voter"),
+            tuple(cut),
+        )
+    if kind == KIND_VIEW_DIGEST and n == 4:
+        return ViewDigest(
+            _int(items[1], MAX_INCARNATION, "configuration id"),
+            _int(items[2], MAX_INCARNATION, "epoch"),
+            _int(items[3], MAX_INCARNATION, "evidence"),
+        )
+    if kind == KIND_VIEW_SYNC and n == 6:
+        parts = _int(items[4], MAX_SYNC_PARTS, "parts")
+        part = _int(items[3], MAX_SYNC_PARTS, "part")
+        if not part < parts:
+            _bad("view-sync part out of range")
+        names = _bounded_list(items[5], MAX_SYNC_NAMES, "view-sync names")
+        return ViewSync(
+            _int(items[1], MAX_INCARNATION, "configuration id"),
+            _int(items[2], MAX_INCARNATION, "epoch"), part, parts,
+            tuple(_name(x, "member") for x in names),
+        )
+    _bad(f"unknown message kind or wrong arity: kind={kind!r} items={n}")
 
 
 def _replayed_broadcast(items: Any) -> UserBroadcast:

@@ -8,7 +8,11 @@ extension has a switch so plain SWIM can be compared with SWIM + Lifeguard
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
+
+from swim.core.stable.params import StableParams
 
 #: Largest node metadata a member may carry (bytes), as memberlist's MetaMaxSize.
 META_MAX_BYTES = 512
@@ -147,6 +151,15 @@ class Config:
     #: faster dissemination, the same number of packets.
     gossip_ticker: bool = False
 
+    #: Membership mode: "swim" (SWIM + Lifeguard, the default) or "stable" (Rapid-style
+    #: stable views: K observers per member, cut detection, one view change per cut;
+    #: see `swim.core.stable` and `Config.stable_views`).
+    membership_mode: str = attrs.field(
+        default="swim", validator=attrs.validators.in_(("swim", "stable"))
+    )
+    #: The stable-view mode's K, H, L and timers (read only in that mode).
+    stable: StableParams = attrs.field(factory=StableParams)
+
     def __attrs_post_init__(self) -> None:
         if self.probe_timeout_s > self.probe_interval_s:
             raise ValueError("probe_timeout_s must not exceed probe_interval_s")
@@ -220,6 +233,24 @@ class Config:
         return attrs.evolve(
             cls.paper_lifeguard(), suspicion_max_timeout_mult=1, suspicion_confirmations=0,
             nacks=False, awareness=False, dynamic_suspicion=False, buddy_system=False,
+        )
+
+    @classmethod
+    def stable_views(cls, base: Config | None = None, **stable: Any) -> Config:
+        """`base` (default: the LAN profile) in the stable-view membership mode.
+
+        Each member probes its K subjects in turn, so the protocol period is halved
+        (a subject is probed every K/2 base periods) and the probe timeout kept within
+        half of it; the TCP fallback ping is off (the K observers are the redundancy).
+        `stable` overrides `StableParams` fields, e.g. ``Config.stable_views(h=8)``.
+        """
+        base = cls.lan() if base is None else base
+        interval = base.probe_interval_s / 2
+        return attrs.evolve(
+            base, membership_mode="stable", probe_interval_s=interval,
+            probe_timeout_s=min(base.probe_timeout_s, interval / 2),
+            tcp_fallback_ping=False,
+            stable=attrs.evolve(base.stable, **stable),
         )
 
     def plain_swim(self) -> Config:

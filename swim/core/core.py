@@ -63,15 +63,20 @@ from swim.core.messages import (
     Query,
     QueryResponse,
     Relay,
+    StableAlert,
+    StableVote,
     Suspect,
     UserBroadcast,
     UserMessage,
+    ViewDigest,
+    ViewSync,
 )
 from swim.core.outputs import Output, StreamKind, StreamReply
 from swim.core.policy import DriverPolicy
 from swim.core.probing import Prober, advance
 from swim.core.pushpull import ExchangeRules
 from swim.core.queries import Queries, default_timeout_s
+from swim.core.stable.views import StableViews
 from swim.core.stats import Stats
 from swim.core.timing import push_pull_scale
 from swim.core.vivaldi import MAX_TRACKED, Coordinate, VivaldiClient
@@ -154,6 +159,10 @@ class Core(ExchangeRules):
         self._reconnect_on = config.reconnect_interval_s > 0
         self._gossip_on = config.gossip_timer and config.gossip_nodes > 0
         self._gossip_ticker = config.gossip_ticker
+        #: The stable-view mode (`Config.stable_views`), None in SWIM mode.
+        self._stable = StableViews(
+            config, self._dis, self._membership, rng, name=name, now=now
+        ) if config.membership_mode == "stable" else None
         self._carry_out(self._membership.announce())
 
     # ============================================================== application inputs
@@ -166,6 +175,8 @@ class Core(ExchangeRules):
         retries on its own timer with the policy's jittered, capped backoff (never
         once we are leaving).
         """
+        if self._stable is not None:
+            self._stable.joining()
         return self._join_round(self._exchange.start_join(list(seeds), self.addr), now)
 
     def bootstrap(
@@ -185,6 +196,8 @@ class Core(ExchangeRules):
         """
         self._membership.bootstrap(members, now, probe_order)
         self._dis.cluster_size = self._membership.count()
+        if self._stable is not None:
+            self._stable.bootstrap((m.name for m in self._membership.states()), now)
 
     def leave(self, *, now: float, timeout_s: float | None = None) -> None:
         """Leave gracefully: gossip our departure and stop probing and joining.
@@ -196,6 +209,8 @@ class Core(ExchangeRules):
         if self._membership.leaving:
             return
         self._carry_out(self._membership.leave())
+        if self._stable is not None:
+            self._events.extend(self._stable.leave(now))
         self._prober.stop()
         self._exchange.stop_joining()
         timeout = self.policy.leave_timeout_s if timeout_s is None else timeout_s
@@ -407,12 +422,18 @@ class Core(ExchangeRules):
                 StreamKind.PING, probe.addr, [Ping(probe.seq, probe.target, self.name)],
                 now, probe.seq,
             )
-        if failed is not None:
+        stable = self._stable
+        if failed is not None and stable is not None:
+            self._events.extend(stable.probe_result(failed, False, now))
+        elif failed is not None:
             self._carry_out(membership.suspect_locally(failed, now))
         self._carry_out(membership.handle_timers(now))
         leaving = membership.leaving
         if prober.due(now):
-            prober.start_probe(now, membership.next_probe_target())
+            prober.start_probe(now, membership.next_probe_target() if stable is None
+                               else stable.next_probe_target())
+        if stable is not None:
+            self._events.extend(stable.handle_timer(now))
         if now >= self._gossip_at:
             if cfg.gossip_timer:
                 self._gossip(now)
@@ -467,6 +488,12 @@ class Core(ExchangeRules):
     def membership(self) -> Membership:
         """The membership table, for read-outs (changing it directly bypasses the core)."""
         return self._membership
+
+    @property
+    def stable(self) -> StableViews | None:
+        """The stable-view mode's state (its `configuration` is the view), or None in
+        SWIM mode."""
+        return self._stable
 
     @property
     def local_health(self) -> int:
@@ -536,6 +563,8 @@ class Core(ExchangeRules):
             when = query_at
         at = membership.next_deadline()
         when = min(when, at)
+        if self._stable is not None:
+            when = min(when, self._stable.deadline())
         at = self._exchange.deadline()
         return at if at < when else when
 
@@ -562,7 +591,10 @@ class Core(ExchangeRules):
         for name in fx.forget:
             dis.forget(name)
         if fx.events:
-            self._events.extend(fx.events)
+            stable = self._stable
+            self._events.extend(
+                fx.events if stable is None else filter(stable.keep_event, fx.events)
+            )
         if fx.notices:
             self._notices.extend(fx.notices)
         if fx.owe_alive:
@@ -627,6 +659,8 @@ class Core(ExchangeRules):
                     acked = prober.on_ack(seq, now)
                     if acked is not None and coord is not None and self.config.coordinates:
                         self._observe_rtt(acked[0], coord, acked[1])
+                    if acked is not None and self._stable is not None:
+                        self._events.extend(self._stable.probe_result(acked[0], True, now))
                 case Suspect():
                     carry_out(membership.apply_suspect(msg, now))
                 case Dead():
@@ -653,6 +687,8 @@ class Core(ExchangeRules):
                     self._events.extend(self._queries.on_response(msg, addr, now, membership))
                 case Relay():
                     self._queries.on_relay(msg, addr, membership)
+                case StableAlert() | StableVote() | ViewDigest() | ViewSync() if self._stable:
+                    self._events.extend(self._stable.receive(msg, addr, now))
                 case _:
                     self.stats.unexpected += 1
         self._flush_notices()

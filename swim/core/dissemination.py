@@ -55,11 +55,17 @@ class Dissemination:
 
         With `unless_queued`, nothing happens if news about that member is queued.
         """
-        queue = self._news
         name = news.member.name if isinstance(news, Alive) else news.name
-        if unless_queued and name in queue:
+        if unless_queued and name in self._news:
             return
-        queue.queue(name, news, encode_message(news))
+        self.queue_keyed(name, news)
+
+    def queue_keyed(self, key: Hashable, msg: Message) -> None:
+        """Queue `msg` with the membership news under `key`, replacing queued news under
+        the same key. Member news is keyed by the member's name; other gossip (the
+        stable-view mode's alerts and votes) by a tuple, so the two never collide."""
+        queue = self._news
+        queue.queue(key, msg, encode_message(msg))
         if len(queue) > self.config.broadcast_queue_depth:
             queue.drop_most_sent()
 

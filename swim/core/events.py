@@ -149,6 +149,25 @@ class QueryFinished:
     at: float
 
 
+@attrs.frozen(kw_only=True)
+class ViewChanged:
+    """Stable-view mode: this member moved to a new view, by one whole cut.
+
+    One event per view change, however many members it adds or removes: `joined` and
+    `removed` are the cut (sorted names), `members` the whole new view. Every member
+    that makes the same change reports the same `config_id` and `epoch`. A member
+    that learns a newer view it missed (it was behind, or it is joining) reports the
+    difference from the view it held.
+    """
+
+    config_id: int
+    epoch: int
+    members: tuple[str, ...]
+    joined: tuple[str, ...]
+    removed: tuple[str, ...]
+    at: float
+
+
 Event = (
     MemberJoined
     | MemberSuspected
@@ -164,4 +183,5 @@ Event = (
     | QueryAcked
     | QueryResponded
     | QueryFinished
+    | ViewChanged
 )

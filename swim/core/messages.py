@@ -201,8 +201,57 @@ class Relay:
     response: QueryResponse
 
 
+@attrs.frozen(slots=True)
+class StableAlert:
+    """Stable views: `observer` reports its edge to `subject`, on `rings`, in the
+    configuration `config_id`: broken (``up=False``, the subject is a member) or, for
+    an outsider it watches as a temporary observer, healthy (``up=True``: a join).
+    ``observer == subject`` with ``up=False`` is a graceful leave."""
+
+    config_id: int
+    observer: str
+    subject: str
+    up: bool
+    rings: tuple[int, ...] = ()
+
+
+@attrs.frozen(slots=True)
+class StableVote:
+    """Stable views: `voter`'s one vote in `config_id`, for `cut` (``(name, up)`` pairs
+    sorted by name: True joins, False leaves)."""
+
+    config_id: int
+    voter: str
+    cut: tuple[tuple[str, bool], ...]
+
+
+@attrs.frozen(slots=True)
+class ViewDigest:
+    """Stable views: the configuration the sender holds (epoch 0: none yet) and how
+    many alerts and votes it holds for it, so the two ends can tell which one is
+    behind (anti-entropy for views, alerts and votes)."""
+
+    config_id: int
+    epoch: int
+    evidence: int = 0
+
+
+@attrs.frozen(slots=True)
+class ViewSync:
+    """Stable views: part `part` of `parts` of configuration `config_id` at `epoch`,
+    sent to a member that is behind. `names` is a slice of the sorted members; the
+    whole is checked against `config_id` before it is used."""
+
+    config_id: int
+    epoch: int
+    part: int
+    parts: int
+    names: tuple[str, ...]
+
+
 #: Every message kind the codec knows.
 Message = (
     Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | UserBroadcast | UserMessage
     | PushPull | Refusal | Query | QueryResponse | Relay
+    | StableAlert | StableVote | ViewDigest | ViewSync
 )

@@ -87,6 +87,10 @@ class Agreement:
         #: The decided cut, once decided.
         self.decided: Cut | None = None
 
+    def votes(self) -> list[tuple[str, Cut]]:
+        """Every vote heard, as (voter, cut), sorted by voter."""
+        return sorted(self._votes.items())
+
     def vote_of(self, voter: str) -> Cut | None:
         """The cut `voter` voted for, if we heard its vote."""
         return self._votes.get(voter)

@@ -1,0 +1,59 @@
+"""The stable-view mode's settings, one value inside `swim.core.config.Config`."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import attrs
+
+from swim.core.stable.admission import EdgeParams
+from swim.core.stable.cut import CutParams
+
+#: Most (name, up) entries one cut may hold (the codec refuses larger votes).
+MAX_CUT_ENTRIES: Final = 256
+
+_POSITIVE = attrs.validators.gt(0.0)
+_NON_NEGATIVE = attrs.validators.ge(0.0)
+
+
+@attrs.frozen(kw_only=True)
+class StableParams:
+    """K, H, L (Rapid's 10, 9, 3), the edge detector, and the mode's timers.
+
+    Durations are in seconds. Validated on construction: ``1 <= L <= H <= K``, and
+    ``1 <= edge_failures <= edge_window``.
+    """
+
+    #: K rings (observers per member), H reports make a subject stable, L unstable.
+    k: int = 10
+    h: int = 9
+    l: int = 3  # noqa: E741 (the paper's name)
+    #: An edge is faulty once `edge_failures` of its last `edge_window` probes failed.
+    edge_window: int = 5
+    edge_failures: int = 2
+    #: A subject unstable this long is reinforced by its silent observers.
+    reinforce_after_s: float = attrs.field(default=10.0, validator=_POSITIVE)
+    #: After this long since the first vote, a majority decides (the slow path).
+    vote_fallback_s: float = attrs.field(default=10.0, validator=_POSITIVE)
+    #: A new joiner is vouched for once it answered probes this long.
+    join_after_s: float = attrs.field(default=1.0, validator=_NON_NEGATIVE)
+    #: A member removed from a view is vouched for again only after this long.
+    readmit_after_s: float = attrs.field(default=60.0, validator=_NON_NEGATIVE)
+    #: Every this often a member compares configurations with one random member.
+    digest_interval_s: float = attrs.field(default=5.0, validator=_POSITIVE)
+    #: Most members one view change adds or removes.
+    max_cut: int = attrs.field(
+        default=64, validator=[attrs.validators.ge(1), attrs.validators.le(MAX_CUT_ENTRIES)]
+    )
+
+    def __attrs_post_init__(self) -> None:
+        self.cut_params()
+        self.edge_params()
+
+    def cut_params(self) -> CutParams:
+        """K, H and L as the cut detector takes them."""
+        return CutParams(k=self.k, h=self.h, l=self.l)
+
+    def edge_params(self) -> EdgeParams:
+        """The edge detector's window and threshold."""
+        return EdgeParams(window=self.edge_window, failures=self.edge_failures)

@@ -1,0 +1,550 @@
+"""`StableViews`: one member's stable-view mode, wiring the pure parts to the core.
+
+Theory of operation (Rapid, Suresh et al., ATC 2018, on SWIM's machinery):
+
+1. Monitoring. The member probes, in turn, its K subjects in the current configuration
+   (`rings.Rings.subjects_of`) and the outsiders it is a temporary observer of
+   (`rings.Rings.observers_of` an outsider), using the core's ordinary prober (ping,
+   ping-req helpers, Lifeguard nacks). Failed probes no longer raise SWIM suspicions;
+   each outcome goes to `probe_result`.
+2. Alerts. When an edge to a subject turns faulty (`admission.EdgeMonitor`), or an
+   outsider has answered probes long enough (`admission.Admission`: ``join_after_s``
+   for a new joiner, ``readmit_after_s`` for a member removed before), the member
+   gossips one `StableAlert` for the rings it observes that member on. Alerts are
+   irrevocable for the configuration. Every member relays alerts it hears for the
+   first time, with the membership news (piggybacked and batched, transmit-limited).
+3. Cut detection and votes. Every alert goes to the member's `cut.CutDetector`; when
+   it proposes a cut, the member gossips its one `StableVote`. Votes are relayed the
+   same way and counted by `agreement.Agreement`; a decided cut is applied at once:
+   the next configuration (same member set, epoch and id everywhere) and ONE
+   `ViewChanged` event carrying the whole cut. After a change the member alerts again
+   about subjects whose edges are still faulty (alerts do not carry over).
+4. Catching up. Every ``digest_interval_s`` the member sends a `ViewDigest` (epoch, id,
+   and how many alerts and votes it holds) to one random member; so does a member
+   that hears an alert or vote for another configuration, to its sender. The end that
+   holds the older epoch is sent the newer configuration as `ViewSync` parts, which
+   it checks against the id before adopting it: this is how members that missed
+   votes, joiners, members removed from the view and the minority side of a healed
+   partition learn the current view. In the same configuration, the end that holds
+   fewer alerts and votes is sent all of the other's (gossip is transmit-limited, so
+   one member may miss an alert that no one will send again: without this its
+   detector could wait forever on a subject it sees short of H).
+
+Joins: a joiner (`joining`) drops the one-member configuration it started with and
+holds none (epoch 0) until a `ViewSync` arrives; the join push-pull puts it in its seeds'
+membership tables, gossip spreads it, and its temporary observers vouch for it. A member
+removed from the view stays in the tables, so it is an outsider at once and is
+readmitted the same way once it has stayed reachable for ``readmit_after_s``.
+Graceful leave (`leave`): the member alerts about itself, which counts for all K rings.
+
+What is guaranteed is `agreement`'s: members that decide in a configuration decide the
+same cut. See there for partitions (the minority side keeps its old view until the
+heal), split votes and tiny clusters.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+import attrs
+
+from swim.core.codec import DATAGRAM_OVERHEAD, encode_message
+from swim.core.config import Config
+from swim.core.dissemination import Dissemination
+from swim.core.events import (
+    Event,
+    MemberAlive,
+    MemberFailed,
+    MemberJoined,
+    MemberLeft,
+    MemberSuspected,
+    ViewChanged,
+)
+from swim.core.messages import (
+    Address,
+    MemberState,
+    MemberStatus,
+    Message,
+    StableAlert,
+    StableVote,
+    ViewDigest,
+    ViewSync,
+)
+from swim.core.roster import Roster
+from swim.core.stable.admission import Admission, EdgeMonitor
+from swim.core.stable.agreement import Agreement
+from swim.core.stable.cut import Cut, CutDetector
+from swim.core.stable.rings import Configuration, Rings, rings_of
+
+_INF: Final = float("inf")
+_SUSPECT: Final = MemberStatus.SUSPECT
+#: SWIM's per-member events, which the stable mode replaces by `ViewChanged`.
+_SWIM_EVENTS: Final = (MemberJoined, MemberSuspected, MemberAlive, MemberFailed, MemberLeft)
+#: Bytes of names per `ViewSync` part (a few parts share one datagram).
+_SYNC_PART_BYTES: Final = 600
+#: Most view changes one input may cause (a decision's re-alerts may decide again).
+_MAX_SETTLE: Final = 8
+#: Most peers remembered for the digest and sync rate limits.
+_RATE_MEMORY: Final = 4096
+
+
+@attrs.define(eq=False)
+class StableCounters:
+    """What the stable-view mode did and ignored, besides the detector's and the
+    agreement's own counters (`CutDetector.counters`, `Agreement.counters`, reset
+    with each configuration)."""
+
+    alerts_sent: int = 0
+    votes_sent: int = 0
+    view_changes: int = 0
+    #: Views adopted from a `ViewSync` (we were behind).
+    views_adopted: int = 0
+    digests_sent: int = 0
+    syncs_sent: int = 0
+    #: Times we sent a peer in our view the alerts and votes it lacked.
+    evidence_sent: int = 0
+    #: Alerts and votes for a configuration we held before (still spreading).
+    late_input: int = 0
+    #: Alerts and votes for a configuration we never held (we compare views).
+    stale_input: int = 0
+    #: `ViewSync` parts for a view no newer than ours (both ends pushed at once).
+    late_syncs: int = 0
+    #: `ViewSync` parts that did not add up or did not match their id.
+    bad_syncs: int = 0
+    #: Digests of the same epoch with another id (should not happen).
+    forked: int = 0
+
+
+class StableViews:
+    """The stable-view mode of one member (see the module doc)."""
+
+    def __init__(
+        self, config: Config, dissemination: Dissemination, roster: Roster,
+        rng: random.Random, *, name: str, now: float,
+    ) -> None:
+        params = config.stable
+        self.params: Final = params
+        self.name: Final = name
+        self._cut_params = params.cut_params()
+        self._dis = dissemination
+        self._roster = roster
+        self._rng = rng
+        self.counters: Final = StableCounters()
+        self._edges = EdgeMonitor(params.edge_params())
+        self._admission = Admission(
+            join_after_s=params.join_after_s, readmit_after_s=params.readmit_after_s
+        )
+        self._digest_at = now + rng.uniform(0.0, params.digest_interval_s)
+        self._last_digest: dict[Address, float] = {}
+        self._last_sync: dict[Address, float] = {}
+        self._assembly: tuple[tuple[int, int, int], dict[int, tuple[str, ...]]] | None = None
+        self._targets: list[str] = []
+        self._target_index = 0
+        self._outsiders_key: tuple[int, int] = (-1, -1)
+        self._watched: set[str] = set()
+        #: The ids of the last few configurations we held (input for them is late).
+        self._previous_ids: collections.deque[int] = collections.deque(maxlen=4)
+        # A member started on its own founds a one-member configuration (epoch 1).
+        self._conf: Configuration | None = None
+        self._install(Configuration.of([name], 1), now, announce=False)
+
+    # ================================================================= read-outs
+
+    @property
+    def configuration(self) -> Configuration | None:
+        """The current view (None: joining, none received yet)."""
+        return self._conf
+
+    @property
+    def detector(self) -> CutDetector | None:
+        """The current configuration's cut detector."""
+        return self._detector if self._conf is not None else None
+
+    @property
+    def agreement(self) -> Agreement | None:
+        """The current configuration's votes."""
+        return self._agreement if self._conf is not None else None
+
+    @property
+    def is_member(self) -> bool:
+        """True if this member is in its own current view."""
+        return self._conf is not None and self.name in self._conf
+
+    def keep_event(self, event: Event) -> bool:
+        """False for SWIM's per-member events, which this mode replaces."""
+        return not isinstance(event, _SWIM_EVENTS)
+
+    def deadline(self) -> float:
+        """The mode's next deadline: a reinforcement, the slow path, a digest."""
+        when = self._digest_at
+        if self._conf is not None:
+            when = min(when, self._agreement.deadline())
+            if self.is_member:  # only members reinforce
+                when = min(when, self._detector.deadline())
+        return when
+
+    # ============================================================ lifecycle inputs
+
+    def bootstrap(self, names: Iterable[str], now: float) -> None:
+        """Start in the configuration of `names` (epoch 1), as if formed long ago."""
+        self._install(Configuration.of(names, 1), now, announce=False)
+
+    def joining(self) -> None:
+        """We join an existing cluster: drop the one-member view we founded and wait
+        for the cluster's (a view we already share with others is kept)."""
+        conf = self._conf
+        if conf is not None and conf.members == (self.name,) and conf.epoch == 1:
+            self._conf = None
+            self._targets = []
+
+    def leave(self, now: float) -> list[Event]:
+        """Leave gracefully: alert about ourselves (it counts for all K rings)."""
+        if not self.is_member:
+            return []
+        self._alert(self.name, False, (), now)
+        return self._settle(now)
+
+    # =============================================================== probing
+
+    def next_probe_target(self) -> MemberState | None:
+        """The next subject or watched outsider to probe, in turn (None: nobody)."""
+        self._refresh_outsiders()
+        targets = self._targets
+        for _ in range(len(targets)):
+            if self._target_index >= len(targets):
+                self._target_index = 0
+            name = targets[self._target_index]
+            self._target_index += 1
+            state = self._roster.get(name)
+            if state is not None and state.status <= _SUSPECT:
+                return state
+        return None
+
+    def probe_result(self, name: str, ok: bool, now: float) -> list[Event]:
+        """The outcome of our probe of `name`: feeds the edge detector or, for an
+        outsider we watch, the admission hysteresis; may alert."""
+        conf = self._conf
+        if conf is None or not self.is_member:
+            return []
+        if name in conf:
+            if name in self._subjects and self._edges.record(name, ok):
+                self._alert_edge(name, now)
+        elif name in self._watched:
+            self._admission.probe_result(name, ok, now)
+            if ok and self._admission.ready(name, now) and name not in self._alerted:
+                self._alert(name, True, self._rings.rings_observed_by(self.name, name), now)
+        return self._settle(now)
+
+    # =============================================================== messages
+
+    def receive(self, msg: Message, addr: Address, now: float) -> list[Event]:
+        """A stable-view message from `addr`."""
+        match msg:
+            case StableAlert():
+                return self._on_alert(msg, addr, now)
+            case StableVote():
+                return self._on_vote(msg, addr, now)
+            case ViewDigest():
+                self._on_digest(msg, addr, now)
+            case ViewSync():
+                return self._on_sync(msg, now)
+            case _:
+                pass
+        return []
+
+    def handle_timer(self, now: float) -> list[Event]:
+        """Reinforcements, the slow path of the vote, and the periodic digest."""
+        if self.is_member:
+            for subject, up, rings in self._detector.reinforcements(self.name, now):
+                self._alert(subject, up, rings, now)
+        events = self._settle(now)
+        if now >= self._digest_at:
+            self._digest_at = now + self.params.digest_interval_s
+            peer = self._digest_peer()
+            if peer is not None:
+                self._send_digest(peer.addr, now, force=True)
+        return events
+
+    # ============================================================== internals
+
+    def _install(self, conf: Configuration, now: float, *, announce: bool,
+                 decided: bool = False) -> list[Event]:
+        """Move to `conf`: a fresh detector and vote, new subjects; the event."""
+        old = self._conf
+        before = set(old.members) if old is not None else set()
+        if old is not None:
+            self._previous_ids.append(old.id)
+        joined = tuple(m for m in conf.members if m not in before)
+        removed = tuple(sorted(before.difference(conf.members)))
+        self._conf = conf
+        self._rings: Rings = rings_of(conf, self._cut_params.k)
+        self._detector: CutDetector = CutDetector(
+            self._cut_params, self._rings, reinforce_after_s=self.params.reinforce_after_s,
+            max_cut=self.params.max_cut,
+        )
+        self._agreement: Agreement = Agreement(
+            conf, fallback_after_s=self.params.vote_fallback_s
+        )
+        self._alerted: set[str] = set()
+        #: The alerts counted in this configuration, by (observer, subject).
+        self._alert_log: dict[tuple[str, str], StableAlert] = {}
+        self._voted = False
+        subjects = self._rings.subjects_of(self.name)
+        self._subjects: set[str] = set(subjects)
+        self._edges.keep_only(self._subjects)
+        for name in removed:
+            self._admission.removed(name, now)
+        for name in joined:
+            self._admission.admitted(name)
+        self._outsiders_key = (-1, -1)
+        events: list[Event] = []
+        if announce:
+            self.counters.view_changes += 1
+            events.append(ViewChanged(
+                config_id=conf.id, epoch=conf.epoch, members=conf.members, joined=joined,
+                removed=removed, at=now,
+            ))
+        if decided:
+            # Tell the joiners we observe their new view straight away.
+            for name in joined:
+                state = self._roster.get(name)
+                if name in self._subjects and state is not None:
+                    self._send_sync(state.addr, now)
+        # Alerts do not carry over: say again what is still wrong.
+        for name in dict.fromkeys(subjects):
+            if self._edges.faulty(name):
+                self._alert_edge(name, now)
+        return events
+
+    def _refresh_outsiders(self) -> None:
+        """Recompute the probe targets when the view or the table changed: our
+        subjects, then the outsiders (live in the table, not in the view) we are a
+        temporary observer of."""
+        conf = self._conf
+        if conf is None or not self.is_member:
+            self._targets = []
+            self._watched = set()
+            return
+        key = (conf.id, self._roster.count())
+        if key == self._outsiders_key:
+            return
+        self._outsiders_key = key
+        me = self.name
+        rings = self._rings
+        watched = sorted(
+            m.name for m in self._roster.states()
+            if m.status <= _SUSPECT and m.name != me and m.name not in conf
+            and me in rings.observers_of(m.name)
+        )
+        for name in self._watched.difference(watched):
+            self._admission.forget(name)
+        self._watched = set(watched)
+        self._targets = list(dict.fromkeys(rings.subjects_of(me))) + watched
+
+    def _alert_edge(self, name: str, now: float) -> None:
+        if name not in self._alerted:
+            self._alert(name, False, self._rings.rings_observed_by(self.name, name), now)
+
+    def _alert(self, subject: str, up: bool, rings: Sequence[int], now: float) -> None:
+        """Gossip our alert about `subject` and count it ourselves."""
+        conf = self._conf
+        assert conf is not None
+        if subject != self.name and not rings:
+            return
+        self._alerted.add(subject)
+        msg = StableAlert(conf.id, self.name, subject, up, tuple(rings))
+        self._log_alert(msg)
+        self.counters.alerts_sent += 1
+        self._dis.queue_keyed(("alert", conf.id, self.name, subject), msg)
+        self._detector.add(observer=self.name, subject=subject, up=up, rings=msg.rings,
+                           config_id=conf.id, now=now)
+
+    def _on_alert(self, msg: StableAlert, addr: Address, now: float) -> list[Event]:
+        conf = self._conf
+        if conf is None or msg.config_id != conf.id:
+            self._stale(msg.config_id, addr, now)
+            return []
+        added = self._detector.add(
+            observer=msg.observer, subject=msg.subject, up=msg.up, rings=msg.rings,
+            config_id=msg.config_id, now=now,
+        )
+        if not added:
+            return []
+        self._log_alert(msg)
+        self._dis.queue_keyed(("alert", conf.id, msg.observer, msg.subject), msg)
+        return self._settle(now)
+
+    def _log_alert(self, msg: StableAlert) -> None:
+        key = (msg.observer, msg.subject)
+        old = self._alert_log.get(key)
+        if old is not None:
+            msg = attrs.evolve(msg, rings=tuple(sorted(set(old.rings) | set(msg.rings))))
+        self._alert_log[key] = msg
+
+    def _evidence(self) -> int:
+        """Alerts and votes held for the current configuration."""
+        return len(self._alert_log) + len(self._agreement.votes()) if self._conf else 0
+
+    def _on_vote(self, msg: StableVote, addr: Address, now: float) -> list[Event]:
+        conf = self._conf
+        if conf is None or msg.config_id != conf.id:
+            self._stale(msg.config_id, addr, now)
+            return []
+        if not self._agreement.add(voter=msg.voter, cut=msg.cut, config_id=msg.config_id,
+                                   now=now):
+            return []
+        self._dis.queue_keyed(("vote", conf.id, msg.voter), msg)
+        return self._settle(now)
+
+    def _settle(self, now: float) -> list[Event]:
+        """Vote if our detector proposes; apply a decided cut (and again, if the
+        re-alerts that follow decide another: bounded)."""
+        events: list[Event] = []
+        for _ in range(_MAX_SETTLE):
+            conf = self._conf
+            if conf is None:
+                break
+            if not self._voted and self.is_member:
+                cut = self._detector.proposal(now)
+                if cut is not None:
+                    self._vote(cut, now)
+            decided = self._agreement.decide(now)
+            if decided is None:
+                break
+            events.extend(self._install(conf.apply(decided), now, announce=True,
+                                        decided=True))
+        return events
+
+    def _vote(self, cut: Cut, now: float) -> None:
+        conf = self._conf
+        assert conf is not None
+        self._voted = True
+        self.counters.votes_sent += 1
+        self._agreement.add(voter=self.name, cut=cut, config_id=conf.id, now=now)
+        self._dis.queue_keyed(("vote", conf.id, self.name), StableVote(conf.id, self.name, cut))
+
+    # ------------------------------------------------------------- catching up
+
+    def _epoch(self) -> int:
+        return 0 if self._conf is None else self._conf.epoch
+
+    def _digest_peer(self) -> MemberState | None:
+        """One random other member of our view (any live member while we have none)."""
+        conf = self._conf
+        roster = self._roster
+        if conf is not None and len(conf) > 1:
+            for _ in range(4):
+                name = conf.members[int(self._rng.random() * len(conf))]
+                state = roster.get(name) if name != self.name else None
+                if state is not None:
+                    return state
+        peers = roster.sample(1, exclude=self.name, live_only=True)
+        return peers[0] if peers else None
+
+    def _rate_ok(self, table: dict[Address, float], addr: Address, now: float) -> bool:
+        last = table.get(addr)
+        if last is not None and now - last < self.params.digest_interval_s / 2:
+            return False
+        if len(table) >= _RATE_MEMORY:
+            table.clear()
+        table[addr] = now
+        return True
+
+    def _send_digest(self, addr: Address, now: float, *, force: bool = False) -> None:
+        if not self._rate_ok(self._last_digest, addr, now) and not force:
+            return
+        conf = self._conf
+        self.counters.digests_sent += 1
+        self._dis.send_one(
+            addr, ViewDigest(0 if conf is None else conf.id, self._epoch(), self._evidence())
+        )
+
+    def _stale(self, config_id: int, addr: Address, now: float) -> None:
+        """Input for another configuration: ignored; unless it is one we held (it is
+        still spreading), we compare views with its sender."""
+        if config_id in self._previous_ids:
+            self.counters.late_input += 1
+            return
+        self.counters.stale_input += 1
+        self._send_digest(addr, now)
+
+    def _on_digest(self, msg: ViewDigest, addr: Address, now: float) -> None:
+        """The behind end is sent what it lacks: the newer view, or (same view) every
+        alert and vote; the ahead end answers with its own digest so the other pushes."""
+        mine = self._epoch()
+        conf = self._conf
+        if msg.epoch < mine:
+            self._send_sync(addr, now)
+        elif msg.epoch > mine:
+            self._send_digest(addr, now)
+        elif conf is not None and msg.config_id != conf.id:
+            self.counters.forked += 1
+        elif conf is not None:
+            evidence = self._evidence()
+            if msg.evidence < evidence and self._rate_ok(self._last_sync, addr, now):
+                votes = [StableVote(conf.id, v, cut) for v, cut in self._agreement.votes()]
+                self.counters.evidence_sent += 1
+                self._send_batched(addr, [*self._alert_log.values(), *votes])
+            elif msg.evidence > evidence:
+                self._send_digest(addr, now)
+
+    def _send_sync(self, addr: Address, now: float) -> None:
+        """Send our configuration to `addr`, in parts, a few per datagram."""
+        conf = self._conf
+        if conf is None or not self._rate_ok(self._last_sync, addr, now):
+            return
+        chunks: list[list[str]] = [[]]
+        size = 0
+        for name in conf.members:
+            if size + len(name) > _SYNC_PART_BYTES and chunks[-1]:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(name)
+            size += len(name) + 2
+        self._send_batched(addr, [ViewSync(conf.id, conf.epoch, i, len(chunks), tuple(c))
+                                  for i, c in enumerate(chunks)])
+        self.counters.syncs_sent += 1
+
+    def _send_batched(self, addr: Address, messages: Sequence[Message]) -> None:
+        """Send `messages` to `addr`, as many per datagram as the budget allows."""
+        room = self._dis.config.packet_budget - DATAGRAM_OVERHEAD
+        batch: list[Message] = []
+        encoded: list[bytes] = []
+        size = 0
+        for msg in messages:
+            data = encode_message(msg)
+            if batch and size + len(data) > room:
+                self._dis.send(addr, batch, encoded)
+                batch, encoded, size = [], [], 0
+            batch.append(msg)
+            encoded.append(data)
+            size += len(data)
+        if batch:
+            self._dis.send(addr, batch, encoded)
+
+    def _on_sync(self, msg: ViewSync, now: float) -> list[Event]:
+        """Collect the parts of a newer configuration; adopt it once whole and valid."""
+        if msg.epoch <= self._epoch():
+            self.counters.late_syncs += 1
+            return []
+        key = (msg.config_id, msg.epoch, msg.parts)
+        if self._assembly is None or self._assembly[0] != key:
+            if self._assembly is not None and self._assembly[0][1] > msg.epoch:
+                self.counters.bad_syncs += 1
+                return []
+            self._assembly = (key, {})
+        parts = self._assembly[1]
+        parts[msg.part] = msg.names
+        if len(parts) < msg.parts:
+            return []
+        self._assembly = None
+        names = [n for i in range(msg.parts) for n in parts[i]]
+        conf = Configuration.of(names, msg.epoch)
+        if conf.id != msg.config_id or len(conf) != len(names):
+            self.counters.bad_syncs += 1
+            return []
+        self.counters.views_adopted += 1
+        return self._install(conf, now, announce=True)

@@ -1,0 +1,146 @@
+"""The stable-view mode on the real core, over the test router: joins, crashes, leave,
+readmission hysteresis and catching up, with one `ViewChanged` per view change."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from swim.core import Config, Core, MemberFailed, MemberJoined, MemberSuspected
+from swim.core.events import ViewChanged
+from tests.router import Router, addr_of, name_of
+
+CONFIG = Config.stable_views(Config.local(), join_after_s=0.5)
+
+
+def views(cores: list[Core]) -> set[tuple[str, ...]]:
+    out = set()
+    for c in cores:
+        assert c.stable is not None
+        conf = c.stable.configuration
+        out.add(() if conf is None else conf.members)
+    return out
+
+
+def view_ids(cores: list[Core]) -> set[int]:
+    out = set()
+    for c in cores:
+        assert c.stable is not None and c.stable.configuration is not None
+        out.add(c.stable.configuration.id)
+    return out
+
+
+def converged_cluster(router: Router, n: int, config: Config = CONFIG) -> list[Core]:
+    cores = [router.add(name_of(i), addr_of(i), config) for i in range(n)]
+    table = [c.membership.local for c in cores]
+    for c in cores:
+        c.bootstrap(table, now=router.now)
+    return cores
+
+
+def test_the_default_mode_is_swim() -> None:
+    assert Config.lan().membership_mode == "swim"
+    core = Core(Config.lan(), name="a", addr=addr_of(0), rng=__import__("random").Random(1),
+                now=0.0)
+    assert core.stable is None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_members_joining_one_by_one_end_in_one_identical_view(seed: int) -> None:
+    router = Router(seed=seed)
+    cores = router.cluster(6, CONFIG)
+    names = tuple(sorted(c.name for c in cores))
+    router.run_until_true(lambda: views(cores) == {names}, limit_s=120)
+    assert len(view_ids(cores)) == 1
+    for c in cores:
+        # The application sees view changes, not SWIM's per-member events.
+        assert router.events_of(c.name, MemberJoined) == []
+        changes = router.events_of(c.name, ViewChanged)
+        assert changes and changes[-1].members == names
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_two_crashes_are_removed_in_one_view_change(seed: int) -> None:
+    router = Router(seed=seed)
+    cores = converged_cluster(router, 16)
+    router.run_until(5.0)
+    gone = {cores[3].name, cores[11].name}
+    router.crash(cores[3])
+    router.crash(cores[11])
+    live = router.live()
+    want = tuple(sorted(c.name for c in live))
+    took = router.run_until_true(lambda: views(live) == {want}, limit_s=60)
+    assert took < 30
+    assert len(view_ids(live)) == 1
+    for c in live:
+        changes = router.events_of(c.name, ViewChanged)
+        assert len(changes) == 1, (seed, c.name, changes)
+        assert set(changes[0].removed) == gone and changes[0].joined == ()
+        assert router.events_of(c.name, MemberFailed) == []
+        assert router.events_of(c.name, MemberSuspected) == []
+
+
+def test_a_graceful_leave_is_one_view_change() -> None:
+    router = Router(seed=5)
+    cores = converged_cluster(router, 8)
+    router.run_until(3.0)
+    leaver = cores[2]
+    leaver.leave(now=router.now)
+    rest = [c for c in cores if c is not leaver]
+    want = tuple(sorted(c.name for c in rest))
+    took = router.run_until_true(lambda: views(rest) == {want}, limit_s=30)
+    assert took < 5  # no probe has to fail: the leaver's own alert decides it
+    for c in rest:
+        (change,) = router.events_of(c.name, ViewChanged)
+        assert change.removed == (leaver.name,)
+
+
+def test_a_removed_member_is_readmitted_only_after_staying_reachable() -> None:
+    config = Config.stable_views(Config.local(), readmit_after_s=20.0)
+    router = Router(seed=6)
+    cores = converged_cluster(router, 10, config)
+    router.run_until(2.0)
+    flapper = cores[4]
+    everyone = tuple(sorted(c.name for c in cores))
+    without = tuple(n for n in everyone if n != flapper.name)
+    others = [c for c in cores if c is not flapper]
+    router.drop = lambda src, dst, msgs: dst == flapper.addr  # ingress dropped
+    router.run_until_true(lambda: views(others) == {without}, limit_s=60)
+    healed_at = router.now
+    router.drop = lambda src, dst, msgs: False
+    # The flapper learns it was removed, and waits outside for the hysteresis.
+    router.run_until_true(lambda: views([flapper]) == {without}, limit_s=30)
+    router.run_until(healed_at + 15.0)
+    assert views(cores) == {without}
+    took = router.run_until_true(lambda: views(cores) == {everyone}, limit_s=60)
+    assert healed_at + 20.0 <= router.now <= healed_at + 20.0 + took + 1
+    for c in others:
+        changes = router.events_of(c.name, ViewChanged)
+        assert [ch.removed for ch in changes] == [(flapper.name,), ()]
+        assert changes[-1].joined == (flapper.name,)
+
+
+def test_a_member_that_missed_the_votes_catches_up_by_digest() -> None:
+    router = Router(seed=7)
+    cores = converged_cluster(router, 10)
+    router.run_until(2.0)
+    late = cores[6]
+    router.crash(cores[1])
+    # `late` hears no votes; everything else reaches it.
+    router.drop = lambda src, dst, msgs: dst == late.addr and any(
+        type(m).__name__ == "StableVote" for m in msgs)
+    live = router.live()
+    want = tuple(sorted(c.name for c in live))
+    others = [c for c in live if c is not late]
+    router.run_until_true(lambda: views(others) == {want}, limit_s=60)
+    router.run_until_true(lambda: views([late]) == {want}, limit_s=30)
+    assert late.stable is not None and late.stable.counters.views_adopted == 1
+    (change,) = router.events_of(late.name, ViewChanged)
+    assert change.removed == (cores[1].name,)
+
+
+def test_stable_parameters_are_checked_when_the_config_is_built() -> None:
+    with pytest.raises(ValueError, match="H must be"):
+        Config.stable_views(h=11)
+    with pytest.raises(ValueError, match="membership_mode"):
+        attrs.evolve(Config.lan(), membership_mode="rapid")
