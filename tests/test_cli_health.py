@@ -23,6 +23,7 @@ import pytest
 import trio
 
 from swim import cli
+from swim.agent import output
 from swim.agent.cluster import AgentProcess, LocalCluster, Observers
 from swim.agent.health_checks import (
     CheckSpec,
@@ -36,7 +37,10 @@ from swim.agent.health_checks import (
     tcp_connect,
 )
 from swim.agent.output import format_addr
-from swim.agent.ringview import ring_of
+from swim.agent.ringview import moves_text, owned_counts, ring_of
+from swim.agent.tags import encode_tags
+from swim.core.messages import MemberState, MemberStatus
+from swim.ring import Ring
 from swim.runtime.checks import evaluate
 from swim.runtime.health import HealthResult, HealthStatus
 from tests.test_cli_serf import json_at, options_of, swim
@@ -139,6 +143,42 @@ def test_duplicate_check_names_across_the_file_and_flags_are_a_usage_error(
         cli.main(["agent", "--config", str(path), "--check", "name=x,script=true"])
     assert exit_.value.code == 2
     assert "--check: two checks are named 'x'" in capsys.readouterr().err
+
+
+def test_the_members_health_filter_takes_consul_statuses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = cli.build_parser("members").parse_args(
+        ["members", "--health", "warning,critical", "--health", "critical"])
+    assert args.health == [["warning", "critical"], ["critical"]]
+    with pytest.raises(SystemExit) as exit_:
+        cli.build_parser("members").parse_args(["members", "--health", "sick"])
+    assert exit_.value.code == 2
+    assert "a health is one of passing, warning, critical, got 'sick'" in (
+        capsys.readouterr().err)
+
+
+def test_a_ring_from_member_records_is_the_ring_of_the_members() -> None:
+    def member(name: str, status: MemberStatus, **tags: str) -> MemberState:
+        return MemberState(name, ("127.0.0.1", 7000 + len(name)), 3, status, encode_tags(tags))
+
+    members = [
+        member("a", MemberStatus.ALIVE, zone="x"),
+        member("bb", MemberStatus.SUSPECT, weight="2"),
+        member("ccc", MemberStatus.ALIVE, health="critical", health_note="disk"),
+        member("dddd", MemberStatus.DEAD),
+    ]
+    records = [output.member_record(m) for m in members]
+    assert [r["health"] for r in records] == ["passing", "passing", "critical", "passing"]
+    ring = ring_of(records)
+    assert ring == Ring.build(members) and ring.members == ("a", "bb")
+    keys = [f"k{i}" for i in range(1000)]
+    counts = owned_counts(ring, keys)
+    assert sum(counts.values()) == 1000 and counts["bb"] > counts["a"]  # weight 2
+    healed = ring_of([*records[:2], {**records[2], "tags": {}}, records[3]])  # ccc passes
+    text = moves_text(ring, healed, keys, "ccc")
+    assert text.startswith(f"{owned_counts(healed, keys)['ccc']} keys moved (a->ccc ")
+    assert text.endswith("; every one from or to ccc")
 
 
 # ============================================================================ one run
