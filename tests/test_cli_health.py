@@ -302,6 +302,51 @@ async def test_a_tcp_check_passes_while_something_listens() -> None:
         CRITICAL, "connect failed: connection refused")
 
 
+class NoSuchHost(trio.abc.HostnameResolver):
+    """A resolver that knows no name (so no lookup leaves the machine)."""
+
+    async def getaddrinfo(self, *args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def getnameinfo(self, *args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+async def test_a_tcp_check_of_a_name_that_does_not_resolve_says_so() -> None:
+    previous = trio.socket.set_custom_hostname_resolver(NoSuchHost())
+    try:
+        result = await tcp_connect("db.internal", 5432)
+    finally:
+        trio.socket.set_custom_hostname_resolver(previous)
+    assert result == HealthResult(CRITICAL, "connect failed: name or service not known")
+
+
+async def test_a_hanging_http_check_is_critical_and_never_blocks_the_loop() -> None:
+    # A listener that never accepts: the connection opens, the GET is never answered.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        spec = parse_check(f"timeout=0.5,http=http://127.0.0.1:{silent.getsockname()[1]}/")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await trio.sleep(0.01)
+                ticks += 1
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker)
+            with trio.fail_after(10):
+                result = await evaluate(make_check(spec, dict), spec.timeout_s)
+            nursery.cancel_scope.cancel()
+    assert result.status is CRITICAL
+    # The check's own bound or urllib's socket timeout (set to the same), whichever ends
+    # first: either way it timed out.
+    assert "timed out" in result.note
+    assert ticks >= 10  # the loop kept running meanwhile
+
+
 # ======================================================================= real agents
 
 

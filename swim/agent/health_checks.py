@@ -356,9 +356,13 @@ async def tcp_connect(host: str, port: int) -> HealthResult:
         # trio tries every address and groups the errors; the first one says why.
         inner = exc.__cause__
         first = inner.exceptions[0] if isinstance(inner, BaseExceptionGroup) else exc
-        # (trio's strerror repeats the address; the errno's text is enough)
+        # (trio's strerror repeats the address; the errno's text is enough. A failed
+        # name lookup has a negative errno and its own strerror.)
         errno = first.errno if isinstance(first, OSError) else None
-        why = os.strerror(errno) if errno else str(first)
+        if errno and errno > 0:
+            why = os.strerror(errno)
+        else:
+            why = (first.strerror if isinstance(first, OSError) else None) or str(first)
         return HealthResult(HealthStatus.CRITICAL, f"connect failed: {why.lower()}")
     await stream.aclose()
     return HealthResult(HealthStatus.PASSING)
