@@ -31,6 +31,7 @@ from swim.agent import addresses, handlers, output, rpc, settings
 from swim.agent.agent import Agent, AgentOptions
 from swim.agent.cluster import AgentProcess, LocalCluster, agent_command, free_port
 from swim.agent.handlers import EventFilter, HandlerSpec, parse_handler
+from swim.agent.health_checks import CheckSpec
 from swim.agent.output import format_addr
 from swim.agent.tags import UserEvent, encode_tags, encode_user_event
 from swim.core.events import (
@@ -223,6 +224,11 @@ dc = "east"
 
 [query_responses]
 version = "1.2"
+
+[[checks]]
+name = "web"
+http = "http://127.0.0.1:8080/health"
+interval = "5s"
 """
 
 
@@ -253,6 +259,8 @@ def test_a_config_file_sets_every_setting(tmp_path: pathlib.Path) -> None:
         event_handlers=(parse_handler("member-join=./join.sh"),
                         parse_handler("query:uptime=uptime")),
         event_handler_timeout_s=5.0,
+        checks=(CheckSpec(kind="http", target="http://127.0.0.1:8080/health", name="web",
+                          interval_s=5.0),),
     )
 
 
