@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := swim transport simulations
 
-.PHONY: test lint typecheck pytest demo bench clean venv
+.PHONY: test lint typecheck pytest demo bench notebooks clean venv
 
 venv: $(STAMP)
 
@@ -34,6 +34,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The research notebooks at full size (SWIM_NOTEBOOK_SCALE=full), outputs written in place.
+notebooks: $(STAMP)
+	$(BIN)/python -m tests.notebook_runner --scale full
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -114,7 +114,7 @@ _SIZES: dict[str, Sizes] = {
         interval_stall_s=(4.0, 16.0), interval_seeds=(1,),
         latency_nodes=32, latency_seeds=(1,), latency_crashes=2,
         alphas=(2, 5), betas=(2, 6), alpha_beta_seeds=(1,),
-        flip_nodes=24, flip_flappers=1, flip_duration_s=120.0,
+        flip_nodes=24, flip_flappers=1, flip_duration_s=150.0,
     ),
     "full": Sizes(
         scale="full", workers=2,
@@ -569,15 +569,18 @@ class _FlipJob:
     sample_s: float
 
 
-def flip_flop_faults(flappers: Sequence[int], *, start_s: float, on_s: float, off_s: float,
-                     until_s: float) -> tuple[Fault, ...]:
-    """The flappers' outgoing datagrams (and streams) are cut for `on_s`, restored for
-    `off_s`, over and over from `start_s` until `until_s`: they hear the cluster but
-    cannot answer, then can, then cannot (one-way `Partition` windows)."""
+def flip_flop_faults(nodes: int, flappers: Sequence[int], *, start_s: float, on_s: float,
+                     off_s: float, until_s: float) -> tuple[Fault, ...]:
+    """The flappers lose all ingress for `on_s` (nothing the other members send reaches
+    them, streams included; they can still send), then have it back for `off_s`, over
+    and over from `start_s` until `until_s` (one-way `Partition` windows from the rest
+    of the cluster to them), as in the Rapid paper's flip-flop experiment."""
+    flapping = set(flappers)
+    rest = tuple(i for i in range(nodes) if i not in flapping)
     faults: list[Fault] = []
     t = start_s
     while t < until_s:
-        faults.append(Partition(groups=(tuple(flappers),), at=t,
+        faults.append(Partition(groups=(rest, tuple(flappers)), at=t,
                                 heal_at=min(t + on_s, until_s), one_way=True))
         t += on_s + off_s
     return tuple(faults)
@@ -587,7 +590,7 @@ _UP_STATUSES = (MemberStatus.ALIVE, MemberStatus.SUSPECT)
 
 
 def _flip_rows(job: _FlipJob) -> list[Row]:
-    faults = flip_flop_faults(job.flappers, start_s=job.start_s, on_s=job.on_s,
+    faults = flip_flop_faults(job.nodes, job.flappers, start_s=job.start_s, on_s=job.on_s,
                               off_s=job.off_s, until_s=job.duration_s)
     sim = Simulation(Scenario(nodes=job.nodes, duration_s=job.duration_s, seed=job.seed,
                               config=job.config, start="converged", faults=faults))
@@ -610,7 +613,7 @@ def _flip_rows(job: _FlipJob) -> list[Row]:
 
 def flip_flop(nodes: int, flappers: int, duration_s: float,
               executor: concurrent.futures.Executor, *, config: Config | None = None,
-              seed: int = 1, on_s: float = 10.0, off_s: float = 10.0,
+              seed: int = 1, on_s: float = 20.0, off_s: float = 10.0,
               sample_s: float = 1.0) -> list[Row]:
     """Every observer's view size (members alive or suspect in its view, itself
     included) every `sample_s`, while `flappers` members (the last ones) flap with

@@ -102,11 +102,13 @@ def test_crash_scenario_crashes_just_before_period_boundaries() -> None:
 
 
 def test_flip_flop_faults_alternate() -> None:
-    faults = experiments.flip_flop_faults((8, 9), start_s=10.0, on_s=10.0, off_s=5.0,
+    faults = experiments.flip_flop_faults(10, (8, 9), start_s=10.0, on_s=10.0, off_s=5.0,
                                           until_s=50.0)
     windows = [(f.at, f.heal_at) for f in faults if isinstance(f, Partition)]
     assert windows == [(10.0, 20.0), (25.0, 35.0), (40.0, 50.0)]
-    assert all(isinstance(f, Partition) and f.one_way and f.groups == ((8, 9),) for f in faults)
+    # One way, from everyone else to the flappers: they lose their ingress.
+    assert all(isinstance(f, Partition) and f.one_way
+               and f.groups == (tuple(range(8)), (8, 9)) for f in faults)
 
 
 def test_view_summary_ignores_flappers() -> None:
