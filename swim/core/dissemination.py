@@ -69,8 +69,9 @@ class Dissemination:
         if len(queue) > self.config.broadcast_queue_depth:
             queue.drop_most_sent()
 
-    def forget(self, name: str) -> None:
-        """Drop queued news about `name` (reaped from the table)."""
+    def forget(self, name: Hashable) -> None:
+        """Drop queued news about `name` (reaped from the table), or queued under a key
+        of `queue_keyed`."""
         self._news.discard(name)
 
     def has_news_about(self, name: str) -> bool:

@@ -279,6 +279,12 @@ class StableViews:
             self._previous_ids.append(old.id)
         joined = tuple(m for m in conf.members if m not in before)
         removed = tuple(sorted(before.difference(conf.members)))
+        if decided:
+            # Everyone who decides stops spreading the old configuration's alerts and
+            # votes: the rest of the way, members that are behind catch up by digest.
+            for key in self._queued:
+                self._dis.forget(key)
+        self._queued: list[tuple[str, ...]] = []
         self._conf = conf
         self._rings: Rings = rings_of(conf, self._cut_params.k)
         self._detector: CutDetector = CutDetector(
@@ -358,7 +364,7 @@ class StableViews:
         msg = StableAlert(conf.id, self.name, subject, up, tuple(rings))
         self._log_alert(msg)
         self.counters.alerts_sent += 1
-        self._dis.queue_keyed(("alert", conf.id, self.name, subject), msg)
+        self._gossip(("alert", self.name, subject), msg)
         self._detector.add(observer=self.name, subject=subject, up=up, rings=msg.rings,
                            config_id=conf.id, now=now)
 
@@ -374,7 +380,7 @@ class StableViews:
         if not added:
             return []
         self._log_alert(msg)
-        self._dis.queue_keyed(("alert", conf.id, msg.observer, msg.subject), msg)
+        self._gossip(("alert", msg.observer, msg.subject), msg)
         return self._settle(now)
 
     def _log_alert(self, msg: StableAlert) -> None:
@@ -396,7 +402,7 @@ class StableViews:
         if not self._agreement.add(voter=msg.voter, cut=msg.cut, config_id=msg.config_id,
                                    now=now):
             return []
-        self._dis.queue_keyed(("vote", conf.id, msg.voter), msg)
+        self._gossip(("vote", msg.voter), msg)
         return self._settle(now)
 
     def _settle(self, now: float) -> list[Event]:
@@ -424,7 +430,12 @@ class StableViews:
         self._voted = True
         self.counters.votes_sent += 1
         self._agreement.add(voter=self.name, cut=cut, config_id=conf.id, now=now)
-        self._dis.queue_keyed(("vote", conf.id, self.name), StableVote(conf.id, self.name, cut))
+        self._gossip(("vote", self.name), StableVote(conf.id, self.name, cut))
+
+    def _gossip(self, key: tuple[str, ...], msg: Message) -> None:
+        """Queue `msg` with the membership news (keys are tuples: never a name)."""
+        self._queued.append(key)
+        self._dis.queue_keyed(key, msg)
 
     # ------------------------------------------------------------- catching up
 

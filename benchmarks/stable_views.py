@@ -1,0 +1,94 @@
+"""Flip-flop: SWIM + Lifeguard against the stable-view mode, same seeds (issue 11).
+
+    .venv/bin/python -m benchmarks.stable_views                   # N = 200, f = 2, 200 s
+    .venv/bin/python -m benchmarks.stable_views --nodes 60 --duration 160 --seeds 1 2 3
+    .venv/bin/python -m benchmarks.stable_views --json
+
+f members (spread evenly over the member indices, the same in every run) drop all
+ingress for 20 s, get it back for 20 s, over and over from t = 20 s to the end of the run
+(`simulations.flipflop`). A converged LAN cluster, simulated on the engine; each seed
+runs once with ``Config.lan()`` and once with ``Config.stable_views()``. Printed per
+mode and seed: the time from the onset to the first moment every healthy member's view
+is exactly the N - f healthy members; healthy members ever missing from a healthy view;
+over the settled window (from 60 s after the onset to the end) the distinct view sizes
+healthy members held, the share of 1-s samples at which all healthy views were
+identical and at which all were exactly N - f; the failure events (SWIM: MemberFailed
+at every member; stable: members removed by ViewChanged at every member); view changes
+per healthy member; and datagrams, messages and bytes sent per member per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from simulations.flipflop import FlipFlopResult, run_flip_flop
+from swim.core import Config
+
+_COLUMNS = (
+    ("mode", "mode", "{}"),
+    ("seed", "seed", "{}"),
+    ("N->N-f (s)", "transition_s", "{}"),
+    ("healthy removed", "healthy_removed", "{}"),
+    ("sizes (settled)", "view_sizes_settled", "{}"),
+    ("identical", "identical_settled", "{:.0%}"),
+    ("all at N-f", "at_target_settled", "{:.0%}"),
+    ("failure events", "failure_events", "{}"),
+    ("view changes", "view_changes_max", "{}"),
+    ("dgrams/m/s", "datagrams_per_member_s", "{:.2f}"),
+    ("msgs/m/s", "messages_per_member_s", "{:.2f}"),
+    ("bytes/m/s", "bytes_per_member_s", "{:.0f}"),
+    ("wall (s)", "wall_s", "{:.1f}"),
+)
+
+
+def flappers_for(nodes: int, count: int) -> list[int]:
+    """`count` members spread evenly over the cluster (never member 0, the seed)."""
+    return [(k + 1) * nodes // (count + 1) for k in range(count)]
+
+
+def table(results: list[FlipFlopResult]) -> str:
+    rows = [[fmt.format(getattr(r, field)) for _, field, fmt in _COLUMNS] for r in results]
+    heads = [head for head, _, _ in _COLUMNS]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(heads, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=200)
+    parser.add_argument("--flappers", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=200.0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if not 0 < args.flappers < args.nodes - 1:
+        parser.error("--flappers must leave at least two healthy members")
+    if args.duration > 3600:
+        parser.error("--duration is bounded to 3600 simulated seconds")
+    flappers = flappers_for(args.nodes, args.flappers)
+    results = []
+    for seed in args.seeds:
+        for config in (Config.lan(), Config.stable_views()):
+            results.append(run_flip_flop(
+                config, nodes=args.nodes, flappers=flappers, seed=seed,
+                duration_s=args.duration,
+            ))
+            if not args.json:
+                print(f"  ran {config.membership_mode} seed {seed}: "
+                      f"{results[-1].wall_s:.1f} s", file=sys.stderr)
+    if args.json:
+        print(json.dumps([r.row() for r in results], indent=2))
+        return 0
+    print(f"flip-flop: N = {args.nodes}, flappers {flappers} (20 s without ingress, 20 s "
+          f"with, from t = 20 s), {args.duration:.0f} s simulated, LAN; settled window "
+          f"from t = 80 s")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
