@@ -44,6 +44,7 @@ from swim.ring import Ring
 from swim.runtime.checks import evaluate
 from swim.runtime.health import HealthResult, HealthStatus
 from tests.test_cli_serf import json_at, options_of, swim
+from tests.ticks import ticking
 
 PASSING, WARNING, CRITICAL = HealthStatus.PASSING, HealthStatus.WARNING, HealthStatus.CRITICAL
 
@@ -327,24 +328,14 @@ async def test_a_hanging_http_check_is_critical_and_never_blocks_the_loop() -> N
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         spec = parse_check(f"timeout=0.5,http=http://127.0.0.1:{silent.getsockname()[1]}/")
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await trio.sleep(0.01)
-                ticks += 1
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(ticker)
+        async with ticking() as ticks:
             with trio.fail_after(10):
                 result = await evaluate(make_check(spec, dict), spec.timeout_s)
-            nursery.cancel_scope.cancel()
     assert result.status is CRITICAL
     # The check's own bound or urllib's socket timeout (set to the same), whichever ends
     # first: either way it timed out.
     assert "timed out" in result.note
-    assert ticks >= 10  # the loop kept running meanwhile
+    assert ticks.count >= 10  # the loop kept running meanwhile
 
 
 # ======================================================================= real agents

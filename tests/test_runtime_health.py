@@ -42,6 +42,7 @@ from swim.runtime.health import (
     worst,
 )
 from tests.memory_cluster import MemoryCluster, eventually
+from tests.ticks import ticking
 from transport.memory import MemoryNetwork
 
 PASSING, WARNING, CRITICAL = HealthStatus.PASSING, HealthStatus.WARNING, HealthStatus.CRITICAL
@@ -409,19 +410,11 @@ async def test_a_blocking_check_runs_in_a_thread_and_holds_one_thread_at_most() 
         return PASSING
 
     slot = ThreadSlot()
-    ticks = 0
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await trio.sleep(0.01)
-            ticks += 1
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ticker)
+    async with ticking() as ticks:
         first = await evaluate(blocking_check, 0.2, slot=slot)
         assert first == HealthResult(CRITICAL, "check timed out after 0.2 s")
-        assert ticks >= 5  # the loop kept running while the check blocked
+        assert ticks.count >= 5  # the loop kept running while the check blocked
         second = await evaluate(blocking_check, 0.2, slot=slot)
         assert second == HealthResult(CRITICAL, "the previous run is still going")
         assert len(calls) == 1  # no second thread while the first one hangs
@@ -441,7 +434,6 @@ async def test_a_blocking_check_runs_in_a_thread_and_holds_one_thread_at_most() 
         assert await evaluate(broken, 1.0) == HealthResult(
             CRITICAL, "check raised ZeroDivisionError: division by zero"
         )
-        nursery.cancel_scope.cancel()
 
 
 def test_threaded_node_health_over_loopback() -> None:
