@@ -21,7 +21,8 @@ import math
 import random
 import struct
 from collections.abc import Sequence
-from operator import sub
+from itertools import repeat
+from operator import add, mul, sub
 from typing import Final
 
 import attrs
@@ -103,16 +104,17 @@ class VivaldiClient:
         """Take one RTT sample to member `name` at `other`; returns our new coordinate.
 
         The same arithmetic as Serf's client (Vivaldi update, adjustment window,
-        gravity), written on plain floats and unrolled: it runs for every probe of every
-        member, so each step is computed once (the gap to the other point serves both its
-        length and the direction of the force; the gap to the origin is our vector).
+        gravity) on plain floats: it runs for every probe of every member, so each step
+        is computed once (the gap to the other point serves both its length and the
+        direction of the force; the gap to the origin is our vector), and the vector
+        arithmetic runs in C (`map` over `operator`), in the same order as the loops it
+        replaces, so the results are the same to the last bit.
         """
         # A NaN fails both comparisons, so this also refuses it.
         if not 0.0 <= rtt_s < 10.0 or not other.is_valid():
             self.rejected += 1
             return self.coordinate
-        rtt = self._filtered(name, rtt_s)
-        rtt = max(rtt, _ZERO)
+        rtt = max(self._filtered(name, rtt_s), _ZERO)
         c = self.coordinate
         error, height = c.error, c.height
         vec: Sequence[float] = c.vec
@@ -130,7 +132,7 @@ class VivaldiClient:
         force = CC * weight * (rtt - dist)
         if gap > _ZERO:
             scale = force / gap
-            vec = [x + d * scale for x, d in zip(vec, diff, strict=False)]
+            vec = list(map(add, vec, map(mul, diff, repeat(scale))))
             height = (height + o_height) * force / gap + height
             height = max(height, HEIGHT_MIN_S)
         else:  # the points coincide: push along a random direction
@@ -148,7 +150,7 @@ class VivaldiClient:
         force = -1.0 * (origin_dist / GRAVITY_RHO) ** 2
         if gap > _ZERO:
             scale = force / gap
-            vec = [x + x * scale for x in vec]
+            vec = list(map(add, vec, map(mul, vec, repeat(scale))))
             height = (height + HEIGHT_MIN_S) * force / gap + height
             height = max(height, HEIGHT_MIN_S)
         else:
@@ -161,13 +163,15 @@ class VivaldiClient:
             values = _PACK.unpack(_PACK.pack(*vec, error, adjustment, height))
         except (OverflowError, struct.error):
             values = None
-        if values is not None:
-            coord = Coordinate(
+        # The checks of `Coordinate.is_valid`, on the values before they are wrapped.
+        if (
+            values is not None and math.isfinite(sum(values))
+            and values[DIMENSIONS] >= 0 and values[DIMENSIONS + 2] >= 0
+        ):
+            self.coordinate = Coordinate(
                 values[:DIMENSIONS], values[DIMENSIONS], values[DIMENSIONS + 1],
                 values[DIMENSIONS + 2],
             )
-            if coord.is_valid():
-                self.coordinate = coord
         self.updates += 1
         return self.coordinate
 
