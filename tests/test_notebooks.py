@@ -71,6 +71,34 @@ def test_every_notebook_has_checks() -> None:
     assert sorted(p.stem for p in NOTEBOOKS) == sorted(CHECKS)
 
 
+def _cell(tags: list[str], outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    metadata = {"tags": tags, "execution": {"iopub.execute_input": "2026-12-01T00:00:00Z"}}
+    return {"cell_type": "code", "metadata": metadata, "source": "", "outputs": outputs,
+            "execution_count": None}
+
+
+def test_runner_finds_local_paths_figures_and_the_summary() -> None:
+    png = {"output_type": "display_data", "metadata": {}, "data": {"image/png": "iVB/tmp/x"}}
+    warning = {"output_type": "stream", "name": "stderr", "text": "see /home/someone/x.log"}
+    result = {"output_type": "display_data", "metadata": {},
+              "data": {"application/json": {"scale": "ci"}}}
+    plot, run, empty = _cell(["figure"], [png]), _cell([], [warning, result]), _cell([], [])
+    # nbformat ships py.typed but leaves from_dict() unannotated.
+    notebook = nbformat.from_dict(  # type: ignore[no-untyped-call]
+        {"cells": [plot, run, empty], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    # A path inside an image's base64 is no path; one in a warning is.
+    (found,) = notebook_runner.machine_paths(notebook)
+    assert found.startswith("/home/someone/x.log")
+    assert notebook_runner.figure_cells(notebook) == [notebook.cells[0]]
+    assert [notebook_runner.has_image(c) for c in notebook.cells] == [True, False, False]
+    assert notebook_runner.summary(notebook) == {"scale": "ci"}
+    notebook_runner.scrub(notebook)
+    assert all("execution" not in c.metadata for c in notebook.cells)
+    notebook.cells = notebook.cells[2:]
+    with pytest.raises(LookupError):
+        notebook_runner.summary(notebook)
+
+
 def _assert_reproduced(path: pathlib.Path, notebook: Any, scale: str) -> None:
     """Every figure cell rendered a PNG, the summary is at `scale` and passes the
     notebook's checks, and no output names a path on this machine."""
