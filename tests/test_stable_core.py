@@ -6,7 +6,8 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from swim.core import Config, Core, MemberFailed, MemberJoined, MemberSuspected
+from swim.agent import output
+from swim.core import Config, Core, MemberFailed, MemberJoined, MemberStatus, MemberSuspected
 from swim.core.events import ViewChanged
 from tests.router import Router, addr_of, name_of
 
@@ -78,6 +79,11 @@ def test_two_crashes_are_removed_in_one_view_change(seed: int) -> None:
         assert set(changes[0].removed) == gone and changes[0].joined == ()
         assert router.events_of(c.name, MemberFailed) == []
         assert router.events_of(c.name, MemberSuspected) == []
+        # Read-outs show the view's statuses (SWIM's table alone never suspected them).
+        statuses = {m.name: m.status for m in c.members()}
+        assert {n for n, st in statuses.items() if st == MemberStatus.DEAD} == gone
+        assert c.member(cores[3].name) is not None
+        assert c.member(cores[3].name).status == MemberStatus.DEAD  # type: ignore[union-attr]
 
 
 def test_a_graceful_leave_is_one_view_change() -> None:
@@ -144,3 +150,14 @@ def test_stable_parameters_are_checked_when_the_config_is_built() -> None:
         Config.stable_views(h=11)
     with pytest.raises(ValueError, match="membership_mode"):
         attrs.evolve(Config.lan(), membership_mode="rapid")
+
+
+def test_the_agent_prints_one_record_per_view_change() -> None:
+    event = ViewChanged(config_id=7, epoch=3, members=("a", "c"), joined=("c",),
+                        removed=("b",), at=1.0)
+    record = output.event_record(event, ts=0.0)
+    assert record == {"ts": 0.0, "event": "view", "member": None, "epoch": 3,
+                      "config_id": 7, "size": 2, "joined": ["c"], "removed": ["b"]}
+    line = output.human_line(record)
+    assert "view" in line and "epoch 3: 2 members" in line
+    assert line.endswith("joined=c removed=b")

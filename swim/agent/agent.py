@@ -71,6 +71,8 @@ class AgentOptions:
     advertise: Address | None = None
     join: tuple[Address, ...] = ()
     profile: str = "lan"
+    #: ``--mode``: "swim" (SWIM + Lifeguard) or "stable" (stable views on the profile).
+    mode: str = "swim"
     tags: Mapping[str, str] = attrs.field(factory=dict)
     rpc: Address = rpc.DEFAULT_RPC
     metrics: Address | None = None

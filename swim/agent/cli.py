@@ -16,6 +16,7 @@ from typing import Any
 from swim.agent import client, settings
 from swim.agent.handlers import EVENT_TYPES
 from swim.agent.settings import (
+    MODES,
     PROFILES,
     address_arg,
     bind_arg,
@@ -125,6 +126,11 @@ def _add_agent(sub: Any) -> None:
     p.add_argument(
         "--profile", choices=PROFILES,
         help="timing profile, as memberlist's configs (default lan)",
+    )
+    p.add_argument(
+        "--mode", choices=MODES,
+        help="membership mode: swim (SWIM + Lifeguard, the default) or stable (stable "
+        "views: K observers per member, one view change per cut, on the profile's timing)",
     )
     p.add_argument(
         "--tag", type=tag_arg, action="append", metavar="KEY=VALUE",

@@ -35,6 +35,7 @@ from swim.core.events import (
     QueryReceived,
     UserBroadcastReceived,
     UserMessageReceived,
+    ViewChanged,
 )
 from swim.core.messages import Address, MemberState, MemberStatus
 from swim.core.tags import tags_match
@@ -177,6 +178,18 @@ def event_record(
             "id": event.id,
             **_payload_fields(event.payload),
         }
+    if isinstance(event, ViewChanged):
+        # Stable-view mode: one record per view change, carrying the whole cut.
+        return {
+            "ts": now,
+            "event": "view",
+            "member": None,
+            "epoch": event.epoch,
+            "config_id": event.config_id,
+            "size": len(event.members),
+            "joined": list(event.joined),
+            "removed": list(event.removed),
+        }
     if isinstance(event, UserMessageReceived):
         return {
             "ts": now,
@@ -226,6 +239,12 @@ def human_line(record: Mapping[str, Any]) -> str:
         parts.append(f"event {name!r}: {payload}" if name is not None else f"broadcast: {payload}")
     elif kind == "message":
         parts.append(f"message: {record.get('payload')}")
+    elif kind == "view":
+        parts[2] = f"epoch {record.get('epoch')}: {record.get('size')} members"
+        for what in ("joined", "removed"):
+            names = record.get(what) or []
+            if names:
+                parts.append(f"{what}={','.join(names)}")
     elif kind == "query":
         payload = record.get("payload")
         if payload is None:

@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from swim.agent.agent import AgentOptions
 
 PROFILES = ("lan", "wan", "local")
+#: Membership modes (``--mode``): SWIM + Lifeguard, or stable views (`Config.stable_views`).
+MODES = ("swim", "stable")
 #: Queries named so are the runtime's own (key commands).
 RESERVED_QUERY_PREFIX = "_swim_"
 #: Largest static answer (Serf's default, `Config.query_response_size_limit`).
@@ -133,6 +135,12 @@ def name_arg(text: str) -> str:
 def profile_arg(text: str) -> str:
     if text not in PROFILES:
         raise argparse.ArgumentTypeError(f"a profile is one of {', '.join(PROFILES)}, got {text!r}")
+    return text
+
+
+def mode_arg(text: str) -> str:
+    if text not in MODES:
+        raise argparse.ArgumentTypeError(f"a mode is one of {', '.join(MODES)}, got {text!r}")
     return text
 
 
@@ -263,6 +271,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("advertise", "--advertise", "text", address_arg),
     Setting("join", "--join", "list", address_arg),
     Setting("profile", "--profile", "text", profile_arg),
+    Setting("mode", "--mode", "text", mode_arg),
     Setting("tags", "--tag", "table", tag_pair),
     Setting("rpc", "--rpc", "text", rpc_arg),
     Setting("rpc_auth", "--rpc-auth", "text", token_arg),
@@ -433,6 +442,7 @@ def agent_options(settings: Mapping[str, Any]) -> AgentOptions:
         advertise=None if advertise is None else _resolved("--advertise", advertise),
         join=tuple(_resolved("--join", addr) for addr in settings.get("join", ())),
         profile=settings.get("profile", "lan"),
+        mode=settings.get("mode", "swim"),
         tags=dict(settings.get("tags", {})),
         rpc=rpc,
         metrics=None if metrics is None else _resolved("--metrics", metrics),

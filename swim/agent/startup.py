@@ -74,6 +74,8 @@ def security_config(options: AgentOptions) -> SecurityConfig:
 
 async def _start(options: AgentOptions, out: TextIO, err: TextIO) -> int:
     config = Config.profile(options.profile)
+    if options.mode == "stable":
+        config = Config.stable_views(config)
     security = security_config(options)
     if options.advertise is None and ipaddress.ip_address(options.bind[0]).is_unspecified:
         raise StartupError(

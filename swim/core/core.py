@@ -470,19 +470,27 @@ class Core(ExchangeRules):
             self._dis.take_datagrams(),
             self._exchange.take_streams(),
             events,
-            self._deadline(),
+            self._deadline(leaving),
             leaving and (self._leave_expired or self.leave_complete),
         )
 
     # ================================================================= read-outs
 
     def members(self) -> list[MemberState]:
-        """Every member this member knows, itself included (dead ones until reaped)."""
-        return self._membership.states()
+        """Every member this member knows, itself included (dead ones until reaped).
+
+        In the stable-view mode the statuses are the view's: alive in the current
+        configuration, dead outside it (left, if it left)."""
+        states = self._membership.states()
+        stable = self._stable
+        return states if stable is None else [stable.project(m) for m in states]
 
     def member(self, name: str) -> MemberState | None:
-        """One member's state, or None if unknown."""
-        return self._membership.get(name)
+        """One member's state, or None if unknown (with the view's status in the
+        stable-view mode, as `members`)."""
+        state = self._membership.get(name)
+        stable = self._stable
+        return state if stable is None or state is None else stable.project(state)
 
     @property
     def membership(self) -> Membership:
@@ -542,15 +550,16 @@ class Core(ExchangeRules):
             stats.malformed += 1
             return None
 
-    def _deadline(self) -> float:
+    def _deadline(self, leaving: bool) -> float:
         # Every driver asks after every input, so this is kept lean: config switches
-        # are read once at construction (`_push_pull_on`, `_gossip_on`...).
+        # are read once at construction (`_push_pull_on`, `_gossip_on`...), and each
+        # test reads a plain attribute before anything that costs a call.
         membership = self._membership
         when = self._prober.deadline()
-        if not membership.leaving:
+        if not leaving:
             if self._push_pull_on and self._push_pull_at < when:
                 when = self._push_pull_at
-            if self._reconnect_on and membership.tombstone_count and self._reconnect_at < when:
+            if self._reconnect_on and self._reconnect_at < when and membership.tombstone_count:
                 when = self._reconnect_at
         elif not self._leave_expired and self._leave_deadline < when:
             when = self._leave_deadline

@@ -173,6 +173,19 @@ class StableViews:
         """True if this member is in its own current view."""
         return self._conf is not None and self.name in self._conf
 
+    def project(self, state: MemberState) -> MemberState:
+        """`state` with the view's status: alive in the current configuration (and
+        ourselves, always), dead outside it, left if it left."""
+        conf = self._conf
+        name = state.name
+        if name == self.name or (conf is not None and name in conf):
+            status = MemberStatus.ALIVE
+        elif state.status == MemberStatus.LEFT:
+            return state
+        else:
+            status = MemberStatus.DEAD
+        return state if state.status == status else attrs.evolve(state, status=status)
+
     def keep_event(self, event: Event) -> bool:
         """False for SWIM's per-member events, which this mode replaces."""
         return not isinstance(event, _SWIM_EVENTS)
