@@ -12,7 +12,7 @@ items for one packet costs time proportional to the items examined, not to the q
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Final
 
 import attrs
@@ -46,6 +46,12 @@ class BroadcastQueue:
 
     def __len__(self) -> int:
         return len(self._by_key)
+
+    @property
+    def keyed(self) -> Mapping[Hashable, Broadcast]:
+        """The queued items by key: the same object for the queue's lifetime, so an
+        owner may keep it and test it for emptiness without a call."""
+        return self._by_key
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._by_key

@@ -10,7 +10,7 @@ instant come out in the order they were pushed and keys are never compared.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -43,12 +43,19 @@ class DeadlineHeap(Generic[K]):
             heapq.heappop(heap)
         return None
 
-    def pop_due(self, now: float, live: Callable[[float, K], bool]) -> Iterator[tuple[float, K]]:
+    def pop_due(self, now: float, live: Callable[[float, K], bool]) -> Iterable[tuple[float, K]]:
         """Remove and yield every live ``(when, key)`` due at or before `now`, in order.
 
         Liveness is checked as each entry is reached, so handling one entry may make a
-        later one stale.
+        later one stale. Nothing due (the common case: every timer call asks every
+        heap) costs one call and no generator.
         """
+        heap = self._heap
+        if not heap or heap[0][0] > now:
+            return ()
+        return self._pop_due(now, live)
+
+    def _pop_due(self, now: float, live: Callable[[float, K], bool]) -> Iterator[tuple[float, K]]:
         heap = self._heap
         while heap and heap[0][0] <= now:
             when, _, key = heapq.heappop(heap)

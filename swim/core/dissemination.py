@@ -19,7 +19,7 @@ from collections.abc import Hashable, Iterable
 from typing import Final
 
 from swim.core.broadcasts import BroadcastQueue, SeenIds
-from swim.core.codec import DATAGRAM_OVERHEAD, assemble, encode_message, message_kind
+from swim.core.codec import DATAGRAM_OVERHEAD, KIND_NAMES, assemble, encode_message
 from swim.core.config import Config
 from swim.core.effects import News
 from swim.core.events import UserBroadcastReceived
@@ -37,6 +37,9 @@ class Dissemination:
         self._stats = stats
         self._news = BroadcastQueue()
         self._user_news = BroadcastQueue()
+        # Their item maps, for `has_news` (asked after every input).
+        self._news_keyed = self._news.keyed
+        self._user_keyed = self._user_news.keyed
         self._seen_user = SeenIds(config.user_broadcast_memory)
         self._recent_user: collections.deque[UserBroadcast] = collections.deque(
             maxlen=config.user_broadcast_replay
@@ -81,7 +84,7 @@ class Dissemination:
     @property
     def has_news(self) -> bool:
         """True if anything (membership news or user broadcasts) waits to be sent."""
-        return bool(len(self._news) or len(self._user_news))
+        return bool(self._news_keyed or self._user_keyed)
 
     @property
     def queued_news(self) -> int:
@@ -182,7 +185,8 @@ class Dissemination:
         stats.datagrams_out += 1
         stats.bytes_out += len(data)
         counter = stats.messages_out
+        kind_names = KIND_NAMES  # message_kind, without a call per message
         for msg in messages:
-            counter[message_kind(msg)] += 1
-        stats.bytes_out_by_kind[message_kind(messages[0])] += len(data)
+            counter[kind_names[type(msg)]] += 1
+        stats.bytes_out_by_kind[kind_names[type(messages[0])]] += len(data)
         self._outbox.append(Datagram(addr, data, tuple(messages)))

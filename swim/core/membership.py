@@ -128,7 +128,9 @@ class Membership(Roster):
     _deadlines: DeadlineHeap[str] = attrs.field(factory=DeadlineHeap)
     #: Dead or left members and when they became so, oldest first.
     _gone_since: dict[str, float] = attrs.field(factory=dict)
-    _leaving: bool = False
+    #: True once we announced our departure (a plain attribute: the core reads it after
+    #: every input).
+    leaving: bool = attrs.field(default=False, init=False)
     #: Failed members reaped from the table, for reconnection: name -> (state, reaped at).
     _tombstones: dict[str, tuple[MemberState, float]] = attrs.field(factory=dict)
     _noticed_at: dict[str, float] = attrs.field(factory=dict)
@@ -264,7 +266,7 @@ class Membership(Roster):
 
     def leave(self) -> Effects:
         """Announce our own departure: ``Dead(self, inc, accuser=self)``."""
-        self._leaving = True
+        self.leaving = True
         me = attrs.evolve(self.local, status=LEFT)
         self._members[self._local_name] = me
         self._gossip(Dead(me.name, me.incarnation, me.name))
@@ -283,8 +285,11 @@ class Membership(Roster):
 
     def next_deadline(self) -> float:
         """The earliest suspicion deadline or reap time (inf if none)."""
-        best = self._deadlines.earliest(self._deadline_live)
-        when = _INF if best is None else best
+        when = _INF
+        if self._suspicions:  # without suspicions every deadline entry is stale
+            best = self._deadlines.earliest(self._deadline_live)
+            if best is not None:
+                when = best
         if self._gone_since:
             reap_at = next(iter(self._gone_since.values())) + self.config.gossip_to_the_dead_s
             when = min(when, reap_at)
@@ -464,7 +469,7 @@ class Membership(Roster):
     def _accused(self, incarnation: int) -> None:
         """Someone suspects us or holds us dead at `incarnation`."""
         me = self.local
-        if self._leaving:
+        if self.leaving:
             return
         if incarnation < me.incarnation:
             # An accusation we already refuted: its sender missed the refutation
@@ -488,7 +493,7 @@ class Membership(Roster):
 
     def _alive_about_self(self, news: MemberState, now: float) -> None:
         me = self.local
-        if self._leaving:
+        if self.leaving:
             return
         if news.incarnation < me.incarnation:
             # Its sender holds an older view of us (or asks us to verify a jump it

@@ -96,7 +96,7 @@ class Prober:
         probe = self.probe
         if probe is not None:
             when = min(when, probe.end_at if probe.indirect_sent else probe.timeout_at)
-        if self._relay_timers:
+        if self._relays:  # without relays every relay timer is stale
             relay_at = self._relay_timers.earliest(self._relay_live)
             if relay_at is not None and relay_at < when:
                 when = relay_at

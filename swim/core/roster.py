@@ -34,7 +34,7 @@ class Roster:
     _probe_index: int
     _suspicions: dict[str, Suspicion]
     _gone_since: dict[str, float]
-    _leaving: bool
+    leaving: bool
     _tombstones: dict[str, tuple[MemberState, float]]
 
     # ----------------------------------------------------------------------------- views
@@ -43,11 +43,6 @@ class Roster:
     def local(self) -> MemberState:
         """The local member's own state."""
         return self._members[self._local_name]
-
-    @property
-    def leaving(self) -> bool:
-        """True once we announced our departure."""
-        return self._leaving
 
     def count(self) -> int:
         """n for the protocol's formulas: every member in the table, the local one too."""
