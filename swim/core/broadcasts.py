@@ -13,6 +13,7 @@ items for one packet costs time proportional to the items examined, not to the q
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from itertools import compress
 from typing import Final
 
 import attrs
@@ -97,10 +98,10 @@ class BroadcastQueue:
         used = 0
         scanned = 0
         taken: list[tuple[int, list[Broadcast]]] = []
-        for tier_index in range(min(limit, len(self._tiers))):
-            tier = self._tiers[tier_index]
-            if not tier:
-                continue
+        # Only the tiers holding items, picked in C (most of the `limit` tiers are empty
+        # in a quiet cluster); the scan does not change them, promotion comes after.
+        tiers = self._tiers[:limit]
+        for tier_index, tier in compress(enumerate(tiers), tiers):
             chosen: list[Broadcast] = []
             for item in reversed(tier.values()):
                 scanned += 1

@@ -11,12 +11,12 @@ from swim.core.events import Event
 from swim.core.messages import Address, Message
 
 
-@attrs.frozen(slots=True)
-class Datagram:
+class Datagram(NamedTuple):
     """One datagram for `addr`: the encoded bytes and the messages they carry.
 
     Drivers send `data`. A simulator may hand `messages` straight to the receiving core
-    (object mode) and account `len(data)` bytes; both must give the same trace.
+    (object mode) and account `len(data)` bytes; both must give the same trace. A named
+    tuple rather than an attrs value, like `Output`: one is made for every datagram.
     """
 
     addr: Address
