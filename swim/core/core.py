@@ -460,15 +460,29 @@ class Core(ExchangeRules):
 
     def poll(self) -> Output:
         """Everything queued for the driver since the last call, and the next deadline."""
+        # Each list is handed over and replaced (a fresh empty one if it is empty), so
+        # what the driver holds never changes under it.
         events = self._events
         if events:
             self._events = []
         else:
             events = []
+        dis = self._dis
+        datagrams = dis.outbox
+        if datagrams:
+            dis.outbox = []
+        else:
+            datagrams = []
+        exchange = self._exchange
+        streams = exchange.outbox
+        if streams:
+            exchange.outbox = []
+        else:
+            streams = []
         leaving = self._membership.leaving
         return Output(
-            self._dis.take_datagrams(),
-            self._exchange.take_streams(),
+            datagrams,
+            streams,
             events,
             self._deadline(leaving),
             leaving and (self._leave_expired or self.leave_complete),
@@ -651,7 +665,7 @@ class Core(ExchangeRules):
         kind_names = KIND_NAMES
         carry_out = self._carry_out
         self._owe_alive = False
-        mark = self._dis.mark()
+        mark = len(self._dis.outbox)  # Dissemination.mark, without the call
         for msg in messages:
             counter[kind_names[type(msg)]] += 1
             match msg:

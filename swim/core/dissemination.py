@@ -44,7 +44,8 @@ class Dissemination:
         self._recent_user: collections.deque[UserBroadcast] = collections.deque(
             maxlen=config.user_broadcast_replay
         )
-        self._outbox: list[Datagram] = []
+        #: Datagrams queued since the core's last `poll`, which drains this list.
+        self.outbox: list[Datagram] = []
         #: n, the cluster size the retransmit limits are computed for (set by the core).
         self.cluster_size = 1
         self._limit_n = -1
@@ -139,17 +140,11 @@ class Dissemination:
 
     def mark(self) -> int:
         """A position in the outbox, for `sent_since`."""
-        return len(self._outbox)
+        return len(self.outbox)
 
     def sent_since(self, mark: int, addr: Address, msg: Message) -> bool:
         """True if a datagram queued since `mark` for `addr` carries `msg`."""
-        return any(d.addr == addr and msg in d.messages for d in self._outbox[mark:])
-
-    def take_datagrams(self) -> list[Datagram]:
-        """The datagrams queued since the last call."""
-        out = self._outbox
-        self._outbox = []
-        return out
+        return any(d.addr == addr and msg in d.messages for d in self.outbox[mark:])
 
     # ----------------------------------------------------------------------- internals
 
@@ -189,4 +184,4 @@ class Dissemination:
         for msg in messages:
             counter[kind_names[type(msg)]] += 1
         stats.bytes_out_by_kind[kind_names[type(messages[0])]] += len(data)
-        self._outbox.append(Datagram(addr, data, tuple(messages)))
+        self.outbox.append(Datagram(addr, data, tuple(messages)))

@@ -59,7 +59,8 @@ class Exchange:
         self._pending: dict[int, PendingStream] = {}
         self._timeouts: DeadlineHeap[int] = DeadlineHeap()
         self._stream_id = 0
-        self._outbox: list[StreamRequest] = []
+        #: Streams asked for since the core's last `poll`, which drains this list.
+        self.outbox: list[StreamRequest] = []
         # Join rounds: the seeds, the round's outstanding streams, the backoff.
         self._seeds: list[Address] = []
         self._join_ids: set[int] = set()
@@ -85,7 +86,7 @@ class Exchange:
         deadline = now + self.config.tcp_timeout_s
         self._pending[sid] = PendingStream(sid, kind, addr, seq, deadline)
         self._timeouts.push(deadline, sid)
-        self._outbox.append(StreamRequest(sid, kind, addr, data, tuple(messages)))
+        self.outbox.append(StreamRequest(sid, kind, addr, data, tuple(messages)))
         return sid
 
     def complete(self, stream_id: int) -> PendingStream | None:
@@ -118,12 +119,6 @@ class Exchange:
         when = self._timeouts.earliest(self._timeout_live)
         best = _INF if when is None else when
         return min(best, self.join_retry_at)
-
-    def take_streams(self) -> list[StreamRequest]:
-        """The streams asked for since the last call."""
-        out = self._outbox
-        self._outbox = []
-        return out
 
     # ------------------------------------------------------------------------- joins
 
