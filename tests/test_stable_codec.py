@@ -35,7 +35,7 @@ def syncs(draw: st.DrawFn) -> ViewSync:
 stable_messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(StableAlert, ids, names, names, st.booleans(),
               st.lists(st.integers(0, 63), max_size=10).map(tuple)),
-    st.builds(StableVote, ids, names, cuts),
+    st.builds(StableVote, ids, cuts, st.binary(max_size=40)),
     st.builds(ViewDigest, ids, ids, ids),
     syncs(),
 )
@@ -49,7 +49,7 @@ def test_round_trip(messages: list[Message]) -> None:
 
 def test_kind_names() -> None:
     assert message_kind(ViewDigest(1, 1)) == "view_digest"
-    assert message_kind(StableVote(1, "a", ())) == "stable_vote"
+    assert message_kind(StableVote(1, (), b"")) == "stable_vote"
 
 
 def frame(*items: object) -> bytes:
@@ -62,10 +62,11 @@ def frame(*items: object) -> bytes:
     frame(14, 1, "a", "b", 0, [0]),                  # up must be a boolean
     frame(14, -1, "a", "b", False, [0]),             # negative configuration id
     frame(14, 1, "", "b", False, [0]),               # empty observer
-    frame(15, 1, "a", [["c", True], ["b", False]]),   # cut not sorted
-    frame(15, 1, "a", [["b", True], ["b", False]]),   # a member twice
-    frame(15, 1, "a", [["b"]]),                       # not a pair
-    frame(15, 1, "a", [["b", True]] * 300),           # too many entries
+    frame(15, 1, [["c", True], ["b", False]], b""),   # cut not sorted
+    frame(15, 1, [["b", True], ["b", False]], b""),   # a member twice
+    frame(15, 1, [["b"]], b""),                       # not a pair
+    frame(15, 1, [["b", True]] * 300, b""),           # too many entries
+    frame(15, 1, [["b", True]], "voters"),            # the bitmap is bytes
     frame(16, 1, 1),                                  # wrong arity
     frame(17, 1, 1, 2, 2, ["a"]),                     # part past the parts
     frame(17, 1, 1, 0, 2000, ["a"]),                  # too many parts

@@ -96,10 +96,11 @@ MESSAGES: list[tuple[str, Message, str]] = [
     # 0e kind alert | 05 config id | 6161 "a" | 6162 "b" | f4 down | 82 00 03 rings 0, 3
     ("stable-alert", StableAlert(config_id=5, observer="a", subject="b", up=False,
                                  rings=(0, 3)), "86 0e 05 6161 6162 f4 82 00 03"),
-    # [15, config id, voter, [[name, up], ...]]: 84 | 0f kind vote | 05 | 6161 "a" |
-    # 82 two entries: 82 6162 f4 ("b" leaves), 82 6163 f5 ("c" joins)
-    ("stable-vote", StableVote(config_id=5, voter="a", cut=(("b", False), ("c", True))),
-     "84 0f 05 6161 82 82 6162 f4 82 6163 f5"),
+    # [15, config id, [[name, up], ...], voters]: 84 | 0f kind vote | 05 |
+    # 82 two entries: 82 6162 f4 ("b" leaves), 82 6163 f5 ("c" joins) |
+    # 41 05 bitmap(1): members 0 and 2 of the configuration voted for it
+    ("stable-vote", StableVote(config_id=5, cut=(("b", False), ("c", True)), voters=b"\x05"),
+     "84 0f 05 82 82 6162 f4 82 6163 f5 41 05"),
     # [16, config id, epoch, evidence]: 84 | 10 kind digest | 05 | 02 | 07 alerts + votes
     ("view-digest", ViewDigest(config_id=5, epoch=2, evidence=7), "84 10 05 02 07"),
     # [17, config id, epoch, part, parts, [name, ...]]: 86 | 11 kind sync | 05 | 02 |

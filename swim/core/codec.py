@@ -105,6 +105,8 @@ KIND_VIEW_SYNC: Final = 17
 #: Stable views: most ring numbers in one alert, (name, up) entries in one vote's cut,
 #: names in one view-sync part, and parts of one configuration.
 MAX_ALERT_RINGS: Final = 64
+#: Largest voter bitmap: one bit per member of a table at its largest.
+MAX_VOTER_BYTES: Final = 250_000 // 8 + 1
 MAX_SYNC_NAMES: Final = 1024
 MAX_SYNC_PARTS: Final = 1024
 #: Most names or tag patterns in a query's filters.
@@ -203,8 +205,8 @@ def _message_items(msg: Message) -> list[Any]:
             return [KIND_RELAY, _pack_host(host), port, _message_items(response)]
         case StableAlert(config_id, observer, subject, up, rings):
             return [KIND_STABLE_ALERT, config_id, observer, subject, up, list(rings)]
-        case StableVote(config_id, voter, cut):
-            return [KIND_STABLE_VOTE, config_id, voter, [[name, up] for name, up in cut]]
+        case StableVote(config_id, cut, voters):
+            return [KIND_STABLE_VOTE, config_id, [[name, up] for name, up in cut], voters]
         case ViewDigest(config_id, epoch, evidence):
             return [KIND_VIEW_DIGEST, config_id, epoch, evidence]
         case ViewSync(config_id, epoch, part, parts, names):
@@ -498,15 +500,15 @@ def _stable(kind: int, items: list[Any]) -> Message:
         )
     if kind == KIND_STABLE_VOTE and n == 4:
         cut = []
-        for entry in _bounded_list(items[3], MAX_CUT_ENTRIES, "cut"):
+        for entry in _bounded_list(items[2], MAX_CUT_ENTRIES, "cut"):
             if type(entry) is not list or len(entry) != 2:
                 _bad("a cut entry is a [name, up] pair")
             cut.append((_name(entry[0], "cut member"), _bool(entry[1], "up")))
         if cut != sorted(cut) or len({name for name, _ in cut}) != len(cut):
             _bad("a cut names each member once, sorted")
         return StableVote(
-            _int(items[1], MAX_INCARNATION, "configuration id"), _name(items[2], "voter"),
-            tuple(cut),
+            _int(items[1], MAX_INCARNATION, "configuration id"), tuple(cut),
+            _bytes(items[3], MAX_VOTER_BYTES, "voters"),
         )
     if kind == KIND_VIEW_DIGEST and n == 4:
         return ViewDigest(

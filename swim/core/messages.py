@@ -217,12 +217,15 @@ class StableAlert:
 
 @attrs.frozen(slots=True)
 class StableVote:
-    """Stable views: `voter`'s one vote in `config_id`, for `cut` (``(name, up)`` pairs
-    sorted by name: True joins, False leaves)."""
+    """Stable views: votes in `config_id` for `cut` (``(name, up)`` pairs sorted by
+    name: True joins, False leaves). `voters` is a bitmap over the configuration's
+    sorted members (bit ``i`` of byte ``i // 8``, least significant first): the
+    members whose vote for this cut the sender has counted, its own included, so one
+    message carries many votes."""
 
     config_id: int
-    voter: str
     cut: tuple[tuple[str, bool], ...]
+    voters: bytes
 
 
 @attrs.frozen(slots=True)

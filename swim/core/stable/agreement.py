@@ -91,6 +91,10 @@ class Agreement:
         """Every vote heard, as (voter, cut), sorted by voter."""
         return sorted(self._votes.items())
 
+    def cuts(self) -> list[Cut]:
+        """Every cut voted for, sorted."""
+        return sorted(self._tally)
+
     def vote_of(self, voter: str) -> Cut | None:
         """The cut `voter` voted for, if we heard its vote."""
         return self._votes.get(voter)

@@ -14,8 +14,12 @@ Theory of operation (Rapid, Suresh et al., ATC 2018, on SWIM's machinery):
    irrevocable for the configuration. Every member relays alerts it hears for the
    first time, with the membership news (piggybacked and batched, transmit-limited).
 3. Cut detection and votes. Every alert goes to the member's `cut.CutDetector`; when
-   it proposes a cut, the member gossips its one `StableVote`. Votes are relayed the
-   same way and counted by `agreement.Agreement`; a decided cut is applied at once:
+   it proposes a cut, the member votes for it once. Votes are counted by
+   `agreement.Agreement` and gossiped in bundles: a `StableVote` carries a cut and a
+   bitmap of every voter for it the sender has counted, and a member that learns new
+   voters for a cut queues its own bundle for that cut again (replacing the queued
+   one), so a thousand votes spread as a few hundred-byte messages rather than a
+   thousand messages relayed by everyone. A decided cut is applied at once:
    the next configuration (same member set, epoch and id everywhere) and ONE
    `ViewChanged` event carrying the whole cut. After a change the member alerts again
    about subjects whose edges are still faulty (alerts do not carry over).
@@ -114,6 +118,8 @@ class StableCounters:
     late_syncs: int = 0
     #: `ViewSync` parts that did not add up or did not match their id.
     bad_syncs: int = 0
+    #: Vote bundles whose bitmap does not fit the configuration.
+    bad_votes: int = 0
     #: Digests of the same epoch with another id (should not happen).
     forked: int = 0
 
@@ -297,8 +303,11 @@ class StableViews:
             # votes: the rest of the way, members that are behind catch up by digest.
             for key in self._queued:
                 self._dis.forget(key)
-        self._queued: list[tuple[str, ...]] = []
+        self._queued: list[tuple[object, ...]] = []
         self._conf = conf
+        self._index: dict[str, int] = {m: i for i, m in enumerate(conf.members)}
+        #: Per cut voted for: the bitmap of the voters counted (see `StableVote`).
+        self._bitmaps: dict[Cut, bytearray] = {}
         self._rings: Rings = rings_of(conf, self._cut_params.k)
         self._detector: CutDetector = CutDetector(
             self._cut_params, self._rings, reinforce_after_s=self.params.reinforce_after_s,
@@ -412,11 +421,52 @@ class StableViews:
         if conf is None or msg.config_id != conf.id:
             self._stale(msg.config_id, addr, now)
             return []
-        if not self._agreement.add(voter=msg.voter, cut=msg.cut, config_id=msg.config_id,
-                                   now=now):
+        members = conf.members
+        if len(msg.voters) != (len(members) + 7) // 8:
+            self.counters.bad_votes += 1
             return []
-        self._gossip(("vote", msg.voter), msg)
+        new = False
+        for byte_index, raw in enumerate(msg.voters):
+            bits = raw
+            while bits:
+                low = bits & -bits
+                bits ^= low
+                i = byte_index * 8 + low.bit_length() - 1
+                if i >= len(members):
+                    self.counters.bad_votes += 1
+                    return []
+                new |= self._count_vote(members[i], msg.cut, now)
+        mine = self._bitmaps.get(msg.cut)
+        if mine is not None and any(a & ~b for a, b in zip(mine, msg.voters, strict=True)):
+            # The sender lacks votes we hold: tell it straight back (a bundle sent only
+            # a few times may otherwise leave it short of the quorum until a digest).
+            self._dis.send_one(addr, self._vote_bundle(msg.cut))
+        if not new:
+            return []
+        self._gossip_votes(msg.cut)
         return self._settle(now)
+
+    def _count_vote(self, voter: str, cut: Cut, now: float) -> bool:
+        """Count one vote; True if it was new (then it joins the cut's bitmap)."""
+        conf = self._conf
+        assert conf is not None
+        if not self._agreement.add(voter=voter, cut=cut, config_id=conf.id, now=now):
+            return False
+        bitmap = self._bitmaps.get(cut)
+        if bitmap is None:
+            bitmap = self._bitmaps[cut] = bytearray((len(conf) + 7) // 8)
+        i = self._index[voter]
+        bitmap[i >> 3] |= 1 << (i & 7)
+        return True
+
+    def _vote_bundle(self, cut: Cut) -> StableVote:
+        """Every vote for `cut` we counted, as one message."""
+        conf = self._conf
+        assert conf is not None
+        return StableVote(conf.id, cut, bytes(self._bitmaps[cut]))
+
+    def _gossip_votes(self, cut: Cut) -> None:
+        self._gossip(("votes", cut), self._vote_bundle(cut))
 
     def _settle(self, now: float) -> list[Event]:
         """Vote if our detector proposes; apply a decided cut (and again, if the
@@ -442,10 +492,10 @@ class StableViews:
         assert conf is not None
         self._voted = True
         self.counters.votes_sent += 1
-        self._agreement.add(voter=self.name, cut=cut, config_id=conf.id, now=now)
-        self._gossip(("vote", self.name), StableVote(conf.id, self.name, cut))
+        if self._count_vote(self.name, cut, now):
+            self._gossip_votes(cut)
 
-    def _gossip(self, key: tuple[str, ...], msg: Message) -> None:
+    def _gossip(self, key: tuple[object, ...], msg: Message) -> None:
         """Queue `msg` with the membership news (keys are tuples: never a name)."""
         self._queued.append(key)
         self._dis.queue_keyed(key, msg)
@@ -509,7 +559,7 @@ class StableViews:
         elif conf is not None:
             evidence = self._evidence()
             if msg.evidence < evidence and self._rate_ok(self._last_sync, addr, now):
-                votes = [StableVote(conf.id, v, cut) for v, cut in self._agreement.votes()]
+                votes = [self._vote_bundle(cut) for cut in self._agreement.cuts()]
                 self.counters.evidence_sent += 1
                 self._send_batched(addr, [*self._alert_log.values(), *votes])
             elif msg.evidence > evidence:
