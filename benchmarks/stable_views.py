@@ -15,6 +15,11 @@ healthy members held, the share of 1-s samples at which all healthy views were
 identical and at which all were exactly N - f; the failure events (SWIM: MemberFailed
 at every member; stable: members removed by ViewChanged at every member); view changes
 per healthy member; and datagrams, messages and bytes sent per member per second.
+
+Then (``--crashes C``, default 10; 0 skips it) C members crash at the same instant
+(`simulations.mass_crash`), per mode and seed: the time until every live member's view
+is exactly the live members, the view changes each live member went through (SWIM has
+none: its views change one failure at a time), and the failure events.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import sys
 
 from simulations.flipflop import FlipFlopResult, run_flip_flop
+from simulations.mass_crash import MassCrashResult, run_mass_crash
 from swim.core import Config
 
 _COLUMNS = (
@@ -48,9 +54,22 @@ def flappers_for(nodes: int, count: int) -> list[int]:
     return [(k + 1) * nodes // (count + 1) for k in range(count)]
 
 
-def table(results: list[FlipFlopResult]) -> str:
-    rows = [[fmt.format(getattr(r, field)) for _, field, fmt in _COLUMNS] for r in results]
-    heads = [head for head, _, _ in _COLUMNS]
+_CRASH_COLUMNS = (
+    ("mode", "mode", "{}"),
+    ("seed", "seed", "{}"),
+    ("all removed (s)", "all_removed_s", "{}"),
+    ("live removed", "live_removed", "{}"),
+    ("view changes (min)", "view_changes_min", "{}"),
+    ("(max)", "view_changes_max", "{}"),
+    ("failure events", "failure_events", "{}"),
+    ("wall (s)", "wall_s", "{:.1f}"),
+)
+
+
+def table(results: list[FlipFlopResult] | list[MassCrashResult],
+          columns: tuple[tuple[str, str, str], ...] = _COLUMNS) -> str:
+    rows = [[fmt.format(getattr(r, field)) for _, field, fmt in columns] for r in results]
+    heads = [head for head, _, _ in columns]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(heads, widths, strict=True))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
@@ -63,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flappers", type=int, default=2)
     parser.add_argument("--duration", type=float, default=200.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--crashes", type=int, default=10)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not 0 < args.flappers < args.nodes - 1:
@@ -80,13 +100,23 @@ def main(argv: list[str] | None = None) -> int:
             if not args.json:
                 print(f"  ran {config.membership_mode} seed {seed}: "
                       f"{results[-1].wall_s:.1f} s", file=sys.stderr)
+    crashes: list[MassCrashResult] = []
+    if args.crashes:
+        for seed in args.seeds:
+            for config in (Config.lan(), Config.stable_views()):
+                crashes.append(run_mass_crash(config, nodes=args.nodes, crashes=args.crashes,
+                                              seed=seed))
     if args.json:
-        print(json.dumps([r.row() for r in results], indent=2))
+        print(json.dumps({"flip_flop": [r.row() for r in results],
+                          "mass_crash": [r.row() for r in crashes]}, indent=2))
         return 0
     print(f"flip-flop: N = {args.nodes}, flappers {flappers} (20 s without ingress, 20 s "
           f"with, from t = 20 s), {args.duration:.0f} s simulated, LAN; settled window "
           f"from t = 80 s")
     print(table(results))
+    if crashes:
+        print(f"\n{args.crashes} simultaneous crashes at t = 10 s, N = {args.nodes}, LAN:")
+        print(table(crashes, _CRASH_COLUMNS))
     return 0
 
 

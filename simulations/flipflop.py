@@ -94,8 +94,9 @@ class FlipFlopResult:
         return attrs.asdict(self)
 
 
-class _Counting(Collector):
-    """The engine's collector, also counting what the flip-flop figures need."""
+class CountingCollector(Collector):
+    """The engine's collector, also counting `MemberFailed` events, members removed by
+    `ViewChanged` events, and view changes per member."""
 
     def __init__(self, names: list[str], *, seed: int, restart_grace_s: float) -> None:
         super().__init__(names, seed=seed, restart_grace_s=restart_grace_s)
@@ -113,8 +114,9 @@ class _Counting(Collector):
         super().on_events(o, events, now)
 
 
-def _view(engine: Engine, coll: Collector, o: int) -> tuple[Hashable, frozenset[int]] | None:
-    """Member `o`'s view key and members (None: no view)."""
+def view_of(engine: Engine, coll: Collector, o: int) -> tuple[Hashable, frozenset[int]] | None:
+    """Member `o`'s view (see the module doc) as (a key equal for equal views, the
+    member indices), or None if it has none (down, or joining in stable mode)."""
     core = engine.core(o)
     if core is None:
         return None
@@ -140,7 +142,7 @@ def run_flip_flop(
     started = time.perf_counter()
     engine = Engine(nodes=nodes, config=config, network=network or NetworkModel.lan(),
                     seed=seed)
-    coll = _Counting(engine.names, seed=seed,
+    coll = CountingCollector(engine.names, seed=seed,
                      restart_grace_s=default_restart_grace_s(config, nodes))
     engine.collector = coll
     engine.bootstrap(range(nodes))
@@ -160,7 +162,7 @@ def run_flip_flop(
         views: dict[Hashable, frozenset[int]] = {}
         keys: list[Hashable | None] = []
         for o in healthy:
-            view = _view(engine, coll, o)
+            view = view_of(engine, coll, o)
             if view is None:
                 keys.append(None)
                 continue
