@@ -20,6 +20,10 @@ Then (``--crashes C``, default 10; 0 skips it) C members crash at the same insta
 (`simulations.mass_crash`), per mode and seed: the time until every live member's view
 is exactly the live members, the view changes each live member went through (SWIM has
 none: its views change one failure at a time), and the failure events.
+
+With ``--lossy P`` (off by default) the f members instead lose a share P of every
+datagram to and from them from t = 20 s on (Rapid's 80 % loss on 1 % of members:
+``--lossy 0.8``), measured as the flip-flop is.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import argparse
 import json
 import sys
 
-from simulations.flipflop import FlipFlopResult, run_flip_flop
+from simulations.flipflop import FlipFlopResult, LossyMembers, run_flip_flop
 from simulations.mass_crash import MassCrashResult, run_mass_crash
 from swim.core import Config
 
@@ -83,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=200.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--crashes", type=int, default=10)
+    parser.add_argument("--lossy", type=float, default=0.0,
+                        help="also run the f members at this loss (0 < P <= 1)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not 0 < args.flappers < args.nodes - 1:
@@ -100,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
             if not args.json:
                 print(f"  ran {config.membership_mode} seed {seed}: "
                       f"{results[-1].wall_s:.1f} s", file=sys.stderr)
+    lossy: list[FlipFlopResult] = []
+    if args.lossy:
+        fault = LossyMembers(members=tuple(flappers), at=20.0, loss=args.lossy)
+        for seed in args.seeds:
+            for config in (Config.lan(), Config.stable_views()):
+                lossy.append(run_flip_flop(config, nodes=args.nodes, flappers=flappers,
+                                           seed=seed, duration_s=args.duration, fault=fault))
     crashes: list[MassCrashResult] = []
     if args.crashes:
         for seed in args.seeds:
@@ -108,12 +121,16 @@ def main(argv: list[str] | None = None) -> int:
                                               seed=seed))
     if args.json:
         print(json.dumps({"flip_flop": [r.row() for r in results],
+                          "lossy": [r.row() for r in lossy],
                           "mass_crash": [r.row() for r in crashes]}, indent=2))
         return 0
     print(f"flip-flop: N = {args.nodes}, flappers {flappers} (20 s without ingress, 20 s "
           f"with, from t = 20 s), {args.duration:.0f} s simulated, LAN; settled window "
           f"from t = 80 s")
     print(table(results))
+    if lossy:
+        print(f"\n{args.lossy:.0%} loss to and from {flappers} from t = 20 s:")
+        print(table(lossy))
     if crashes:
         print(f"\n{args.crashes} simultaneous crashes at t = 10 s, N = {args.nodes}, LAN:")
         print(table(crashes, _CRASH_COLUMNS))
