@@ -276,10 +276,14 @@ class Node:
         self._cm: AbstractAsyncContextManager[Node] | None = None
         self._entered = False
         self._stopped = False
-        # The pump's state: dirty means "some input may have produced output or moved
-        # the deadline"; the scope is the pump's current sleep, cancelled to wake it.
+        # The pump's state: dirty means "an application input may have produced output
+        # or moved the deadline"; the scope is the pump's current sleep, cancelled to
+        # wake it, or given a new deadline in place; the core's deadline as of the last
+        # poll, and when the pump last ran the core's timer.
         self._dirty = True
         self._timer_scope: trio.CancelScope | None = None
+        self._deadline = -math.inf
+        self._handled_at = -math.inf
         self._left = trio.Event()
         self._subscribers: list[Subscription[Any]] = []
         #: The subscribers (also in `_subscribers`) that see our own metadata changes.
@@ -980,29 +984,54 @@ class Node:
     # ================================================================ the tasks
 
     def _poke(self) -> None:
-        """An input happened: wake the pump to flush outputs and re-arm the timer."""
+        """An application input happened: wake the pump to flush outputs and re-arm the
+        timer. (Network inputs flush in the task that took them in: `_flush`.)"""
         self._dirty = True
         if self._timer_scope is not None:
             self._timer_scope.cancel()
 
     async def _pump(self, core: Core, transport: Transport, sealer: Sealer) -> None:
-        """Send what is due, re-arm the one timer, repeat."""
-        handled_at = -math.inf
-        deadline = -math.inf
+        """Run the core's timer when due, send what it gives, repeat.
+
+        The pump sleeps until the core's deadline; a task that feeds the core a network
+        input flushes the outputs itself and moves the pump's wake-up time in place
+        (`_flush`), so an idle node wakes once per timer and once per datagram, not
+        twice per datagram."""
         policy = self._policy
         while True:
             if not self._dirty:
-                with trio.CancelScope(deadline=policy.wake_at(deadline, handled_at)) as scope:
+                wake_at = policy.wake_at(self._deadline, self._handled_at)
+                with trio.CancelScope(deadline=wake_at) as scope:
                     self._timer_scope = scope
                     await trio.sleep_forever()
                 self._timer_scope = None
             self._dirty = False
             now = trio.current_time()
-            if now >= deadline:
+            if now >= self._deadline:
                 core.handle_timer(now=now)
-                handled_at = now
-            out = core.poll()
-            deadline = out.deadline
+                self._handled_at = now
+            await self._flush(core, transport, sealer)
+
+    async def _flush(self, core: Core, transport: Transport, sealer: Sealer) -> None:
+        """Take the core's outputs: move the pump's wake-up to the core's (new) deadline,
+        hand the events on and start the streams (before any await, so events are
+        published in the core's order even when two tasks flush), then send the
+        datagrams."""
+        out = core.poll()
+        self._deadline = out.deadline
+        scope = self._timer_scope
+        if scope is not None:
+            wake_at = self._policy.wake_at(out.deadline, self._handled_at)
+            if scope.deadline != wake_at:
+                scope.deadline = wake_at
+        for event in out.events:
+            self._route(core, sealer, event)
+        if out.streams:
+            nursery = self._nursery
+            assert nursery is not None
+            for request in out.streams:
+                nursery.start_soon(self._run_stream, core, transport, request)
+        if out.datagrams:
             wall = self._wall_clock()
             for datagram in out.datagrams:
                 wire = sealer.seal(datagram.data, now=wall)
@@ -1012,14 +1041,8 @@ class Node:
                     sent = False
                 if not sent:
                     core.note_send_error()
-            nursery = self._nursery
-            for request in out.streams:
-                assert nursery is not None
-                nursery.start_soon(self._run_stream, core, transport, request)
-            for event in out.events:
-                self._route(core, sealer, event)
-            if out.leave_done:
-                self._left.set()
+        if out.leave_done:
+            self._left.set()
 
     async def _receive_loop(self, core: Core, transport: Transport, sealer: Sealer) -> None:
         wall_clock = self._wall_clock
@@ -1029,7 +1052,7 @@ class Node:
             except Rejected:
                 continue  # counted in sealer.stats; the core never sees it
             core.receive_datagram(payload, addr, now=trio.current_time())
-            self._poke()
+            await self._flush(core, transport, sealer)
 
     async def _handle_stream(self, data: bytes, addr: Address) -> bytes | None:
         """Answer a stream a peer opened (the transport calls this)."""
