@@ -26,6 +26,10 @@ LEFT: Final = MemberStatus.LEFT
 class NewsKind(enum.Enum):
     """The kind of membership news, for the precedence table."""
 
+    # Members are singletons compared by identity, so the identity hash (in C) is the
+    # right one; `Enum`'s own hashes the name in Python, on every table lookup.
+    __hash__ = object.__hash__
+
     #: ``Alive(l, i)``.
     ALIVE = "alive"
     #: ``Suspect(l, i, accuser)``.
@@ -36,6 +40,10 @@ class NewsKind(enum.Enum):
 
 class Order(enum.Enum):
     """The news's incarnation against the one held."""
+
+    # Members are singletons compared by identity, so the identity hash (in C) is the
+    # right one; `Enum`'s own hashes the name in Python, on every table lookup.
+    __hash__ = object.__hash__
 
     #: Lower than the one held.
     OLDER = "older"
