@@ -35,8 +35,9 @@ class StableParams:
     reinforce_after_s: float = attrs.field(default=10.0, validator=_POSITIVE)
     #: After this long since the first vote, a majority decides (the slow path).
     vote_fallback_s: float = attrs.field(default=10.0, validator=_POSITIVE)
-    #: A new joiner is vouched for once it answered probes this long.
-    join_after_s: float = attrs.field(default=1.0, validator=_NON_NEGATIVE)
+    #: A new joiner is vouched for once it answered probes this long (0: at the first
+    #: answered probe).
+    join_after_s: float = attrs.field(default=0.0, validator=_NON_NEGATIVE)
     #: A member removed from a view is vouched for again only after this long.
     readmit_after_s: float = attrs.field(default=60.0, validator=_NON_NEGATIVE)
     #: Every this often a member compares configurations with one random member.

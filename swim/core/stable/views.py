@@ -149,6 +149,8 @@ class StableViews:
         self._assembly: tuple[tuple[int, int, int], dict[int, tuple[str, ...]]] | None = None
         self._targets: list[str] = []
         self._target_index = 0
+        #: Outsiders we just started watching: probed before the rotation goes on.
+        self._urgent: collections.deque[str] = collections.deque()
         self._outsiders_key: tuple[int, int] = (-1, -1)
         self._watched: set[str] = set()
         #: The ids of the last few configurations we held (input for them is late).
@@ -231,6 +233,10 @@ class StableViews:
     def next_probe_target(self) -> MemberState | None:
         """The next subject or watched outsider to probe, in turn (None: nobody)."""
         self._refresh_outsiders()
+        while self._urgent:
+            state = self._roster.get(self._urgent.popleft())
+            if state is not None and state.status <= _SUSPECT and state.name in self._watched:
+                return state
         targets = self._targets
         for _ in range(len(targets)):
             if self._target_index >= len(targets):
@@ -369,6 +375,9 @@ class StableViews:
         )
         for name in self._watched.difference(watched):
             self._admission.forget(name)
+        # A joiner waits for its first probe from each temporary observer: probe new
+        # outsiders first rather than after a whole rotation.
+        self._urgent.extend(name for name in watched if name not in self._watched)
         self._watched = set(watched)
         self._targets = list(dict.fromkeys(rings.subjects_of(me))) + watched
 
