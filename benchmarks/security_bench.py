@@ -3,7 +3,8 @@
 For each mode (plaintext framing with a CRC, then AES-256-GCM with a key) the same
 cluster is started, left to settle, and measured over a quiet window:
 
-* CPU seconds per agent per minute (the goal: sealed <= 1.3 x plaintext, and at most
+* CPU seconds per agent per minute, mean and median over the agents, from schedstat
+  (`benchmarks.idle_cpu.cpu_seconds`; the goal: sealed <= 1.3 x plaintext, and at most
   half of Serf's 0.107 s measured on this machine);
 * bytes sent per agent per second on the wire (the core's bytes plus the sealing
   layer's overhead on every datagram and stream frame);
@@ -29,7 +30,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 import trio
 
-from benchmarks.cluster_bench import _cpu_seconds
+from benchmarks.idle_cpu import cpu_seconds, start_settled
 from swim.agent import rpc
 from swim.agent.cluster import AgentProcess, LocalCluster
 from swim.core import Config, Core
@@ -68,29 +69,19 @@ async def _counters(agents: list[AgentProcess]) -> dict[str, tuple[int, int]]:
     return out
 
 
-async def _start_joined(cluster: LocalCluster, agent: AgentProcess, seed: AgentProcess) -> None:
-    await cluster.start(agent, join=[seed.bind])
-
-
 async def measure(count: int, window_s: float, key: str | None, workdir: pathlib.Path
                   ) -> dict[str, Any]:
     extra = ["--encrypt", key] if key else []
     overhead = SEALED_OVERHEAD if key else PLAINTEXT_OVERHEAD
     async with LocalCluster.open(workdir, profile="lan") as cluster:
-        agents = [cluster.define(f"n{i + 1}", extra_args=extra) for i in range(count)]
-        await cluster.start(agents[0])
-        async with trio.open_nursery() as nursery:
-            for agent in agents[1:]:
-                nursery.start_soon(_start_joined, cluster, agent, agents[0])
-        converged = await cluster.wait_converged(timeout_s=120.0, poll_s=0.2)
-        await trio.sleep(5.0)
+        agents, converged = await start_settled(cluster, count, extra)
         pids = {a.name: a.pid for a in agents if a.pid is not None}
         before = await _counters(agents)
-        cpu0 = {n: _cpu_seconds(p) for n, p in pids.items()}
+        cpu0 = {n: cpu_seconds(p) for n, p in pids.items()}
         t0 = time.monotonic()
         await trio.sleep(window_s)
         elapsed = time.monotonic() - t0
-        cpu = [(_cpu_seconds(p) - cpu0[n]) / elapsed * 60.0 for n, p in pids.items()]
+        cpu = [(cpu_seconds(p) - cpu0[n]) / elapsed * 60.0 for n, p in pids.items()]
         after = await _counters(agents)
         wire = [
             ((after[n][0] - before[n][0]) + overhead * (after[n][1] - before[n][1])) / elapsed
@@ -102,6 +93,7 @@ async def measure(count: int, window_s: float, key: str | None, workdir: pathlib
         "converged_s": round(converged, 2),
         "window_s": round(elapsed, 1),
         "cpu_s_per_agent_per_min": round(statistics.fmean(cpu), 4),
+        "cpu_s_per_agent_per_min_median": round(statistics.median(cpu), 4),
         "cpu_s_per_agent_per_min_max": round(max(cpu), 4),
         "wire_bytes_per_agent_per_s": round(statistics.fmean(wire), 1),
         "overhead_bytes": overhead,
@@ -131,7 +123,8 @@ def main() -> int:
           f"{psutil.cpu_count()} shared CPUs")
     for row in rows:
         print(f"  {row['mode']:>9}: CPU {row['cpu_s_per_agent_per_min']:.3f} s/agent/min "
-              f"(max {row['cpu_s_per_agent_per_min_max']:.3f}), "
+              f"(median {row['cpu_s_per_agent_per_min_median']:.3f}, "
+              f"max {row['cpu_s_per_agent_per_min_max']:.3f}), "
               f"{row['wire_bytes_per_agent_per_s']:.0f} B/agent/s on the wire, "
               f"{row['alive_per_1400_byte_ack']} alive updates per 1400-byte ack "
               f"(+{row['overhead_bytes']} B sealing)")
