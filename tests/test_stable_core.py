@@ -77,6 +77,7 @@ def test_two_crashes_are_removed_in_one_view_change(seed: int) -> None:
         changes = router.events_of(c.name, ViewChanged)
         assert len(changes) == 1, (seed, c.name, changes)
         assert set(changes[0].removed) == gone and changes[0].joined == ()
+        assert c.stable is not None and c.stable.counters.fast_decisions == 1  # 14 >= 12
         assert router.events_of(c.name, MemberFailed) == []
         assert router.events_of(c.name, MemberSuspected) == []
         # Read-outs show the view's statuses (SWIM's table alone never suspected them).
@@ -161,3 +162,35 @@ def test_the_agent_prints_one_record_per_view_change() -> None:
     line = output.human_line(record)
     assert "view" in line and "epoch 3: 2 members" in line
     assert line.endswith("joined=c removed=b")
+
+
+def test_a_partition_majority_removes_the_minority_which_rejoins_after_the_heal() -> None:
+    config = Config.stable_views(Config.local(), readmit_after_s=10.0)
+    router = Router(seed=1)
+    cores = converged_cluster(router, 10, config)
+    router.run_until(2.0)
+    big, small = cores[:7], cores[7:]
+    everyone = tuple(sorted(c.name for c in cores))
+    majority = tuple(sorted(c.name for c in big))
+    router.partition(big, small)
+    # 7 of 10 is short of the fast quorum (8): the slow path decides, by majority.
+    router.run_until_true(lambda: views(big) == {majority}, limit_s=60)
+    for c in big:
+        assert c.stable is not None
+        counters = c.stable.counters
+        assert (counters.view_changes, counters.fast_decisions, counters.slow_decisions) == (
+            1, 0, 1)
+    # The minority side cannot decide: it keeps the view it had.
+    router.run_until(router.now + 10.0)
+    assert views(small) == {everyone}
+    router.heal()
+    healed_at = router.now
+    router.run_until_true(lambda: views(small) == {majority}, limit_s=30)
+    router.run_until_true(lambda: views(cores) == {everyone}, limit_s=60)
+    assert router.now >= healed_at + 10.0  # the readmission hysteresis
+    assert len(view_ids(cores)) == 1
+    for c in cores:
+        changes = router.events_of(c.name, ViewChanged)
+        assert [(ch.removed, ch.joined) for ch in changes] == [
+            (tuple(x.name for x in small), ()), ((), tuple(x.name for x in small)),
+        ]

@@ -104,6 +104,9 @@ class StableCounters:
     alerts_sent: int = 0
     votes_sent: int = 0
     view_changes: int = 0
+    #: View changes we decided on the fast path (¾ of the view) and the slow path.
+    fast_decisions: int = 0
+    slow_decisions: int = 0
     #: Views adopted from a `ViewSync` (we were behind).
     views_adopted: int = 0
     digests_sent: int = 0
@@ -492,6 +495,10 @@ class StableViews:
             decided = self._agreement.decide(now)
             if decided is None:
                 break
+            if self._agreement.counters.fast:
+                self.counters.fast_decisions += 1
+            else:
+                self.counters.slow_decisions += 1
             events.extend(self._install(conf.apply(decided), now, announce=True,
                                         decided=True))
         return events
