@@ -77,7 +77,11 @@ def test_two_crashes_are_removed_in_one_view_change(seed: int) -> None:
         changes = router.events_of(c.name, ViewChanged)
         assert len(changes) == 1, (seed, c.name, changes)
         assert set(changes[0].removed) == gone and changes[0].joined == ()
-        assert c.stable is not None and c.stable.counters.fast_decisions == 1  # 14 >= 12
+        # Decided it (fast path: 14 >= 12 votes; slow: a majority after the timeout),
+        # or caught up from a member that did: once.
+        assert c.stable is not None
+        counters = c.stable.counters
+        assert counters.fast_decisions + counters.slow_decisions + counters.views_adopted == 1
         assert router.events_of(c.name, MemberFailed) == []
         assert router.events_of(c.name, MemberSuspected) == []
         # Read-outs show the view's statuses (SWIM's table alone never suspected them).
@@ -178,8 +182,9 @@ def test_a_partition_majority_removes_the_minority_which_rejoins_after_the_heal(
     for c in big:
         assert c.stable is not None
         counters = c.stable.counters
-        assert (counters.view_changes, counters.fast_decisions, counters.slow_decisions) == (
-            1, 0, 1)
+        assert (counters.view_changes, counters.fast_decisions) == (1, 0)
+        assert counters.slow_decisions + counters.views_adopted == 1
+    assert any(c.stable is not None and c.stable.counters.slow_decisions for c in big)
     # The minority side cannot decide: it keeps the view it had.
     router.run_until(router.now + 10.0)
     assert views(small) == {everyone}
