@@ -5,7 +5,10 @@
     .venv/bin/python benchmarks/sim_scale.py --json     # one JSON object
 
 Each size runs in a fresh child process (so its peak RSS is its own): LAN profile,
-object mode, a converged start, one crash at 30 s, 100 simulated seconds. Targets:
+object mode, a converged start, one crash at 30 s, 100 simulated seconds. With
+``--coordinates both`` each size also runs with Vivaldi coordinates off (the protocol
+without Serf's network coordinates, as the simulator was before they came), to show
+what they cost. Targets:
 1,000 members x 100 s in <= 20 s wall; 10,000 x 100 s in <= 10 min and <= 12 GiB.
 """
 
@@ -23,13 +26,19 @@ TARGET_WALL_S = {1_000: 20.0, 10_000: 600.0}
 TARGET_RSS_MIB = {10_000: 12 * 1024}
 
 
-def measure(nodes: int, duration_s: float, seed: int, mode: str, start: str) -> dict[str, Any]:
+def measure(
+    nodes: int, duration_s: float, seed: int, mode: str, start: str, *, coordinates: bool = True
+) -> dict[str, Any]:
     """Run one size in this process and return its figures."""
+    import attrs
+
     from simulations import Crash, Scenario, Simulation
+    from swim.core import Config
 
     scenario = Scenario(
         nodes=nodes, duration_s=duration_s, seed=seed, mode=mode,  # type: ignore[arg-type]
         start=start,  # type: ignore[arg-type]
+        config=attrs.evolve(Config.lan(), coordinates=coordinates),
         faults=(Crash(member=nodes // 2, at=min(30.0, duration_s / 3)),),
     )
     began = time.perf_counter()
@@ -47,6 +56,7 @@ def measure(nodes: int, duration_s: float, seed: int, mode: str, start: str) -> 
         "seed": seed,
         "mode": mode,
         "start": start,
+        "coordinates": coordinates,
         "setup_s": round(setup_s, 3),
         "run_s": round(result.wall_s, 3),
         "wall_s": round(total_s, 3),
@@ -75,29 +85,38 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mode", choices=("object", "wire"), default="object")
     parser.add_argument("--start", choices=("converged", "join"), default="converged")
+    parser.add_argument(
+        "--coordinates", choices=("on", "off", "both"), default="on",
+        help="Vivaldi coordinates on (the default profile), off, or each size both ways",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         (n,) = args.nodes
-        print(json.dumps(measure(n, args.duration, args.seed, args.mode, args.start)))
+        print(json.dumps(measure(n, args.duration, args.seed, args.mode, args.start,
+                                 coordinates=args.coordinates != "off")))
         return 0
     sizes = args.nodes or ([100, 1_000, 10_000] if args.big else [100, 1_000])
+    ways = ("on", "off") if args.coordinates == "both" else (args.coordinates,)
     rows = []
     for n in sizes:
-        proc = subprocess.run(
-            [sys.executable, __file__, "--child", "--nodes", str(n), "--duration",
-             str(args.duration), "--seed", str(args.seed), "--mode", args.mode,
-             "--start", args.start],
-            capture_output=True, text=True, check=True,
-        )
-        rows.append(json.loads(proc.stdout))
-        if not args.json:
-            print(f"N={n} done in {rows[-1]['wall_s']} s", file=sys.stderr)
+        for way in ways:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", "--nodes", str(n), "--duration",
+                 str(args.duration), "--seed", str(args.seed), "--mode", args.mode,
+                 "--start", args.start, "--coordinates", way],
+                capture_output=True, text=True, check=True,
+            )
+            rows.append(json.loads(proc.stdout))
+            if not args.json:
+                print(f"N={n} (coordinates {way}) done in {rows[-1]['wall_s']} s",
+                      file=sys.stderr)
     if args.json:
         print(json.dumps({"benchmark": "sim_scale", "results": rows}, indent=2))
         return 0
-    header = (f"{'N':>7} {'setup s':>8} {'run s':>8} {'wall s':>8} {'cpu s':>8} {'member-s/s':>11} "
+    header = (f"{'N':>7} {'coords':>6} {'setup s':>8} {'run s':>8} {'wall s':>8} {'cpu s':>8} "
+              f"{'member-s/s':>11} "
               f"{'events/s':>9} {'RSS MiB':>8} {'suspect s':>9} {'all know s':>10} target")
     print(header)
     for r in rows:
@@ -106,7 +125,9 @@ def main() -> int:
             f"<= {target:g} s: {'met' if r['wall_s'] <= target else 'MISSED'}")
         all_know = "-" if r["all_know_s"] is None else f"{r['all_know_s']:.1f}"
         suspect = "-" if r["first_suspected_s"] is None else f"{r['first_suspected_s']:.1f}"
-        print(f"{r['nodes']:>7} {r['setup_s']:>8.1f} {r['run_s']:>8.1f} {r['wall_s']:>8.1f} "
+        coords = "on" if r["coordinates"] else "off"
+        print(f"{r['nodes']:>7} {coords:>6} {r['setup_s']:>8.1f} {r['run_s']:>8.1f} "
+              f"{r['wall_s']:>8.1f} "
               f"{r['cpu_s']:>8.1f} "
               f"{r['member_s_per_wall_s']:>11,.0f} {r['sim_events_per_s']:>9,.0f} "
               f"{r['peak_rss_mib']:>8,.0f} {suspect:>9} {all_know:>10} {verdict}")
