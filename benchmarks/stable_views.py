@@ -7,7 +7,8 @@
 f members (spread evenly over the member indices, the same in every run) drop all
 ingress for 20 s, get it back for 20 s, over and over from t = 20 s to the end of the run
 (`simulations.flipflop`). A converged LAN cluster, simulated on the engine; each seed
-runs once with ``Config.lan()`` and once with ``Config.stable_views()``. Printed per
+runs with ``Config.lan()``, with ``Config.stable_views()`` and with the stable-view mode
+at the LAN protocol period (``stable-1s``, see `variants`). Printed per
 mode and seed: the time from the onset to the first moment every healthy member's view
 is exactly the N - f healthy members; healthy members ever missing from a healthy view;
 over the settled window (from 60 s after the onset to the end) the distinct view sizes
@@ -32,6 +33,8 @@ import argparse
 import json
 import sys
 
+import attrs
+
 from simulations.flipflop import FlipFlopResult, LossyMembers, run_flip_flop
 from simulations.mass_crash import MassCrashResult, run_mass_crash
 from swim.core import Config
@@ -51,6 +54,18 @@ _COLUMNS = (
     ("bytes/m/s", "bytes_per_member_s", "{:.0f}"),
     ("wall (s)", "wall_s", "{:.1f}"),
 )
+
+
+def variants() -> dict[str, Config]:
+    """The configurations compared: SWIM + Lifeguard (memberlist's LAN), the stable-view
+    preset (half the protocol period), and the stable-view mode at the LAN period (the
+    same probe traffic as SWIM in steady state, slower to notice a failure)."""
+    stable = Config.stable_views()
+    return {
+        "swim": Config.lan(),
+        "stable": stable,
+        "stable-1s": attrs.evolve(stable, probe_interval_s=1.0, probe_timeout_s=0.5),
+    }
 
 
 def flappers_for(nodes: int, count: int) -> list[int]:
@@ -96,29 +111,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration > 3600:
         parser.error("--duration is bounded to 3600 simulated seconds")
     flappers = flappers_for(args.nodes, args.flappers)
+    modes = variants()
     results = []
     for seed in args.seeds:
-        for config in (Config.lan(), Config.stable_views()):
-            results.append(run_flip_flop(
+        for label, config in modes.items():
+            results.append(attrs.evolve(run_flip_flop(
                 config, nodes=args.nodes, flappers=flappers, seed=seed,
                 duration_s=args.duration,
-            ))
+            ), mode=label))
             if not args.json:
-                print(f"  ran {config.membership_mode} seed {seed}: "
-                      f"{results[-1].wall_s:.1f} s", file=sys.stderr)
+                print(f"  ran {label} seed {seed}: {results[-1].wall_s:.1f} s",
+                      file=sys.stderr)
     lossy: list[FlipFlopResult] = []
     if args.lossy:
         fault = LossyMembers(members=tuple(flappers), at=20.0, loss=args.lossy)
         for seed in args.seeds:
-            for config in (Config.lan(), Config.stable_views()):
-                lossy.append(run_flip_flop(config, nodes=args.nodes, flappers=flappers,
-                                           seed=seed, duration_s=args.duration, fault=fault))
+            for label, config in modes.items():
+                lossy.append(attrs.evolve(run_flip_flop(
+                    config, nodes=args.nodes, flappers=flappers, seed=seed,
+                    duration_s=args.duration, fault=fault,
+                ), mode=label))
     crashes: list[MassCrashResult] = []
     if args.crashes:
         for seed in args.seeds:
-            for config in (Config.lan(), Config.stable_views()):
-                crashes.append(run_mass_crash(config, nodes=args.nodes, crashes=args.crashes,
-                                              seed=seed))
+            for label, config in modes.items():
+                crashes.append(attrs.evolve(run_mass_crash(
+                    config, nodes=args.nodes, crashes=args.crashes, seed=seed,
+                ), mode=label))
     if args.json:
         print(json.dumps({"flip_flop": [r.row() for r in results],
                           "lossy": [r.row() for r in lossy],
