@@ -35,7 +35,7 @@ def syncs(draw: st.DrawFn) -> ViewSync:
 stable_messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(StableAlert, ids, names, names, st.booleans(),
               st.lists(st.integers(0, 63), max_size=10).map(tuple)),
-    st.builds(StableVote, ids, cuts, st.binary(max_size=40)),
+    st.builds(StableVote, ids, cuts, st.binary(max_size=40), st.integers(1, MAX_INCARNATION)),
     st.builds(ViewDigest, ids, ids, ids),
     syncs(),
 )
@@ -67,6 +67,7 @@ def frame(*items: object) -> bytes:
     frame(15, 1, [["b"]], b""),                       # not a pair
     frame(15, 1, [["b", True]] * 300, b""),           # too many entries
     frame(15, 1, [["b", True]], "voters"),            # the bitmap is bytes
+    frame(15, 1, [["b", True]], b"", 0),              # rounds start at 1
     frame(16, 1, 1),                                  # wrong arity
     frame(17, 1, 1, 2, 2, ["a"]),                     # part past the parts
     frame(17, 1, 1, 0, 2000, ["a"]),                  # too many parts

@@ -199,3 +199,64 @@ def test_a_partition_majority_removes_the_minority_which_rejoins_after_the_heal(
         assert [(ch.removed, ch.joined) for ch in changes] == [
             (tuple(x.name for x in small), ()), ((), tuple(x.name for x in small)),
         ]
+
+
+def test_split_votes_are_recovered_by_a_new_round() -> None:
+    import random
+
+    from swim.core.codec import encode
+    from swim.core.messages import StableVote
+
+    cores = [Core(CONFIG, name=name_of(i), addr=addr_of(i), rng=random.Random(i), now=0.0)
+             for i in range(4)]
+    table = [c.membership.local for c in cores]
+    a = cores[0]
+    a.bootstrap(table, now=0.0)
+    assert a.stable is not None and a.stable.configuration is not None
+    conf_id = a.stable.configuration.id
+
+    def vote(voter: int, cut: tuple[tuple[str, bool], ...], round_: int, now: float) -> None:
+        bitmap = bytes([1 << voter])
+        a.receive_datagram(encode([StableVote(conf_id, cut, bitmap, round_)]),
+                           addr_of(voter), now=now)
+
+    x, y, z = ((name_of(1), False),), ((name_of(2), False),), ((name_of(3), False),)
+    vote(1, x, 1, 1.0)
+    vote(2, y, 1, 1.0)
+    agreement = a.stable.agreement
+    assert agreement is not None and agreement.round == 1  # 1 + 2 unheard could still win
+    vote(3, z, 1, 1.0)
+    # Three cuts, one vote each, one voter left: no cut can reach 3 of 4. Round 2, and
+    # our vote there is the union of the round's cuts (our detector has no cut).
+    agreement = a.stable.agreement
+    assert agreement is not None and agreement.round == 2
+    union = tuple(sorted(x + y + z))
+    assert agreement.vote_of(name_of(0)) == union
+    vote(2, x, 1, 2.0)  # late: ignored
+    assert agreement.counters.late_round >= 1
+    vote(1, union, 2, 2.0)
+    vote(2, union, 2, 2.0)  # 3 of 4 identical votes: the fast quorum
+    changes = [e for e in a.poll().events if isinstance(e, ViewChanged)]
+    assert [(c.removed, c.members) for c in changes] == [
+        (tuple(n for n, _ in union), (name_of(0),))
+    ]
+
+
+def test_a_vote_for_a_later_round_moves_a_member_there() -> None:
+    import random
+
+    from swim.core.codec import encode
+    from swim.core.messages import StableVote
+
+    core = Core(CONFIG, name=name_of(0), addr=addr_of(0), rng=random.Random(1), now=0.0)
+    core.bootstrap([Core(CONFIG, name=name_of(i), addr=addr_of(i), rng=random.Random(i),
+                         now=0.0).membership.local for i in range(5)], now=0.0)
+    assert core.stable is not None and core.stable.configuration is not None
+    cut = ((name_of(4), False),)
+    core.receive_datagram(
+        encode([StableVote(core.stable.configuration.id, cut, b"\x02", 3)]), addr_of(1),
+        now=1.0,
+    )
+    agreement = core.stable.agreement
+    assert agreement is not None and agreement.round == 3
+    assert agreement.vote_of(name_of(1)) == cut

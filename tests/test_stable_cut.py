@@ -332,3 +332,48 @@ def test_a_removed_member_is_readmitted_only_after_staying_reachable() -> None:
     admission.admitted("flapper")
     assert not admission.ready("flapper", 200.0)
     assert admission.was_removed("flapper")
+
+
+# ------------------------------------------------------------------ rounds after a split
+
+SMALL = Configuration.of([f"m{i}" for i in range(4)])
+
+
+def test_a_round_is_stuck_only_when_no_cut_can_still_win() -> None:
+    agree = Agreement(SMALL)
+    cuts = [((f"m{i}", False),) for i in range(3)]
+    agree.add(voter="m0", cut=cuts[0], config_id=SMALL.id, now=0)
+    agree.add(voter="m1", cut=cuts[0], config_id=SMALL.id, now=0)
+    agree.add(voter="m2", cut=cuts[1], config_id=SMALL.id, now=0)
+    assert not agree.stuck()  # cuts[0] has 2, and m3 could make it 3 of 4
+    split = Agreement(SMALL)
+    for voter, cut in zip(["m0", "m1", "m2"], cuts, strict=True):
+        split.add(voter=voter, cut=cut, config_id=SMALL.id, now=0)
+    assert split.stuck()
+    split.next_round()
+    assert split.round == 2 and split.counters.rounds == 1 and not split.stuck()
+    assert not split.add(voter="m3", cut=cuts[0], config_id=SMALL.id, now=0, round_=1)
+    assert split.counters.late_round == 1
+    with pytest.raises(ValueError, match="not after"):
+        split.next_round(2)
+    # A vote of a later round moves the agreement there.
+    assert split.add(voter="m3", cut=cuts[2], config_id=SMALL.id, now=0, round_=5)
+    assert split.round == 5 and split.votes_for(cuts[2]) == 1
+
+
+@given(st.lists(st.integers(0, 2), min_size=7, max_size=7), st.lists(st.booleans(),
+       min_size=7, max_size=7))
+@settings(max_examples=200, deadline=None)
+def test_the_stuck_proof_is_sound(choices: list[int], heard: list[bool]) -> None:
+    """Whatever subset of the votes a member heard, `stuck` never holds when the votes
+    cast (heard or not) give some cut a majority: no member leaves a round that
+    decides."""
+    conf = Configuration.of([f"v{i}" for i in range(7)])
+    cuts = [((f"v{i}", False),) for i in range(3)]
+    agree = Agreement(conf)
+    for i, (c, h) in enumerate(zip(choices, heard, strict=True)):
+        if h:
+            agree.add(voter=f"v{i}", cut=cuts[c], config_id=conf.id, now=0)
+    best = max(choices.count(c) for c in range(3))
+    if agree.stuck():
+        assert best < majority(7)

@@ -101,6 +101,10 @@ MESSAGES: list[tuple[str, Message, str]] = [
     # 41 05 bitmap(1): members 0 and 2 of the configuration voted for it
     ("stable-vote", StableVote(config_id=5, cut=(("b", False), ("c", True)), voters=b"\x05"),
      "84 0f 05 82 82 6162 f4 82 6163 f5 41 05"),
+    # A later voting round is a fifth item: 85 | ... | 02 round 2
+    ("stable-vote-round-2",
+     StableVote(config_id=5, cut=(("b", False),), voters=b"\x05", round=2),
+     "85 0f 05 81 82 6162 f4 41 05 02"),
     # [16, config id, epoch, evidence]: 84 | 10 kind digest | 05 | 02 | 07 alerts + votes
     ("view-digest", ViewDigest(config_id=5, epoch=2, evidence=7), "84 10 05 02 07"),
     # [17, config id, epoch, part, parts, [name, ...]]: 86 | 11 kind sync | 05 | 02 |

@@ -205,8 +205,11 @@ def _message_items(msg: Message) -> list[Any]:
             return [KIND_RELAY, _pack_host(host), port, _message_items(response)]
         case StableAlert(config_id, observer, subject, up, rings):
             return [KIND_STABLE_ALERT, config_id, observer, subject, up, list(rings)]
-        case StableVote(config_id, cut, voters):
-            return [KIND_STABLE_VOTE, config_id, [[name, up] for name, up in cut], voters]
+        case StableVote(config_id, cut, voters, round_):
+            items = [KIND_STABLE_VOTE, config_id, [[name, up] for name, up in cut], voters]
+            if round_ != 1:  # the first round's votes leave it out
+                items.append(round_)
+            return items
         case ViewDigest(config_id, epoch, evidence):
             return [KIND_VIEW_DIGEST, config_id, epoch, evidence]
         case ViewSync(config_id, epoch, part, parts, names):
@@ -498,7 +501,7 @@ def _stable(kind: int, items: list[Any]) -> Message:
             _bool(items[4], "up"),
             tuple(_int(r, MAX_ALERT_RINGS - 1, "ring") for r in rings),
         )
-    if kind == KIND_STABLE_VOTE and n == 4:
+    if kind == KIND_STABLE_VOTE and n in (4, 5):
         cut = []
         for entry in _bounded_list(items[2], MAX_CUT_ENTRIES, "cut"):
             if type(entry) is not list or len(entry) != 2:
@@ -506,9 +509,12 @@ def _stable(kind: int, items: list[Any]) -> Message:
             cut.append((_name(entry[0], "cut member"), _bool(entry[1], "up")))
         if cut != sorted(cut) or len({name for name, _ in cut}) != len(cut):
             _bad("a cut names each member once, sorted")
+        round_ = _int(items[4], MAX_INCARNATION, "round") if n == 5 else 1
+        if round_ < 1:
+            _bad("voting rounds start at 1")
         return StableVote(
             _int(items[1], MAX_INCARNATION, "configuration id"), tuple(cut),
-            _bytes(items[3], MAX_VOTER_BYTES, "voters"),
+            _bytes(items[3], MAX_VOTER_BYTES, "voters"), round_,
         )
     if kind == KIND_VIEW_DIGEST and n == 4:
         return ViewDigest(

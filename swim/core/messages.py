@@ -226,6 +226,8 @@ class StableVote:
     config_id: int
     cut: tuple[tuple[str, bool], ...]
     voters: bytes
+    #: The voting round (see `swim.core.stable.agreement`: a new one after a split).
+    round: int = 1
 
 
 @attrs.frozen(slots=True)

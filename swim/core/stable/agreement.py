@@ -24,11 +24,18 @@ What is not guaranteed.
   decide; it keeps its old configuration (which still lists the other side) until it
   hears the majority's newer configuration after the heal. A side with more than half
   (or ¾, on the fast path) decides and removes the other side.
-* Liveness under split votes: this module does not run Rapid's classic-Paxos
-  recovery round. If the votes split so that no cut can reach a majority (members
-  whose detectors proposed different cuts), the configuration does not change; the
-  alerts stay counted, and nothing here unblocks it. Cut detection makes such splits
-  rare (Rapid's Fig. 11), but they are possible.
+* Split votes are recovered by rounds, not by Rapid's classic Paxos. When the votes a
+  member heard prove that no cut can reach a majority in the current round any more
+  (the most-voted cut plus every voter not yet heard is still short: `stuck`), the
+  member moves to the next round and votes again; a member that hears a vote for a
+  later round moves there too. This is safe: a round in which some cut is decided has
+  a majority for that cut, so no member can ever hold the proof that it is stuck, and
+  so no member leaves it; decisions are made within one round only, hence at most one
+  cut per configuration. It is live only when the votes are heard: a member that
+  cannot hear enough voters (a minority side) never moves on, and a new round may
+  split again if members still propose different cuts (they vote what their
+  detectors propose by then, which after the alerts have spread is usually the
+  same).
 * Tiny configurations: removing one of two members needs the vote of both (a majority
   of 2), so a two-member configuration cannot remove a crashed member.
 """
@@ -68,6 +75,10 @@ class VoteCounters:
     duplicate: int = 0
     #: A voter's second vote for a different cut (votes are irrevocable).
     conflicting: int = 0
+    #: Votes for an earlier round than ours (ignored).
+    late_round: int = 0
+    #: Rounds started after a split (ours or learned from a later vote).
+    rounds: int = 0
     #: Decisions on the fast path and on the slow path.
     fast: int = 0
     slow: int = 0
@@ -80,12 +91,37 @@ class Agreement:
         self.configuration: Final = configuration
         self.fallback_after_s: Final = fallback_after_s
         self.counters: Final = VoteCounters()
+        #: The voting round (1, then one more after each split).
+        self.round = 1
         self._votes: dict[str, Cut] = {}
         self._tally: dict[Cut, int] = {}
         self._first_vote_at = _INF
         self._slow_path_checked = False
         #: The decided cut, once decided.
         self.decided: Cut | None = None
+
+    def stuck(self) -> bool:
+        """True if the votes heard prove that this round can decide nothing: the
+        most-voted cut, given every vote not heard yet, is still short of a majority."""
+        if self.decided is not None or not self._tally:
+            return False
+        n = len(self.configuration)
+        unheard = n - len(self._votes)
+        return max(self._tally.values()) + unheard < majority(n)
+
+    def next_round(self, round_: int | None = None) -> None:
+        """Move to round `round_` (default: the next one), forgetting this round's
+        votes. Only when this round is `stuck`, or a vote for a later round was heard
+        (its voter held the proof)."""
+        target = self.round + 1 if round_ is None else round_
+        if target <= self.round:
+            raise ValueError(f"round {target} is not after round {self.round}")
+        self.round = target
+        self._votes = {}
+        self._tally = {}
+        self._first_vote_at = _INF
+        self._slow_path_checked = False
+        self.counters.rounds += 1
 
     def votes(self) -> list[tuple[str, Cut]]:
         """Every vote heard, as (voter, cut), sorted by voter."""
@@ -103,11 +139,20 @@ class Agreement:
         """Distinct voters heard for `cut`."""
         return self._tally.get(cut, 0)
 
-    def add(self, *, voter: str, cut: Cut, config_id: int, now: float) -> bool:
-        """Count one vote; True if it was new. Check `decide` afterwards."""
+    def add(self, *, voter: str, cut: Cut, config_id: int, now: float, round_: int = 1) -> bool:
+        """Count one vote of round `round_`; True if it was new. Check `decide`
+        afterwards. A vote for a later round moves us to that round first."""
         counters = self.counters
         if config_id != self.configuration.id:
             counters.wrong_config += 1
+            return False
+        if round_ < self.round:
+            counters.late_round += 1
+            return False
+        if round_ > self.round and self.decided is None:
+            self.next_round(round_)
+        elif round_ > self.round:
+            counters.late_round += 1
             return False
         if voter not in self.configuration:
             counters.not_member += 1

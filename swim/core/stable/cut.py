@@ -171,13 +171,20 @@ class CutDetector:
         counting implicit alerts); None otherwise, and after it was returned once."""
         if self._proposed:
             return None
+        cut = self.current(now)
+        if cut is not None:
+            self._proposed = True
+        return cut
+
+    def current(self, now: float) -> Cut | None:
+        """The cut the reports make now (as `proposal`, but every time: for a vote in a
+        later round, after a split)."""
         self._implicit_alerts(now)
         if self._unstable_since:
             return None
         stable = self.stable()
         if not stable:
             return None
-        self._proposed = True
         return tuple((s, self._kind[s]) for s in stable[: self.max_cut])
 
     def reinforcements(self, me: str, now: float) -> list[tuple[str, bool, tuple[int, ...]]]:

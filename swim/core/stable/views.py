@@ -447,7 +447,13 @@ class StableViews:
                 if i >= len(members):
                     self.counters.bad_votes += 1
                     return []
-                new |= self._count_vote(members[i], msg.cut, now)
+                new |= self._count_vote(members[i], msg.cut, now, msg.round)
+        if msg.round != self._agreement.round:
+            # A late round: nothing in it counts any more. Show the sender where the
+            # vote is now, so it moves on too.
+            if self._bitmaps:
+                self._dis.send_one(addr, self._vote_bundle(max(self._bitmaps)))
+            return self._settle(now)
         mine = self._bitmaps.get(msg.cut)
         if mine is not None and any(a & ~b for a, b in zip(mine, msg.voters, strict=True)):
             # The sender lacks votes we hold: tell it straight back (a bundle sent only
@@ -458,11 +464,16 @@ class StableViews:
         self._gossip_votes(msg.cut)
         return self._settle(now)
 
-    def _count_vote(self, voter: str, cut: Cut, now: float) -> bool:
-        """Count one vote; True if it was new (then it joins the cut's bitmap)."""
+    def _count_vote(self, voter: str, cut: Cut, now: float, round_: int) -> bool:
+        """Count one vote of round `round_`; True if it was new (then it joins the
+        cut's bitmap). A vote for a later round takes us to that round first."""
         conf = self._conf
         assert conf is not None
-        if not self._agreement.add(voter=voter, cut=cut, config_id=conf.id, now=now):
+        agreement = self._agreement
+        if round_ > agreement.round and agreement.decided is None:
+            self._enter_round(round_, now)
+        if not agreement.add(voter=voter, cut=cut, config_id=conf.id, now=now,
+                             round_=round_):
             return False
         bitmap = self._bitmaps.get(cut)
         if bitmap is None:
@@ -475,10 +486,31 @@ class StableViews:
         """Every vote for `cut` we counted, as one message."""
         conf = self._conf
         assert conf is not None
-        return StableVote(conf.id, cut, bytes(self._bitmaps[cut]))
+        return StableVote(conf.id, cut, bytes(self._bitmaps[cut]), self._agreement.round)
 
     def _gossip_votes(self, cut: Cut) -> None:
-        self._gossip(("votes", cut), self._vote_bundle(cut))
+        self._gossip(("votes", self._agreement.round, cut), self._vote_bundle(cut))
+
+    def _enter_round(self, round_: int, now: float) -> None:
+        """Move the vote to round `round_` (ours was proven stuck, or a member that
+        proved it votes there) and, as a member, vote again: the cut our detector
+        makes now, or else the union of the cuts voted for in the round we leave."""
+        agreement = self._agreement
+        previous = agreement.cuts()
+        agreement.next_round(round_)
+        for key in self._queued:
+            if key[0] == "votes":
+                self._dis.forget(key)
+        self._bitmaps = {}
+        self._voted = False
+        if not self.is_member:
+            return
+        cut = self._detector.current(now)
+        if cut is None:
+            merged = {name: up for c in previous for name, up in c}
+            cut = tuple(sorted(merged.items()))[: self.params.max_cut]
+        if cut:
+            self._vote(cut, now)
 
     def _settle(self, now: float) -> list[Event]:
         """Vote if our detector proposes; apply a decided cut (and again, if the
@@ -493,6 +525,10 @@ class StableViews:
                 if cut is not None:
                     self._vote(cut, now)
             decided = self._agreement.decide(now)
+            if decided is None and self._agreement.stuck():
+                # Split votes: no cut can win this round any more; vote again.
+                self._enter_round(self._agreement.round + 1, now)
+                continue
             if decided is None:
                 break
             if self._agreement.counters.fast:
@@ -508,7 +544,7 @@ class StableViews:
         assert conf is not None
         self._voted = True
         self.counters.votes_sent += 1
-        if self._count_vote(self.name, cut, now):
+        if self._count_vote(self.name, cut, now, self._agreement.round):
             self._gossip_votes(cut)
 
     def _gossip(self, key: tuple[object, ...], msg: Message) -> None:
