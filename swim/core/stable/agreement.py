@@ -1,8 +1,8 @@
 """Agreement on the next configuration: votes for one cut, counted per configuration.
 
-Every member of the configuration votes once, for the cut its own detector proposed
-(`cut.CutDetector.proposal`), and gossips the vote; every member counts every vote it
-hears. Because cut detection reaches almost-everywhere agreement, most members vote
+Every member of the configuration votes once (per round), for the cut its own detector
+proposed (`cut.CutDetector.proposal`), and gossips the vote; every member counts every
+vote it hears. Because cut detection reaches almost-everywhere agreement, most members vote
 for the identical cut, and then:
 
 * fast path (Rapid's, after Fast Paxos): a cut is decided as soon as at least ¾ of the
@@ -10,13 +10,14 @@ for the identical cut, and then:
 * slow path: once ``fallback_after_s`` has passed since the first vote was seen, a cut
   is decided when a strict majority (``n // 2 + 1``) voted for it.
 
-What is guaranteed. A member votes at most once per configuration and never changes
-its vote (a second, different vote from the same voter is ignored and counted). Two
-sets of voters of size above n/2 always share a voter, so no two different cuts can
-both reach a majority, let alone ¾: every member that decides in a configuration
-decides the same cut, and so moves to the same next configuration (same member set,
-same epoch, same id). This holds under any message loss, delay or partition, for
-members that follow the protocol (nothing here defends against a lying member).
+What is guaranteed. A member votes at most once per round and never changes its vote
+(a second, different vote from the same voter is ignored and counted). Two sets of
+voters of size above n/2 always share a voter, so no two different cuts can both reach
+a majority in one round, let alone ¾; and no member leaves a round that decides (see
+split votes below). So every member that decides in a configuration decides the same
+cut, and moves to the same next configuration (same member set, same epoch, same id).
+This holds under any message loss, delay or partition, for members that follow the
+protocol (nothing here defends against a lying member).
 
 What is not guaranteed.
 
