@@ -2,16 +2,20 @@
 
 A thin translator, after aioquic's asyncio adapter: every input (a datagram, a stream
 request or response, an application call) goes to the core with ``trio.current_time()``
-as ``now`` and marks the node *dirty*; one pump task then sends what is due, starts the
-streams the core asked for, publishes the core's events and re-arms its single timer at
-``Core.poll().deadline``. Time is read only through `trio.current_time`, so a node runs
-unchanged under trio's `MockClock`.
+as ``now``; then the outputs are flushed (`Node._flush`): the core's events published,
+the streams it asked for started, its datagrams sent, and the single timer re-armed at
+``Core.poll().deadline``. A network input is flushed by the task that took it in, which
+moves the pump's wake-up time in place; an application call marks the node *dirty* and
+wakes the pump to flush. So an idle member wakes once per timer and once per datagram.
+Time is read only through `trio.current_time`, so a node runs unchanged under trio's
+`MockClock`.
 
 Tasks inside a running node (one nursery):
 
 * the pump: sleeps until the core's deadline or until woken, runs `handle_timer`, flushes
-  outputs. It is the only task that sends datagrams.
-* the receive loop: hands every datagram to the core.
+  outputs.
+* the receive loop: hands every datagram to the core and flushes what it produced (an
+  ack, say).
 * one task per stream the core asked for (join, push-pull, fallback ping, reliable user
   message), each bounded by ``Config.tcp_timeout_s``; a failure or timeout is reported
   as ``receive_stream_response(id, None, now)``.
@@ -985,7 +989,8 @@ class Node:
 
     def _poke(self) -> None:
         """An application input happened: wake the pump to flush outputs and re-arm the
-        timer. (Network inputs flush in the task that took them in: `_flush`.)"""
+        timer. (Network inputs, datagrams and streams, are flushed by the task that
+        took them in: `_flush`.)"""
         self._dirty = True
         if self._timer_scope is not None:
             self._timer_scope.cancel()
@@ -1065,7 +1070,9 @@ class Node:
         except Rejected:
             return None  # counted; the stream is closed unanswered
         reply = core.handle_stream_request(payload, addr, now=trio.current_time())
-        self._poke()
+        transport = self._transport
+        assert transport is not None
+        await self._flush(core, transport, sealer)
         return None if reply is None else sealer.seal(reply.data, now=self._wall_clock())
 
     async def _run_stream(self, core: Core, transport: Transport, request: StreamRequest) -> None:
@@ -1094,7 +1101,7 @@ class Node:
         if response is None:
             self._streams_failed += 1
         core.receive_stream_response(request.id, response, now=trio.current_time())
-        self._poke()
+        await self._flush(core, transport, sealer)
         waiter = self._waiters.get(request.id)
         if waiter is not None:
             waiter.ok = response is not None and request.kind is StreamKind.USER_MESSAGE
