@@ -37,6 +37,14 @@ engine does), `Slow` (the member's transport hands it every datagram and incomin
   be a different fault (the "paused" node would go on probing and suspecting the
   others). `simulations.real_stall` stalls real agent processes instead.
 
+Sealed clusters: ``run_trio(scenario, security=SecurityConfig(keyring=...))`` (or
+`run_nodes`) gives every node that `swim.security.SecurityConfig`, so each datagram and
+stream frame is sealed and opened by the production `Sealer` (AES-256-GCM, the label,
+the replay window), with one strictly increasing reading of the trio clock as every
+node's wall clock (`_ticking_clock`); the result's
+`TrioResult.sealing` sums the sealers' counters (packets sealed, opened, rejected by
+reason) over every node's lives.
+
 The run is seeded (node rngs and the network's rng derive from ``scenario.seed``) but not
 bit-for-bit reproducible: trio shuffles tasks that become runnable together, so the order
 of sends, hence of the network's draws, varies. Compare the two modes against protocol
@@ -93,6 +101,8 @@ from simulations.scenario import Scenario
 from swim.core import Config
 from swim.core.timing import retransmit_limit, suspicion_timeout_min_s
 from swim.runtime.node import Node
+from swim.security.config import SecurityConfig
+from swim.security.seal import SealStats
 from transport.base import Address, StreamHandler, Transport
 from transport.memory import MemoryNetwork
 
@@ -146,6 +156,9 @@ class TrioResult:
     #: exchanges the network cut or refused).
     network: NetworkCounters
     wall_s: float
+    #: The sealers' counters summed over every node's lives (`SealStats` field names):
+    #: packets sealed and opened, and those rejected, by reason.
+    sealing: dict[str, int] = attrs.field(factory=dict)
 
     def summary_row(self) -> dict[str, Any]:
         """One flat dict of the headline numbers, as `RunResult.summary_row` names them."""
@@ -311,12 +324,34 @@ async def _open_late(network: MemoryNetwork, addr: Address, handler: StreamHandl
             raise body_exc
 
 
-async def run_nodes(scenario: Scenario) -> TrioResult:
+def _ticking_clock() -> Callable[[], float]:
+    """Every member's wall clock in one trio run: the trio clock, but strictly increasing.
+
+    The sealers' replay state needs it: a node refuses sealed packets stamped at or
+    before its start (`swim.security.Sealer`'s ``not_before``), and under an autojump
+    clock a peer's answer is often sealed at the very instant the node started. A real
+    clock has moved on by then; this one moves by the smallest float step per reading
+    while the trio clock stands still, so readings keep the order of the calls.
+    """
+    last = -math.inf
+
+    def now() -> float:
+        nonlocal last
+        t = trio.current_time()
+        last = t if t > last else math.nextafter(last, math.inf)
+        return last
+
+    return now
+
+
+async def run_nodes(scenario: Scenario, *, security: SecurityConfig | None = None
+                    ) -> TrioResult:
     """Run `scenario` with one `swim.Node` per member in the current trio run.
 
     Takes ``scenario.duration_s`` of trio time: run it under a `MockClock` with
     ``autojump_threshold=0`` (as `run_trio` does, or a pytest-trio test taking
     ``autojump_clock``). Every node is stopped (as by a crash) before it returns.
+    `security` is every node's sealing (default: plaintext mode, as `swim.Node`'s).
     """
     _check(scenario)
     sc = scenario
@@ -337,6 +372,7 @@ async def run_nodes(scenario: Scenario) -> TrioResult:
     lives: list[_Member] = []
     generation = [0] * sc.nodes
     t0 = trio.current_time()
+    wall_clock = _ticking_clock()
 
     def now() -> float:
         return trio.current_time() - t0
@@ -356,6 +392,8 @@ async def run_nodes(scenario: Scenario) -> TrioResult:
             seed=member_seed(sc.seed, i, life),
             transport_factory=opener(i),
             leave_timeout_s=sc.leave_timeout_s,
+            security=security,
+            wall_clock=wall_clock,
         )
         member: _Member | None = None
         try:
@@ -494,7 +532,11 @@ def _result(sc: Scenario, collector: Collector, lives: list[_Member], network: M
     up_s = [0.0] * sc.nodes
     sent = [0] * sc.nodes
     delivered = 0
+    sealing = dict.fromkeys((f.name for f in attrs.fields(SealStats)), 0)
     for life in lives:
+        seal_stats = life.node.stats().security
+        for field in sealing:
+            sealing[field] += getattr(seal_stats, field)
         up_s[life.index] += (life.stopped_at if life.stopped_at is not None else end) \
             - life.started_at
         transport = life.node.stats().transport
@@ -521,11 +563,13 @@ def _result(sc: Scenario, collector: Collector, lives: list[_Member], network: M
             streams=ns.streams_routed, streams_failed=ns.streams_dropped + ns.streams_refused,
         ),
         wall_s=wall_s,
+        sealing=sealing,
     )
 
 
-def run_trio(scenario: Scenario) -> TrioResult:
+def run_trio(scenario: Scenario, *, security: SecurityConfig | None = None) -> TrioResult:
     """Run `scenario` in trio mode in a fresh trio run under an autojump `MockClock`
-    (synchronous: for scripts and sweeps, not from inside a trio run)."""
+    (synchronous: for scripts and sweeps, not from inside a trio run); `security` as
+    for `run_nodes`."""
     clock = trio.testing.MockClock(autojump_threshold=0)
-    return trio.run(run_nodes, scenario, clock=clock)
+    return trio.run(partial(run_nodes, scenario, security=security), clock=clock)

@@ -32,6 +32,8 @@ from simulations import (
 from simulations.trio_mode import TrioResult, detection_bound_s, run_nodes, run_trio
 from swim.core import Config
 from swim.core.timing import suspicion_timeout_min_s
+from swim.security import Keyring, SecurityConfig
+from swim.security.seal import Reason
 
 CONFIGS = {"lifeguard": Config.lan(), "swim": Config.lan().plain_swim()}
 
@@ -248,3 +250,37 @@ def test_joins_retry_on_the_same_schedule_in_both_modes(seed: int) -> None:
         joined_at[mode] = heal.converged_at
     # Same jitter, same timeouts: the same instant (up to the links' few ms of delay).
     assert abs(joined_at["trio"] - joined_at["engine"]) < 0.05, joined_at
+
+
+# ------------------------------------------------------------------ sealed clusters
+
+
+async def test_a_sealed_cluster_detects_a_crash_within_the_bound_and_seals_everything(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sc = crash_scenario(Config.lan(), seed=2)
+    ring = Keyring(bytes(range(32)))
+    result = await run_nodes(sc, security=SecurityConfig(keyring=ring, label="sim"))
+    (d,) = result.detections
+    assert (d.kind, d.name) == ("crash", "node-4")
+    assert d.all_know_s is not None and d.all_know_s <= detection_bound_s(sc.config, sc.nodes)
+    assert result.false_positives.total == 0 and result.disagreement_final == 0
+    seal = result.sealing
+    # Every packet on the wire was sealed with the key, and every one that arrived
+    # opened: none refused as stale or replayed on the trio clock, none in plaintext.
+    # (The sealers also count stream frames, which the network does not count as sent.)
+    assert seal["sealed"] >= result.network.sent > 0 and seal["sent_plaintext"] == 0
+    assert seal["opened"] >= result.network.delivered > 0 and seal["opened_plaintext"] == 0
+    assert {k: v for k, v in seal.items() if k in REJECTIONS and v} == {}
+
+
+async def test_a_plaintext_run_reports_its_packets_as_plaintext(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    result = await run_nodes(Scenario(nodes=3, duration_s=10.0, seed=1))
+    seal = result.sealing
+    assert seal["sealed"] == seal["sent_plaintext"] > 0
+    assert seal["opened"] == seal["opened_plaintext"] > 0
+
+
+REJECTIONS = {reason.value for reason in Reason}
