@@ -130,7 +130,8 @@ def _add_agent(sub: Any) -> None:
     p.add_argument(
         "--mode", choices=MODES,
         help="membership mode: swim (SWIM + Lifeguard, the default) or stable (stable "
-        "views: K observers per member, one view change per cut, on the profile's timing)",
+        "views: K observers per member, one view change per cut; the profile's timing "
+        "at half its protocol period)",
     )
     p.add_argument(
         "--tag", type=tag_arg, action="append", metavar="KEY=VALUE",
