@@ -7,7 +7,11 @@ Pure building blocks, one job each (no I/O, no clock: ``now`` is passed in):
 * `cut`: multi-process cut detection with K, H, L, implicit alerts and reinforcement;
 * `agreement`: votes on a cut, Rapid's ¾ fast path and a majority slow path, and what
   they do and do not guarantee;
-* `admission`: the edge failure detector and the join/readmission hysteresis.
+* `admission`: the edge failure detector and the join/readmission hysteresis;
+* `sync`: a whole configuration as `ViewSync` parts, and put back together;
+* `params`: the mode's settings (`StableParams`, inside `Config`);
+
+and `views` (`StableViews`), which wires them to the core's prober and dissemination.
 """
 
 from swim.core.stable.admission import Admission, EdgeMonitor, EdgeParams

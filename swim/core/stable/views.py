@@ -82,13 +82,12 @@ from swim.core.stable.admission import Admission, EdgeMonitor
 from swim.core.stable.agreement import Agreement
 from swim.core.stable.cut import Cut, CutDetector
 from swim.core.stable.rings import Configuration, Rings, rings_of
+from swim.core.stable.sync import SyncAssembly, sync_parts
 
 _INF: Final = float("inf")
 _SUSPECT: Final = MemberStatus.SUSPECT
 #: SWIM's per-member events, which the stable mode replaces by `ViewChanged`.
 _SWIM_EVENTS: Final = (MemberJoined, MemberSuspected, MemberAlive, MemberFailed, MemberLeft)
-#: Bytes of names per `ViewSync` part (a few parts share one datagram).
-_SYNC_PART_BYTES: Final = 600
 #: Most view changes one input may cause (a decision's re-alerts may decide again).
 _MAX_SETTLE: Final = 8
 #: Most peers remembered for the digest and sync rate limits.
@@ -119,8 +118,6 @@ class StableCounters:
     stale_input: int = 0
     #: `ViewSync` parts for a view no newer than ours (both ends pushed at once).
     late_syncs: int = 0
-    #: `ViewSync` parts that did not add up or did not match their id.
-    bad_syncs: int = 0
     #: Vote bundles whose bitmap does not fit the configuration.
     bad_votes: int = 0
     #: Digests of the same epoch with another id (should not happen).
@@ -149,7 +146,7 @@ class StableViews:
         self._digest_at = now + rng.uniform(0.0, params.digest_interval_s)
         self._last_digest: dict[Address, float] = {}
         self._last_sync: dict[Address, float] = {}
-        self._assembly: tuple[tuple[int, int, int], dict[int, tuple[str, ...]]] | None = None
+        self._assembly = SyncAssembly()
         self._targets: list[str] = []
         self._target_index = 0
         #: Outsiders we just started watching: probed before the rotation goes on.
@@ -178,6 +175,11 @@ class StableViews:
     def agreement(self) -> Agreement | None:
         """The current configuration's votes."""
         return self._agreement if self._conf is not None else None
+
+    @property
+    def syncs_rejected(self) -> int:
+        """`ViewSync` parts refused, and configurations that did not match their id."""
+        return self._assembly.rejected
 
     @property
     def is_member(self) -> bool:
@@ -622,16 +624,7 @@ class StableViews:
         conf = self._conf
         if conf is None or not self._rate_ok(self._last_sync, addr, now):
             return
-        chunks: list[list[str]] = [[]]
-        size = 0
-        for name in conf.members:
-            if size + len(name) > _SYNC_PART_BYTES and chunks[-1]:
-                chunks.append([])
-                size = 0
-            chunks[-1].append(name)
-            size += len(name) + 2
-        self._send_batched(addr, [ViewSync(conf.id, conf.epoch, i, len(chunks), tuple(c))
-                                  for i, c in enumerate(chunks)])
+        self._send_batched(addr, sync_parts(conf))
         self.counters.syncs_sent += 1
 
     def _send_batched(self, addr: Address, messages: Sequence[Message]) -> None:
@@ -656,21 +649,8 @@ class StableViews:
         if msg.epoch <= self._epoch():
             self.counters.late_syncs += 1
             return []
-        key = (msg.config_id, msg.epoch, msg.parts)
-        if self._assembly is None or self._assembly[0] != key:
-            if self._assembly is not None and self._assembly[0][1] > msg.epoch:
-                self.counters.bad_syncs += 1
-                return []
-            self._assembly = (key, {})
-        parts = self._assembly[1]
-        parts[msg.part] = msg.names
-        if len(parts) < msg.parts:
-            return []
-        self._assembly = None
-        names = [n for i in range(msg.parts) for n in parts[i]]
-        conf = Configuration.of(names, msg.epoch)
-        if conf.id != msg.config_id or len(conf) != len(names):
-            self.counters.bad_syncs += 1
+        conf = self._assembly.add(msg)
+        if conf is None:
             return []
         self.counters.views_adopted += 1
         return self._install(conf, now, announce=True)
