@@ -22,7 +22,9 @@ Theory of operation (Rapid, Suresh et al., ATC 2018, on SWIM's machinery):
    thousand messages relayed by everyone. A decided cut is applied at once:
    the next configuration (same member set, epoch and id everywhere) and ONE
    `ViewChanged` event carrying the whole cut. After a change the member alerts again
-   about subjects whose edges are still faulty (alerts do not carry over).
+   about subjects whose edges are still faulty (alerts do not carry over), and stops
+   spreading the old configuration's alerts and votes. When the votes heard prove the
+   round split (no cut can reach a majority), it votes again in the next round.
 4. Catching up. Every ``digest_interval_s`` the member sends a `ViewDigest` (epoch, id,
    and how many alerts and votes it holds) to one random member; so does a member
    that hears an alert or vote for another configuration, to its sender. The end that
