@@ -168,7 +168,10 @@ async def test_real_agents_agree_with_the_simulator_on_a_stalled_member(
                 began = time.time()
                 (window,) = await stall_processes(
                     pids, Stall(members=(5,), at=0.0, duration_s=long_s))
-                failed = observers.first("failed", victim.name, began)
+                # Each agent's event is stamped when it happened; its record may reach
+                # us a little later (a monitor stream from a busy agent), so wait.
+                failed = await observers.wait_for("failed", victim.name, began, names,
+                                                  timeout_s=10.0, strict=False)
                 back = await observers.wait_for("joined", victim.name, window.resumed_at - 0.05,
                                                 names, timeout_s=15.0, strict=False)
                 converged = True
