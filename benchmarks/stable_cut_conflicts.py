@@ -19,52 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
-from typing import Any
 
-from swim.core.stable import Configuration, CutDetector, CutParams, rings_of
-
-
-def conflicts(
-    *, nodes: int, k: int, h: int, l: int, failed: int, trials: int, receivers: int,  # noqa: E741
-    seed: int,
-) -> tuple[float, float]:
-    """(share of receivers whose first proposal was not the whole failure, share of
-    trials with at least one such receiver)."""
-    rng = random.Random(f"cut-conflicts/{seed}/{nodes}/{k}/{h}/{l}/{failed}")
-    names = [f"node-{i}" for i in range(nodes)]
-    conf = Configuration.of(names)
-    rings = rings_of(conf, k)
-    params = CutParams(k=k, h=h, l=l)
-    bad_receivers = bad_trials = 0
-    for _ in range(trials):
-        down = set(rng.sample(names, failed))
-        want = tuple(sorted((s, False) for s in down))
-        alerts = [
-            (observer, subject, ring)
-            for subject in sorted(down)
-            for ring, observer in enumerate(rings.observers_of(subject))
-            if observer not in down
-        ]
-        live = [n for n in names if n not in down]
-        any_bad = False
-        for _ in range(receivers):
-            _receiver = rng.choice(live)
-            order = sorted(alerts, key=lambda _a: rng.expovariate(1.0))
-            det = CutDetector(params, rings)
-            cut = None
-            for t, (observer, subject, ring) in enumerate(order):
-                det.add(observer=observer, subject=subject, up=False, rings=(ring,),
-                        config_id=conf.id, now=float(t))
-                cut = det.proposal(float(t))
-                if cut is not None:
-                    break
-            if cut != want:
-                bad_receivers += 1
-                any_bad = True
-        bad_trials += any_bad
-    return bad_receivers / (trials * receivers), bad_trials / trials
+from simulations.stable_experiments import conflict_grid
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,19 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.trials * args.receivers > 100_000:
         parser.error("--trials x --receivers is bounded to 100000")
     started = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    for h in args.h:
-        for low in args.l:
-            if low > h:
-                continue
-            for f in args.failed:
-                per_receiver, per_trial = conflicts(
-                    nodes=args.nodes, k=args.k, h=h, l=low, failed=f, trials=args.trials,
-                    receivers=args.receivers, seed=args.seed,
-                )
-                rows.append({"k": args.k, "h": h, "l": low, "f": f,
-                             "receivers_conflicting": per_receiver,
-                             "trials_with_conflict": per_trial})
+    rows = conflict_grid(nodes=args.nodes, k=args.k, hs=args.h, ls=args.l, fs=args.failed,
+                         trials=args.trials, receivers=args.receivers, seed=args.seed)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

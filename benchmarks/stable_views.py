@@ -37,7 +37,7 @@ import attrs
 
 from simulations.flipflop import FlipFlopResult, LossyMembers, run_flip_flop
 from simulations.mass_crash import MassCrashResult, run_mass_crash
-from swim.core import Config
+from simulations.stable_experiments import flappers_for, variants
 
 _COLUMNS = (
     ("mode", "mode", "{}"),
@@ -54,23 +54,6 @@ _COLUMNS = (
     ("bytes/m/s", "bytes_per_member_s", "{:.0f}"),
     ("wall (s)", "wall_s", "{:.1f}"),
 )
-
-
-def variants() -> dict[str, Config]:
-    """The configurations compared: SWIM + Lifeguard (memberlist's LAN), the stable-view
-    preset (half the protocol period), and the stable-view mode at the LAN period (the
-    same probe traffic as SWIM in steady state, slower to notice a failure)."""
-    stable = Config.stable_views()
-    return {
-        "swim": Config.lan(),
-        "stable": stable,
-        "stable-1s": attrs.evolve(stable, probe_interval_s=1.0, probe_timeout_s=0.5),
-    }
-
-
-def flappers_for(nodes: int, count: int) -> list[int]:
-    """`count` members spread evenly over the cluster (never member 0, the seed)."""
-    return [(k + 1) * nodes // (count + 1) for k in range(count)]
 
 
 _CRASH_COLUMNS = (

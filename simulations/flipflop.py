@@ -22,7 +22,9 @@ view once a second:
   `ViewChanged` events at every member; `view_changes`: `ViewChanged` events per
   healthy member (min and max);
 * cost: datagrams, messages (piggybacked ones included) and bytes (datagrams and
-  streams) sent per member per second over the whole run.
+  streams) sent per member per second over the whole run;
+* with ``trace=True``, `FlipFlopResult.samples`: at every sample, how many healthy
+  members held a view of each size (`size_counts`), for a view-size-over-time figure.
 
 `LossyMembers` is the other anomaly measured the same way (Rapid's 80 % loss on 1 % of
 members): from `at` on, every datagram to or from its members is lost with
@@ -35,7 +37,8 @@ the modes differ only in their `Config`.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Sequence
+from collections import Counter
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -47,6 +50,16 @@ from swim.core import Config, MemberFailed
 from swim.core.events import Event, ViewChanged
 
 _UP_BELIEFS = (1, 2)  # the collector's ALIVE and SUSPECT
+
+#: One point of a traced run: (sample time, view size, members holding a view that size).
+SizeCount = tuple[float, int, int]
+
+
+def size_counts(t: float, sizes: Iterable[int]) -> list[SizeCount]:
+    """The `SizeCount` points of one sample at `t`, from each observer's view size
+    (smallest size first)."""
+    counts = Counter(sizes)
+    return [(t, size, counts[size]) for size in sorted(counts)]
 
 
 @attrs.frozen(kw_only=True)
@@ -104,10 +117,12 @@ class FlipFlopResult:
     messages_per_member_s: float
     bytes_per_member_s: float
     wall_s: float
+    #: With ``trace=True``: the healthy members' view sizes at every sample.
+    samples: tuple[SizeCount, ...] = ()
 
     def row(self) -> dict[str, Any]:
-        """The result as a plain dict."""
-        return attrs.asdict(self)
+        """The result as a plain dict (without the samples)."""
+        return attrs.asdict(self, filter=lambda a, _v: a.name != "samples")
 
 
 class CountingCollector(Collector):
@@ -152,11 +167,11 @@ def run_flip_flop(
     config: Config, *, nodes: int, flappers: Sequence[int], seed: int, duration_s: float,
     onset: float = 20.0, down_s: float = 20.0, up_s: float = 20.0, settle_s: float = 60.0,
     network: NetworkModel | None = None, sample_s: float = 1.0,
-    fault: FlipFlop | LossyMembers | None = None,
+    fault: FlipFlop | LossyMembers | None = None, trace: bool = False,
 ) -> FlipFlopResult:
     """Run `nodes` members (converged at 0) through a `FlipFlop` of `flappers` from
     `onset` (or through `fault`, whose members and start then replace `flappers` and
-    `onset`); see the module doc for what is measured."""
+    `onset`); see the module doc for what is measured (`trace`: keep the samples)."""
     started = time.perf_counter()
     engine = Engine(nodes=nodes, config=config, network=network or NetworkModel.lan(),
                     seed=seed)
@@ -178,6 +193,7 @@ def run_flip_flop(
     removed: set[int] = set()
     sizes: set[int] = set()
     samples = identical = at_target = 0
+    traced: list[SizeCount] = []
     t = 0.0
     while t < duration_s:
         t = min(t + sample_s, duration_s)
@@ -191,6 +207,8 @@ def run_flip_flop(
                 continue
             views.setdefault(view[0], view[1])
             keys.append(view[0])
+        if trace:
+            traced += size_counts(t, (len(views[k]) for k in keys if k is not None))
         for members in views.values():
             removed.update(target - members)
         all_target = None not in keys and all(m == target for m in views.values())
@@ -215,7 +233,7 @@ def run_flip_flop(
         datagrams_per_member_s=sum(engine.dg_out) * per,
         messages_per_member_s=sum(engine.msg_out) * per,
         bytes_per_member_s=(sum(engine.bytes_out) + sum(engine.st_bytes_out)) * per,
-        wall_s=wall,
+        wall_s=wall, samples=tuple(traced),
     )
 
 

@@ -6,7 +6,9 @@ indices, never member 0) at the same instant, and samples every live member's vi
 exactly the live members, or the run ends. It reports that time, how many view
 changes each live member went through (stable mode: `ViewChanged` events; SWIM mode
 has none, its views change one `MemberFailed` at a time), the failure events, and
-whether any live member was ever missing from a live member's view.
+whether any live member was ever missing from a live member's view. With
+``trace=True`` it also keeps the live members' view sizes at every sample
+(`simulations.flipflop.size_counts`), from the crash on.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import attrs
 
 from simulations.engine import Engine, default_restart_grace_s
-from simulations.flipflop import CountingCollector, view_of
+from simulations.flipflop import CountingCollector, SizeCount, size_counts, view_of
 from simulations.network import NetworkModel
 from swim.core import Config
 
@@ -37,10 +39,12 @@ class MassCrashResult:
     view_changes_max: int
     failure_events: int
     wall_s: float
+    #: With ``trace=True``: the live members' view sizes at every sample.
+    samples: tuple[SizeCount, ...] = ()
 
     def row(self) -> dict[str, Any]:
-        """The result as a plain dict."""
-        return attrs.asdict(self)
+        """The result as a plain dict (without the samples)."""
+        return attrs.asdict(self, filter=lambda a, _v: a.name != "samples")
 
 
 def crashed_members(nodes: int, crashes: int) -> list[int]:
@@ -51,9 +55,10 @@ def crashed_members(nodes: int, crashes: int) -> list[int]:
 def run_mass_crash(
     config: Config, *, nodes: int, crashes: int, seed: int, at: float = 10.0,
     limit_s: float = 120.0, sample_s: float = 0.5, network: NetworkModel | None = None,
+    trace: bool = False,
 ) -> MassCrashResult:
     """Crash `crashes` members together at `at` and measure until all are removed
-    everywhere (or `limit_s` after the crash)."""
+    everywhere (or `limit_s` after the crash; `trace`: keep the samples)."""
     started = time.perf_counter()
     engine = Engine(nodes=nodes, config=config, network=network or NetworkModel.lan(),
                     seed=seed)
@@ -69,11 +74,14 @@ def run_mass_crash(
     engine.run_until(at)
     removed: set[int] = set()
     done: float | None = None
+    traced: list[SizeCount] = []
     t = at
     while t < at + limit_s:
         t += sample_s
         engine.run_until(t)
         views = [view_of(engine, coll, o) for o in live]
+        if trace:
+            traced += size_counts(t, (len(v[1]) for v in views if v is not None))
         for view in views:
             if view is not None:
                 removed.update(target - view[1])
@@ -86,5 +94,5 @@ def run_mass_crash(
         all_removed_s=done, live_removed=len(removed), view_changes_min=min(changes),
         view_changes_max=max(changes),
         failure_events=coll.failed_events + coll.removed_events,
-        wall_s=time.perf_counter() - started,
+        wall_s=time.perf_counter() - started, samples=tuple(traced),
     )
