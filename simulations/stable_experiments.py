@@ -26,6 +26,7 @@ import attrs
 from simulations.experiments import Row, Scale, run_all
 from simulations.flipflop import FlipFlopResult, LossyMembers, run_flip_flop
 from simulations.mass_crash import MassCrashResult, crashed_members, run_mass_crash
+from simulations.sweep import InlineExecutor
 from swim.core import Config
 from swim.core.stable import Configuration, CutDetector, CutParams, rings_of
 
@@ -40,10 +41,9 @@ class StableSizes:
     #: Worker processes (0: run in the caller's process).
     workers: int
     seeds: tuple[int, ...]
-    #: (a) the flip-flop: cluster sizes, flapping members, simulated seconds.
-    flip_nodes: tuple[int, ...]
+    #: (a) the flip-flop: (cluster size, simulated seconds) per run, flapping members.
+    flip_runs: tuple[tuple[int, float], ...]
     flip_flappers: int
-    flip_duration_s: float
     #: (b) lossy members: cluster size, their share of the members (at least one), loss.
     lossy_nodes: int
     lossy_share: float
@@ -63,7 +63,7 @@ class StableSizes:
 _SIZES: dict[str, StableSizes] = {
     "ci": StableSizes(
         scale="ci", workers=0, seeds=(1,),
-        flip_nodes=(30,), flip_flappers=2, flip_duration_s=120.0,
+        flip_runs=((30, 120.0),), flip_flappers=2,
         lossy_nodes=30, lossy_share=0.01, lossy_loss=0.8,
         crash_nodes=50, crashes=10,
         conflict_nodes=200, conflict_trials=2, conflict_receivers=5,
@@ -71,7 +71,7 @@ _SIZES: dict[str, StableSizes] = {
     ),
     "full": StableSizes(
         scale="full", workers=2, seeds=(1,),
-        flip_nodes=(200, 1000), flip_flappers=2, flip_duration_s=200.0,
+        flip_runs=((200, 200.0), (1000, 120.0)), flip_flappers=2,
         lossy_nodes=200, lossy_share=0.01, lossy_loss=0.8,
         crash_nodes=1000, crashes=10,
         conflict_nodes=1000, conflict_trials=5, conflict_receivers=30,
@@ -224,25 +224,38 @@ def conflicts(
     return bad_receivers / (trials * receivers), bad_trials / trials
 
 
+@attrs.frozen(kw_only=True)
+class _ConflictCell:
+    nodes: int
+    k: int
+    h: int
+    l: int  # noqa: E741
+    f: int
+    trials: int
+    receivers: int
+    seed: int
+
+
+def _conflict_row(cell: _ConflictCell) -> Row:
+    per_receiver, per_trial = conflicts(
+        nodes=cell.nodes, k=cell.k, h=cell.h, l=cell.l, failed=cell.f, trials=cell.trials,
+        receivers=cell.receivers, seed=cell.seed,
+    )
+    return {"k": cell.k, "h": cell.h, "l": cell.l, "f": cell.f,
+            "receivers_conflicting": per_receiver, "trials_with_conflict": per_trial}
+
+
 def conflict_grid(*, nodes: int, k: int, hs: Iterable[int], ls: Iterable[int],
-                  fs: Iterable[int], trials: int, receivers: int, seed: int) -> list[Row]:
-    """`conflicts` for every (H, L, F) with L <= H: rows of k, h, l, f,
-    receivers_conflicting and trials_with_conflict."""
-    rows: list[Row] = []
-    fs, ls = list(fs), list(ls)
-    for h in hs:
-        for low in ls:
-            if low > h:
-                continue
-            for f in fs:
-                per_receiver, per_trial = conflicts(
-                    nodes=nodes, k=k, h=h, l=low, failed=f, trials=trials,
-                    receivers=receivers, seed=seed,
-                )
-                rows.append({"k": k, "h": h, "l": low, "f": f,
-                             "receivers_conflicting": per_receiver,
-                             "trials_with_conflict": per_trial})
-    return rows
+                  fs: Iterable[int], trials: int, receivers: int, seed: int,
+                  executor: concurrent.futures.Executor | None = None) -> list[Row]:
+    """`conflicts` for every (H, L, F) with L <= H, in that order (on `executor`, by
+    default in this process): rows of k, h, l, f, receivers_conflicting and
+    trials_with_conflict."""
+    ls, fs = list(ls), list(fs)
+    cells = [_ConflictCell(nodes=nodes, k=k, h=h, l=low, f=f, trials=trials,
+                           receivers=receivers, seed=seed)
+             for h in hs for low in ls if low <= h for f in fs]
+    return run_all(_conflict_row, cells, executor or InlineExecutor())
 
 
 def result_rows(results: Iterable[FlipFlopResult | MassCrashResult]) -> list[dict[str, Any]]:
