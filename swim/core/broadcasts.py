@@ -44,6 +44,9 @@ class BroadcastQueue:
     _by_key: dict[Hashable, Broadcast] = attrs.field(factory=dict)
     #: Total encoded size of everything queued.
     pending_bytes: int = 0
+    #: No queued item is smaller than this (a lower bound: the smallest size queued
+    #: since the queue was last empty), so a smaller gap left in a packet ends the scan.
+    _min_size: int = MIN_ITEM_BYTES
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -63,6 +66,9 @@ class BroadcastQueue:
         if old is not None:
             del self._tiers[old.transmits][key]
             self.pending_bytes -= len(old.encoded)
+        size = max(len(encoded), MIN_ITEM_BYTES)
+        if not self._by_key or size < self._min_size:
+            self._min_size = size
         item = Broadcast(key, message, encoded)
         self._by_key[key] = item
         self._tiers[0][key] = item
@@ -97,6 +103,9 @@ class BroadcastQueue:
         self._drop_over(limit)
         used = 0
         scanned = 0
+        # Once less room is left than the smallest queued item, nothing more can fit:
+        # the scan ends there instead of examining up to MAX_SCAN items that cannot.
+        floor = self._min_size
         taken: list[tuple[int, list[Broadcast]]] = []
         # Only the tiers holding items, picked in C (most of the `limit` tiers are empty
         # in a quiet cluster); the scan does not change them, promotion comes after.
@@ -109,11 +118,11 @@ class BroadcastQueue:
                 if used + size <= budget:
                     chosen.append(item)
                     used += size
-                if budget - used < MIN_ITEM_BYTES or scanned >= MAX_SCAN:
+                if budget - used < floor or scanned >= MAX_SCAN:
                     break
             if chosen:
                 taken.append((tier_index, chosen))
-            if budget - used < MIN_ITEM_BYTES or scanned >= MAX_SCAN:
+            if budget - used < floor or scanned >= MAX_SCAN:
                 break
         # Promote only after the scan, so no item is met twice in one packet.
         for tier_index, chosen in reversed(taken):

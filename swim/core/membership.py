@@ -345,6 +345,10 @@ class Membership(Roster):
         if cur is None:
             self._add(news, now)
             return
+        if news is cur:
+            # The very state we hold (states are shared values: in a simulator's object
+            # mode most gossip is), so alive, same incarnation, same address: IGNORE.
+            return
         if news.incarnation > cur.incarnation + self.config.incarnation_window and not (
             source is not None and source == news.addr == cur.addr  # its own word
         ):
