@@ -663,6 +663,7 @@ class Core(ExchangeRules):
         prober = self._prober
         counter = self.stats.messages_in
         kind_names = KIND_NAMES
+        table = membership.table
         carry_out = self._carry_out
         self._owe_alive = False
         mark = len(self._dis.outbox)  # Dissemination.mark, without the call
@@ -670,7 +671,10 @@ class Core(ExchangeRules):
             counter[kind_names[type(msg)]] += 1
             match msg:
                 case Alive(member):
-                    carry_out(membership.apply_alive(member, now, addr))
+                    # The very state we hold is news to nobody (a state is a shared
+                    # value, and most gossip in a simulator's object mode repeats it).
+                    if table.get(member.name) is not member:
+                        carry_out(membership.apply_alive(member, now, addr))
                 case Ping(seq, target, source):
                     if target == self.name:
                         coord = self._vivaldi.coordinate if self.config.coordinates else None

@@ -52,6 +52,12 @@ class Roster:
         """One member's state, or None if unknown (or reaped)."""
         return self._members.get(name)
 
+    @property
+    def table(self) -> Mapping[str, MemberState]:
+        """Every member's state by name (read-only; the same mapping until the next
+        `bootstrap`, so a loop over one input's messages may hold it)."""
+        return self._members
+
     def states(self) -> list[MemberState]:
         """Every member in the table, the local one included, in insertion order."""
         return list(self._members.values())
