@@ -60,10 +60,41 @@ def _check_flip_flop(s: dict[str, Any]) -> None:
     assert s["flip_cycles"] >= 4 and s["flip_changes"] >= s["flip_cycles"]
 
 
+def _check_stable_views(s: dict[str, Any]) -> None:
+    # (a) Issue 11's goal at every size and seed: one transition to N - f within 60 s,
+    # no healthy member removed, at most 2 sizes and identical views afterwards; SWIM,
+    # same seed, declares the flappers failed over and over.
+    assert s["flip_flop"]
+    for row in s["flip_flop"]:
+        assert row["stable_transition_s"] is not None and row["stable_transition_s"] <= 60
+        assert row["stable_healthy_removed"] == 0 and row["stable_view_changes"] == [1, 1]
+        assert len(row["stable_sizes"]) <= 2 and row["stable_identical"] == 1.0
+        assert row["swim_failure_events"] > row["stable_failure_events"]
+    # (b) The lossy members are removed, and nobody else.
+    for row in s["lossy"]:
+        assert row["healthy_removed"] == 0
+        if row["mode"] == "stable":
+            assert row["transition_s"] is not None and row["identical_settled"] == 1.0
+    # (c) Simultaneous crashes leave in one view change at every live member.
+    stable_crashes = [r for r in s["mass_crash"] if r["mode"] == "stable"]
+    assert stable_crashes and all(r["live_removed"] == 0 and r["all_removed_s"] is not None
+                                  and r["view_changes_min"] == r["view_changes_max"] == 1
+                                  for r in stable_crashes)
+    # (d) Every (H, L, F) cell; the narrowest band conflicts more than the widest.
+    assert s["conflicts"]["cells"] == 64
+    assert s["conflicts"]["h6_l4_mean"] > s["conflicts"]["h9_l1_mean"]
+    # (e) Cost against SWIM in each scenario (SWIM's own ratio is 1).
+    modes = {r["mode"] for r in s["cost"]}
+    assert {"swim", "stable"} <= modes
+    assert all(r["bytes/m/s"] > 0 and (r["mode"] != "swim" or r["bytes vs swim"] == 1.0)
+               for r in s["cost"])
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "01_swim": _check_swim,
     "02_lifeguard": _check_lifeguard,
     "03_flip_flop": _check_flip_flop,
+    "04_stable_views": _check_stable_views,
 }
 
 
