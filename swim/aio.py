@@ -539,6 +539,7 @@ class Node:
         want_ack: bool = False,
         relay_factor: int = 0,
         max_buffer: int = DEFAULT_QUERY_BUFFER,
+        reask: bool = False,
     ) -> QueryResults:
         """Ask the cluster (see `swim.Node.query`); the results as they arrive.
 
@@ -562,7 +563,7 @@ class Node:
                 stream = node.query(
                     name, payload, filter_nodes=filter_nodes, filter_tags=tags,
                     timeout_s=timeout_s, want_ack=want_ack, relay_factor=relay_factor,
-                    max_buffer=max_buffer,
+                    max_buffer=max_buffer, reask=reask,
                 )
             except Exception as exc:  # a bad query: the caller's error
                 opened.set_exception(exc)

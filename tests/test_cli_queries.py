@@ -102,6 +102,16 @@ async def test_swim_query_gathers_acks_and_the_agents_configured_answers(
                                    "--json")).stdout)
     assert sorted(by_name["acks"]) == ["n1", "n3"] and by_name["responses"] == {"n3": "1.2"}
 
+    # --reask: the same answers, and a member asked again directly (if it was missed
+    # or its answer lost) still delivers the query to its application once.
+    reasked = await at(n1, "query", "uptime", "--ack", "--reask", "--timeout", "2", "--json")
+    assert reasked.returncode == 0, reasked.stderr
+    again = json.loads(reasked.stdout)
+    assert sorted(again["acks"]) == ["n1", "n2", "n3"]
+    assert again["responses"] == {"n2": "up 3 days", "n3": "up 5 days"}
+    for agent in (n1, n2, n3):
+        assert [r["id"] for r in logged(agent, "query")].count(again["id"]) == 1
+
     human = await at(n3, "query", "version", "--ack", "--timeout", "2")
     assert human.returncode == 0, human.stderr
     lines = human.stdout.decode().splitlines()

@@ -157,6 +157,7 @@ class AgentNode(Protocol):
         timeout_s: float | None = None,
         want_ack: bool = False,
         relay_factor: int = 0,
+        reask: bool = False,
     ) -> QueryStream: ...
 
     def respond(self, origin: str, query_id: int, payload: bytes = b"") -> None: ...
@@ -639,6 +640,7 @@ class Agent:
         timeout_s = request.get("timeout_s")
         want_ack = request.get("ack", False)
         relay_factor = request.get("relay_factor", 0)
+        reask = request.get("reask", False)
         if not isinstance(name, str) or not name or not isinstance(payload, str):
             raise rpc.RequestError('"query" needs a "name" and a "payload" string')
         if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
@@ -655,13 +657,15 @@ class Agent:
             raise rpc.RequestError('"ack" must be true or false')
         if isinstance(relay_factor, bool) or not isinstance(relay_factor, int):
             raise rpc.RequestError('"relay_factor" must be an integer')
+        if not isinstance(reask, bool):
+            raise rpc.RequestError('"reask" must be true or false')
         if self._leaving:
             raise rpc.RequestError("the agent is leaving; no more queries")
         try:
             stream = self._node.query(
                 name, payload.encode("utf-8"), filter_nodes=nodes, filter_tags=tags,
                 timeout_s=None if timeout_s is None else float(timeout_s),
-                want_ack=want_ack, relay_factor=relay_factor,
+                want_ack=want_ack, relay_factor=relay_factor, reask=reask,
             )
         except ProtocolError as exc:
             raise rpc.RequestError(f"cannot send query: {exc}") from None

@@ -251,6 +251,11 @@ def register(sub: Any) -> None:
         "--relay-factor", type=relay_factor_arg, default=0, metavar="K",
         help="members also send their answer through K other members (0..5, default 0)",
     )
+    p.add_argument(
+        "--reask", action="store_true",
+        help="until the timeout, ask again, directly, every live matching member not "
+        "heard from (for a query every member must answer; as swim keys does)",
+    )
     _add_json(p, "print one JSON object at the end")
     p.set_defaults(handler=client.query_command)
 

@@ -139,6 +139,7 @@ def query_command(args: argparse.Namespace) -> int:
     request: dict[str, Any] = {
         "name": args.name, "payload": args.payload, "nodes": list(args.node),
         "tags": dict(args.tag), "ack": args.ack, "relay_factor": args.relay_factor,
+        "reask": args.reask,
     }
     if args.timeout is not None:
         request["timeout_s"] = args.timeout

@@ -11,7 +11,7 @@ Commands: ``info``, ``members``, ``event`` (``name``, ``payload``), ``tags`` (``
 object, ``delete``: list), ``leave`` (answered once the departure was gossiped; then the
 agent exits), ``monitor`` (answered ``{"ok": true, "streaming": true}``, then one event
 record per line until the client closes the connection), ``query`` (``name``,
-``payload``, ``nodes``, ``tags``, ``timeout_s``, ``ack``, ``relay_factor``; answered
+``payload``, ``nodes``, ``tags``, ``timeout_s``, ``ack``, ``relay_factor``, ``reask``; answered
 ``{"ok": true, "streaming": true, "id": ..., "name": ..., "timeout_s": ...}``, then one
 record per ack or answer, then a ``{"type": "done", ...}`` summary, then the connection is
 closed) and ``keys`` (``op``: install, use, remove or list; ``key``; ``timeout_s``;

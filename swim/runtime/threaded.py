@@ -372,6 +372,7 @@ class ThreadedNode:
         want_ack: bool = False,
         relay_factor: int = 0,
         max_buffer: int = DEFAULT_QUERY_BUFFER,
+        reask: bool = False,
     ) -> BlockingQuery:
         """Ask the cluster (see `Node.query`); a blocking iterator of the results.
 
@@ -385,7 +386,7 @@ class ThreadedNode:
             return self._node.query(
                 name, payload, filter_nodes=filter_nodes, filter_tags=tags,
                 timeout_s=timeout_s, want_ack=want_ack, relay_factor=relay_factor,
-                max_buffer=max_buffer,
+                max_buffer=max_buffer, reask=reask,
             )
 
         return BlockingQuery(self._call(start), self._require_token())
