@@ -41,6 +41,8 @@ class BroadcastQueue:
     """Queued news, taken into packets fewest-transmits first."""
 
     _tiers: list[dict[Hashable, Broadcast]] = attrs.field(factory=lambda: [{}])
+    #: Items deleted from each tier since it was last rebuilt (see `_deleted`).
+    _dead: list[int] = attrs.field(factory=lambda: [0])
     _by_key: dict[Hashable, Broadcast] = attrs.field(factory=dict)
     #: Total encoded size of everything queued.
     pending_bytes: int = 0
@@ -65,6 +67,7 @@ class BroadcastQueue:
         old = self._by_key.get(key)
         if old is not None:
             del self._tiers[old.transmits][key]
+            self._deleted(old.transmits, 1)
             self.pending_bytes -= len(old.encoded)
         size = max(len(encoded), MIN_ITEM_BYTES)
         if not self._by_key or size < self._min_size:
@@ -79,14 +82,17 @@ class BroadcastQueue:
         old = self._by_key.pop(key, None)
         if old is not None:
             del self._tiers[old.transmits][key]
+            self._deleted(old.transmits, 1)
             self.pending_bytes -= len(old.encoded)
 
     def drop_most_sent(self) -> None:
         """Forget the item sent most often (the oldest among those), if any."""
-        for tier in reversed(self._tiers):
+        for index in range(len(self._tiers) - 1, -1, -1):
+            tier = self._tiers[index]
             if tier:
                 key = next(iter(tier))
                 del tier[key]
+                self._deleted(index, 1)
                 self.pending_bytes -= len(self._by_key.pop(key).encoded)
                 return
 
@@ -136,6 +142,7 @@ class BroadcastQueue:
         tier = self._tiers[tier_index]
         if tier_index + 1 == len(self._tiers):
             self._tiers.append({})
+            self._dead.append(0)
         upper = self._tiers[tier_index + 1]
         # Re-insert in ascending order so the next scan of the upper tier, which walks
         # from the end, meets the newest first.
@@ -147,10 +154,27 @@ class BroadcastQueue:
                 self.pending_bytes -= len(item.encoded)
             else:
                 upper[item.key] = item
+        self._deleted(tier_index, len(chosen))
+
+    def _deleted(self, tier_index: int, count: int) -> None:
+        """Note `count` items deleted from a tier; rebuild it once they outnumber it.
+
+        A dict keeps the slots of deleted items until it next grows, and a scan walks
+        a tier from its newest end, where promotion deletes: in a busy queue (a cluster
+        joining) that end fills with dead slots the scan must step over, for every
+        packet. The rebuilt dict holds the same items in the same order.
+        """
+        dead = self._dead[tier_index] + count
+        tier = self._tiers[tier_index]
+        if dead > 32 and dead > 2 * len(tier):
+            self._tiers[tier_index] = dict(tier)
+            dead = 0
+        self._dead[tier_index] = dead
 
     def _drop_over(self, limit: int) -> None:
         # The limit shrinks when the cluster does; items already sent that often go.
         while len(self._tiers) > max(limit, 1):
+            self._dead.pop()
             for key in self._tiers.pop():
                 self.pending_bytes -= len(self._by_key.pop(key).encoded)
 
