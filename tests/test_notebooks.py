@@ -152,3 +152,10 @@ def test_notebook_runs_at_ci_size(path: pathlib.Path, tmp_path: pathlib.Path) ->
     assert path.read_bytes() == committed
     assert not [o for o in notebook_runner.outputs(notebook) if o["output_type"] == "error"]
     _assert_reproduced(path, notebook, "ci")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebook_carries_full_size_outputs(path: pathlib.Path) -> None:
+    # What a reader sees without running anything: `make notebooks`' outputs.
+    notebook = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+    _assert_reproduced(path, notebook, "full")
