@@ -178,7 +178,7 @@ def test_three_nodes_join_stream_events_broadcast_query_and_leave() -> None:
 
 
 def test_the_loop_stays_responsive_while_calls_are_in_flight() -> None:
-    async def main() -> tuple[list[float], float]:
+    async def main() -> tuple[list[float], float, float]:
         ticks: list[float] = []
         stop = asyncio.Event()
 
@@ -200,25 +200,28 @@ def test_the_loop_stays_responsive_while_calls_are_in_flight() -> None:
                 (await a.query("nobody-answers", timeout_s=1.0)).collect()
             )
             await asyncio.sleep(2.0)
+            slept = time.monotonic()
             assert not waiting.done()
             async with make("a2", [a.addr]):
                 view = await waiting
                 assert len(view.alive()) == 3
-                elapsed = time.monotonic() - started
                 await asyncio.gather(*busy, sending)
                 _, summary = await asking
                 assert summary is not None and summary.complete
         stop.set()
         await beat
-        return ticks, elapsed
+        return ticks, started, slept
 
-    ticks, elapsed = run(main)
+    ticks, started, slept = run(main)
     gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
-    assert elapsed >= 2.0
-    # Ticking every 10 ms throughout: no gap anywhere near the 2 s the wait took, and
-    # hundreds of ticks (a blocked loop would give a handful).
-    assert max(gaps) < 1.0, max(gaps)
-    assert len(ticks) > 100
+    assert slept - started >= 2.0
+    # Were the pending wait (or the calls in flight) to block the loop, the heartbeat
+    # would stop for the whole 2 s. It kept ticking through that window (every 10 ms
+    # when idle; the bound leaves room for a loaded machine), and no gap anywhere is as
+    # long as the wait.
+    during = [t for t in ticks if started <= t <= slept]
+    assert len(during) > 20, len(during)
+    assert max(gaps) < 2.0, max(gaps)
 
 
 def test_a_slow_event_consumer_is_cut_off_and_the_node_carries_on() -> None:
