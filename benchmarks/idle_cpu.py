@@ -55,6 +55,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 import trio
 
+from benchmarks.cluster_bench import _cpu_seconds
 from swim.agent.cluster import AgentProcess, LocalCluster
 from swim.security.keyring import Keyring, encode_key
 
@@ -68,8 +69,7 @@ def cpu_seconds(pid: int) -> float:
     has schedstat; the clock-tick counters otherwise."""
     paths = glob.glob(f"/proc/{pid}/task/*/schedstat")
     if not paths:
-        times = psutil.Process(pid).cpu_times()
-        return float(times.user + times.system)
+        return _cpu_seconds(pid)
     total = 0
     for path in paths:
         try:

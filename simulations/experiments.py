@@ -43,6 +43,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 
 from simulations.faults import Crash, Fault, Partition, Stall, StallMode
+from simulations.flipflop import FlipFlop
 from simulations.scenario import Scenario, Simulation, run
 from simulations.sweep import InlineExecutor, grid, sweep
 from swim.core import Config
@@ -575,15 +576,13 @@ def flip_flop_faults(nodes: int, flappers: Sequence[int], *, start_s: float, on_
     them, streams included; they can still send), then have it back for `off_s`, over
     and over from `start_s` until `until_s` (one-way `Partition` windows from the rest
     of the cluster to them), as in the Rapid paper's flip-flop experiment."""
-    flapping = set(flappers)
-    rest = tuple(i for i in range(nodes) if i not in flapping)
-    faults: list[Fault] = []
-    t = start_s
-    while t < until_s:
-        faults.append(Partition(groups=(rest, tuple(flappers)), at=t,
-                                heal_at=min(t + on_s, until_s), one_way=True))
-        t += on_s + off_s
-    return tuple(faults)
+    flapping = tuple(flappers)
+    rest = tuple(i for i in range(nodes) if i not in set(flapping))
+    schedule = FlipFlop(members=flapping, at=start_s, down_s=on_s, up_s=off_s)
+    return tuple(
+        Partition(groups=(rest, flapping), at=start, heal_at=stop, one_way=True)
+        for start, stop in schedule.windows(until_s)
+    )
 
 
 _UP_STATUSES = (MemberStatus.ALIVE, MemberStatus.SUSPECT)

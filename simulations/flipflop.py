@@ -42,6 +42,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import attrs
+from attrs import AttrsInstance
 
 from simulations.engine import Engine, default_restart_grace_s
 from simulations.metrics import Collector
@@ -122,7 +123,12 @@ class FlipFlopResult:
 
     def row(self) -> dict[str, Any]:
         """The result as a plain dict (without the samples)."""
-        return attrs.asdict(self, filter=lambda a, _v: a.name != "samples")
+        return row_without_samples(self)
+
+
+def row_without_samples(result: AttrsInstance) -> dict[str, Any]:
+    """An attrs result as a plain dict, its ``samples`` field left out."""
+    return attrs.asdict(result, filter=lambda a, _v: a.name != "samples")
 
 
 class CountingCollector(Collector):

@@ -19,7 +19,13 @@ from typing import Any
 import attrs
 
 from simulations.engine import Engine, default_restart_grace_s
-from simulations.flipflop import CountingCollector, SizeCount, size_counts, view_of
+from simulations.flipflop import (
+    CountingCollector,
+    SizeCount,
+    row_without_samples,
+    size_counts,
+    view_of,
+)
 from simulations.network import NetworkModel
 from swim.core import Config
 
@@ -44,7 +50,7 @@ class MassCrashResult:
 
     def row(self) -> dict[str, Any]:
         """The result as a plain dict (without the samples)."""
-        return attrs.asdict(self, filter=lambda a, _v: a.name != "samples")
+        return row_without_samples(self)
 
 
 def crashed_members(nodes: int, crashes: int) -> list[int]:

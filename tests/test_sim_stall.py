@@ -38,8 +38,8 @@ from simulations import (
     name_of,
     run,
 )
-from simulations.metrics import FAULTY, HEALTHY, MAX_FP_SAMPLES, Collector
-from swim.core import Config, MemberFailed, encode
+from simulations.metrics import FAULTY, HEALTHY, MAX_FP_SAMPLES, Collector, MemberTraffic
+from swim.core import Config, Core, MemberFailed, encode
 from swim.core.messages import MemberState, Suspect
 
 
@@ -88,8 +88,19 @@ def test_lock_step_cycles_stall_and_resume_every_member_together() -> None:
     }
 
 
-def test_a_stalled_member_runs_nothing_and_handles_its_buffer_on_resume() -> None:
-    sim = converged(5, Stall(members=(3,), at=10.0, duration_s=4.0))
+@attrs.frozen
+class StallWindow:
+    """Member 3 of a `converged` run just before its stall at 10 s ends (at 14 s)."""
+
+    core: Core
+    probes: int  # its probes when the stall began
+    before: MemberTraffic  # its figures when the stall began
+    during: MemberTraffic  # and at 13.999 s
+    queued: int  # datagrams waiting in its buffer at 13.999 s
+
+
+def stall_member_3(sim: Simulation) -> StallWindow:
+    """Run `sim` (stalling member 3 from 10 s for 4 s) to just before the resume."""
     engine = sim.engine
     sim.run_until(10.0)
     core = engine.core(3)
@@ -97,8 +108,15 @@ def test_a_stalled_member_runs_nothing_and_handles_its_buffer_on_resume() -> Non
     probes = core.stats.probes
     before = sim.result().members[3]
     sim.run_until(13.999)
-    during = sim.result().members[3]
-    queued = engine.network_counters().queued
+    return StallWindow(core, probes, before, sim.result().members[3],
+                       engine.network_counters().queued)
+
+
+def test_a_stalled_member_runs_nothing_and_handles_its_buffer_on_resume() -> None:
+    sim = converged(5, Stall(members=(3,), at=10.0, duration_s=4.0))
+    engine = sim.engine
+    w = stall_member_3(sim)
+    core, probes, before, during, queued = w.core, w.probes, w.before, w.during, w.queued
     # Nothing ran: no probe, no datagram handled or sent; the arrivals wait.
     assert core.stats.probes == probes
     assert (during.datagrams_in, during.datagrams_out) == (before.datagrams_in,
@@ -183,15 +201,8 @@ def test_an_input_stall_runs_timers_and_sends_but_handles_nothing() -> None:
     # Plain SWIM's probe period does not back off (Lifeguard's would, probes failing).
     sim = converged(5, Stall(members=(3,), at=10.0, duration_s=4.0, mode="input"),
                     config=Config.paper_swim())
-    engine = sim.engine
-    sim.run_until(10.0)
-    core = engine.core(3)
-    assert core is not None and not engine.is_up(3)
-    probes = core.stats.probes
-    before = sim.result().members[3]
-    sim.run_until(13.999)
-    during = sim.result().members[3]
-    queued = engine.network_counters().queued
+    w = stall_member_3(sim)
+    core, probes, before, during, queued = w.core, w.probes, w.before, w.during, w.queued
     # Its timers ran on time (about a probe a second) and it sent; it handled nothing.
     assert core.stats.probes >= probes + 3
     assert during.datagrams_out > before.datagrams_out
