@@ -425,6 +425,10 @@ class Core(ExchangeRules):
         stable = self._stable
         if failed is not None and stable is not None:
             self._events.extend(stable.probe_result(failed, False, now))
+            gone = stable.forgotten(failed, now)
+            if gone is not None:  # an outsider silent for forget_after_s: reap it
+                self._carry_out(membership.apply_dead(
+                    Dead(gone.name, gone.incarnation, self.name), now))
         elif failed is not None:
             self._carry_out(membership.suspect_locally(failed, now))
         self._carry_out(membership.handle_timers(now))

@@ -40,6 +40,14 @@ class StableParams:
     join_after_s: float = attrs.field(default=0.0, validator=_NON_NEGATIVE)
     #: A member removed from a view is vouched for again only after this long.
     readmit_after_s: float = attrs.field(default=60.0, validator=_NON_NEGATIVE)
+    #: An outsider (a member removed from the view, or a joiner not yet admitted) that
+    #: failed every probe of its temporary observers for this long is forgotten: they
+    #: declare it dead in the membership table, so every member reaps it after
+    #: ``gossip_to_the_dead_s`` and nobody probes it any more (no view change: it is
+    #: already outside the view). Three readmit periods by default, so a flapper that is
+    #: down for less than that is still readmitted once it stays up; one that comes back
+    #: later refutes its death or rejoins by push-pull and is readmitted the same way.
+    forget_after_s: float = attrs.field(default=180.0, validator=_POSITIVE)
     #: Every this often a member compares configurations with one random member.
     digest_interval_s: float = attrs.field(default=5.0, validator=_POSITIVE)
     #: Most members one view change adds or removes.

@@ -40,7 +40,14 @@ Joins: a joiner (`joining`) drops the one-member configuration it started with a
 holds none (epoch 0) until a `ViewSync` arrives; the join push-pull puts it in its seeds'
 membership tables, gossip spreads it, and its temporary observers vouch for it. A member
 removed from the view stays in the tables, so it is an outsider at once and is
-readmitted the same way once it has stayed reachable for ``readmit_after_s``.
+readmitted the same way once it has stayed reachable for ``readmit_after_s``. An
+outsider that fails every probe of a temporary observer for ``forget_after_s`` is
+`forgotten`: that observer has the core declare it dead in the membership table, the
+`Dead` spreads as ordinary membership news, and every member reaps it after
+``gossip_to_the_dead_s``, so nobody probes it any more (no event: it left the view
+before, and SWIM's per-member events are not raised in this mode). A flapper that
+comes back after that hears of its death (gossip to the dead) and refutes, or rejoins
+by its own push-pull, and is readmitted as above.
 Graceful leave (`leave`): the member alerts about itself, which counts for all K rings.
 
 What is guaranteed is `agreement`'s: members that decide in a configuration decide the
@@ -124,6 +131,8 @@ class StableCounters:
     bad_votes: int = 0
     #: Digests of the same epoch with another id (should not happen).
     forked: int = 0
+    #: Outsiders we had declared dead after ``forget_after_s`` without an answer.
+    forgotten: int = 0
 
 
 class StableViews:
@@ -143,7 +152,8 @@ class StableViews:
         self.counters: Final = StableCounters()
         self._edges = EdgeMonitor(params.edge_params())
         self._admission = Admission(
-            join_after_s=params.join_after_s, readmit_after_s=params.readmit_after_s
+            join_after_s=params.join_after_s, readmit_after_s=params.readmit_after_s,
+            forget_after_s=params.forget_after_s,
         )
         self._digest_at = now + rng.uniform(0.0, params.digest_interval_s)
         self._last_digest: dict[Address, float] = {}
@@ -269,6 +279,21 @@ class StableViews:
             if ok and self._admission.ready(name, now) and name not in self._alerted:
                 self._alert(name, True, self._rings.rings_observed_by(self.name, name), now)
         return self._settle(now)
+
+    def forgotten(self, name: str, now: float) -> MemberState | None:
+        """After a failed probe of `name`: its state if it is an outsider we watch that
+        has failed every probe of ours for ``forget_after_s``. The caller declares it
+        dead (at that state's incarnation) in the membership table, so it is reaped
+        everywhere and probed no more. None otherwise."""
+        if name not in self._watched:
+            return None
+        state = self._roster.get(name)
+        if (state is None or state.status > _SUSPECT
+                or not self._admission.gone(name, now, state.incarnation)):
+            return None
+        self._admission.forgotten(name, state.incarnation)
+        self.counters.forgotten += 1
+        return state
 
     # =============================================================== messages
 
