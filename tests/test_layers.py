@@ -397,6 +397,9 @@ def imported_modules(log: str) -> set[str]:
 
 #: Modules no agent or client command needs at start.
 NEVER_AT_START = ("rich", "prometheus_client", "simulations", "trio.testing", "pytest")
+#: Modules an agent without HTTP checks or a bad setting never needs: the HTTP check's
+#: urllib.request (with http.client and email) and the "did you mean" hint's difflib.
+NOT_AT_AGENT_START = ("urllib.request", "http", "email", "difflib")
 
 
 def _loaded(modules: set[str], roots: Iterable[str]) -> list[str]:
@@ -430,6 +433,7 @@ async def test_a_running_agent_and_a_json_client_load_only_what_they_use(
 
     assert "swim.agent.agent" in agent_modules and "trio" in agent_modules
     assert _loaded(agent_modules, NEVER_AT_START) == []
+    assert _loaded(agent_modules, NOT_AT_AGENT_START) == []
     assert _loaded(agent_modules, ["swim.agent.demo", "swim.agent.cluster"]) == []
     assert _loaded(clients["--json"], NEVER_AT_START) == []
     # The table needs rich, which shows the import log is read right.

@@ -32,7 +32,6 @@ flag or the key. Host names are resolved once every setting is known, in
 from __future__ import annotations
 
 import argparse
-import difflib
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
@@ -49,6 +48,7 @@ from swim.agent.health_checks import (
     name_checks,
     parse_check,
 )
+from swim.agent.hints import did_you_mean
 from swim.agent.tags import TagError, check_key, parse_tag_assignment
 
 if TYPE_CHECKING:
@@ -354,10 +354,9 @@ def load_config(path: str) -> dict[str, Any]:
     for key, value in data.items():
         setting = BY_KEY.get(key)
         if setting is None:
-            close = difflib.get_close_matches(key, BY_KEY, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
-                f"{path}: unknown key {key!r}{hint} (known keys: {', '.join(sorted(BY_KEY))})"
+                f"{path}: unknown key {key!r}{did_you_mean(key, BY_KEY)} "
+                f"(known keys: {', '.join(sorted(BY_KEY))})"
             )
         try:
             settings[key] = _value_from_file(setting, value)
