@@ -2,8 +2,11 @@
 
 Figures, each the median of a few repetitions:
 
-* reference: CPython with trio imported, the floor of any trio agent (CPU of
-  ``python -c "import trio"``, RSS of such a process idling);
+* references, measured between the agent runs (the same load): CPython with trio
+  imported, the floor of any trio agent, and CPython with trio and `swim.core` (the
+  protocol core every agent runs) imported, the floor of this one (CPU of
+  ``python -c "import trio"`` and ``python -c "import trio, swim.core"``, RSS of such a
+  process idling);
 * spawn -> running CPU: user + system CPU time of a fresh ``swim agent`` (no seeds), read
   from ``/proc/PID/stat`` as soon as its RPC first answers ``info``;
 * idle RSS: ``VmRSS`` from ``/proc/PID/status`` of that agent after it has idled for a
@@ -20,6 +23,12 @@ root of the tree to measure (``python -m benchmarks.startup_bench``; for another
 import is printed. Its bytecode, and that of `transport` and `simulations`, is compiled
 once beforehand (as ``pip install`` does), so the figures are of starting, not of
 compiling source. Every process started is stopped by pid, also on error.
+
+The goals of issue 7 (idle RSS <= 28 MiB, spawn -> running <= 0.06 s CPU, 30 agents
+all seeing all alive within 1.5 s) are printed with each figure, met or MISSED, beside
+the floor the references set: no agent can start on less CPU or RSS than the
+trio + core reference, and ``--agents`` of them starting together on this machine's CPUs
+need at least that CPU times the count, divided by the CPUs, before the last is running.
 
 Options: ``--reps N`` (5 single-agent runs), ``--join-reps N`` (3), ``--agents N`` (30),
 ``--profile`` (lan, the agent's default), ``--json`` (one JSON object instead of the table).
@@ -48,6 +57,14 @@ from swim.agent.cluster import AgentProcess, ClusterError, LocalCluster
 IDLE_S = 3.0
 #: Longest wait for a cluster to see every member alive.
 JOIN_TIMEOUT_S = 60.0
+#: Issue 7's goals: idle RSS (MiB), spawn -> running CPU (s), and the time for
+#: `GOAL_AGENTS` agents spawned back to back to all see all alive (s).
+GOAL_RSS_MIB = 28.0
+GOAL_CPU_S = 0.06
+GOAL_JOIN_S = 1.5
+GOAL_AGENTS = 30
+#: What each reference process imports before it reports ready.
+REFERENCES = {"trio": "import trio", "trio_core": "import trio, swim.core"}
 
 Record = dict[str, Any]
 
@@ -106,10 +123,12 @@ def measured_tree() -> Record:
     return {"swim": packages[0], "packages": packages}
 
 
-def reference() -> Record:
-    """CPU to import trio, and RSS of a process that did and idles."""
+def reference(imports: str = REFERENCES["trio"]) -> Record:
+    """CPU of a fresh CPython running `imports` (an import statement), and its RSS once
+    it has idled for a second."""
     process = subprocess.Popen(
-        [sys.executable, "-c", "import sys, trio; print('ready', flush=True); sys.stdin.read()"],
+        [sys.executable, "-c",
+         f"import sys; {imports}; print('ready', flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -199,11 +218,25 @@ def _check_running(agents: list[AgentProcess]) -> None:
 
 
 async def bench(reps: int, join_reps: int, count: int, profile: str) -> Record:
+    """Single agents alternating with the reference processes (so both see the same
+    load), then the cluster joins."""
+    references: dict[str, list[Record]] = {name: [] for name in REFERENCES}
+    singles = []
     with tempfile.TemporaryDirectory(prefix="swim-startup-") as tmp:
         workdir = pathlib.Path(tmp)
-        singles = [await one_agent(workdir, rep) for rep in range(reps)]
+        for rep in range(reps):
+            for name, imports in REFERENCES.items():
+                references[name].append(await trio.to_thread.run_sync(reference, imports))
+            singles.append(await one_agent(workdir, rep))
         joins = [await cluster_join(workdir, rep, count, profile) for rep in range(join_reps)]
-    return {"single": singles, "join": joins}
+    medians = {
+        name: {key: _median(rows, key) for key in ("cpu_s", "rss_mib")}
+        for name, rows in references.items()
+    }
+    return {
+        "reference": medians["trio"], "reference_core": medians["trio_core"],
+        "single": singles, "join": joins,
+    }
 
 
 def _median(rows: list[Record], key: str) -> float:
@@ -217,27 +250,50 @@ def _median_text(rows: list[Record], key: str) -> str:
     return f"{statistics.median(values):.2f} s"
 
 
+def join_floor_s(results: Record) -> float:
+    """The least time in which the cluster's agents can all be running, on this
+    machine: each needs the trio + core reference's CPU, and they share the CPUs."""
+    cpus = results["machine"]["cpus"]
+    return float(results["agents"] * results["reference_core"]["cpu_s"] / cpus)
+
+
+def verdict(value: float, goal: float, floor: float, unit: str) -> str:
+    """``goal <= G unit: met|MISSED (floor F unit)``."""
+    fmt = ".1f" if unit == "MiB" else ".2f" if goal >= 1 else ".3f"
+    return (f"goal <= {goal:{fmt}} {unit}: {'met' if value <= goal else 'MISSED'} "
+            f"(floor here {floor:{fmt}} {unit})")
+
+
 def table(results: Record) -> str:
     """The figures as aligned text."""
-    m, ref = results["machine"], results["reference"]
+    m, ref, core = results["machine"], results["reference"], results["reference_core"]
     single, join = results["single"], results["join"]
+    cpu, rss = _median(single, "cpu_s"), _median(single, "rss_mib")
     rows = [
         ("machine", f"{m['cpus']} cpus ({m['cpu']}), load {m['load_avg_1m']:.2f} at start, "
                     f"Python {m['python']}"),
         ("agents run from", results["tree"]["swim"]),
         ("reference: CPython + trio",
          f"CPU {ref['cpu_s']:.3f} s, RSS {ref['rss_mib']:.1f} MiB"),
+        ("reference: CPython + trio + swim.core",
+         f"CPU {core['cpu_s']:.3f} s, RSS {core['rss_mib']:.1f} MiB"),
         (f"spawn -> running CPU (n={len(single)})",
-         f"{_median(single, 'cpu_s'):.3f} s  (wall {_median(single, 'wall_s'):.3f} s, "
-         "polled every 50 ms)"),
-        (f"idle agent RSS after {IDLE_S:g} s", f"{_median(single, 'rss_mib'):.1f} MiB"),
+         f"{cpu:.3f} s  (wall {_median(single, 'wall_s'):.3f} s, polled every 50 ms)"),
+        ("", verdict(cpu, GOAL_CPU_S, core["cpu_s"], "s")),
+        (f"idle agent RSS after {IDLE_S:g} s", f"{rss:.1f} MiB"),
+        ("", verdict(rss, GOAL_RSS_MIB, core["rss_mib"], "MiB")),
     ]
     if join:
+        join_s = _median(join, "join_s")
         rows += [
             (f"{results['agents']} agents back to back, all see all alive (n={len(join)})",
-             f"{_median(join, 'join_s'):.2f} s  (runs: "
+             f"{join_s:.2f} s  (runs: "
              + ", ".join(f"{row['join_s']:.2f}" for row in join)
              + f"; {results['profile']} profile)"),
+        ]
+        if results["agents"] == GOAL_AGENTS:
+            rows.append(("", verdict(join_s, GOAL_JOIN_S, join_floor_s(results), "s")))
+        rows += [
             ("  from the agents' event records", _median_text(join, "join_events_s")),
             ("  of which spawning them", f"{_median(join, 'spawn_s'):.2f} s"),
             ("  CPU per agent by then", f"{_median(join, 'cpu_s_per_agent'):.3f} s"),
@@ -258,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reps < 1 or args.join_reps < 0 or not 2 <= args.agents <= 200:
         parser.error("need --reps >= 1, --join-reps >= 0 and --agents within 2..200")
-    results: Record = {"machine": machine(), "tree": measured_tree(), "reference": reference()}
+    results: Record = {"machine": machine(), "tree": measured_tree()}
     try:
         results |= trio.run(bench, args.reps, args.join_reps, args.agents, args.profile)
     except ClusterError as exc:

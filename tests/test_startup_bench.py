@@ -10,7 +10,7 @@ import sys
 import pytest
 import trio
 
-from benchmarks.startup_bench import all_alive_at
+from benchmarks.startup_bench import all_alive_at, join_floor_s, verdict
 
 REPO = pathlib.Path(__file__).parent.parent
 
@@ -35,6 +35,18 @@ def test_all_alive_is_the_first_moment_every_member_is_alive() -> None:
     assert all_alive_at("", "a", {"a"}) is None  # no record ever says so
 
 
+def test_a_goal_is_met_at_or_under_it_and_printed_beside_its_floor() -> None:
+    assert verdict(0.45, 0.06, 0.39, "s") == "goal <= 0.060 s: MISSED (floor here 0.390 s)"
+    assert verdict(0.06, 0.06, 0.05, "s").startswith("goal <= 0.060 s: met")
+    assert verdict(27.5, 28.0, 27.9, "MiB") == "goal <= 28.0 MiB: met (floor here 27.9 MiB)"
+    assert verdict(9.5, 1.5, 5.85, "s") == "goal <= 1.50 s: MISSED (floor here 5.85 s)"
+
+
+def test_the_join_floor_is_every_agents_start_up_cpu_shared_by_the_cpus() -> None:
+    results = {"agents": 30, "machine": {"cpus": 2}, "reference_core": {"cpu_s": 0.4}}
+    assert join_floor_s(results) == pytest.approx(6.0)
+
+
 @pytest.mark.slow
 async def test_a_tiny_startup_benchmark_reports_every_figure() -> None:
     with trio.fail_after(150):
@@ -51,4 +63,7 @@ async def test_a_tiny_startup_benchmark_reports_every_figure() -> None:
     assert single["cpu_s"] > 0 and single["rss_mib"] > 0
     (join,) = figures["join"]
     assert join["join_s"] > 0 and join["join_events_s"] > 0
-    assert figures["reference"]["rss_mib"] > 0
+    for reference in ("reference", "reference_core"):
+        assert figures[reference]["rss_mib"] > 0 and figures[reference]["cpu_s"] > 0
+    # The core is imported on top of trio, so it can only add to the floor.
+    assert figures["reference_core"]["rss_mib"] > figures["reference"]["rss_mib"]
