@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 
 import attrs
 
@@ -68,8 +69,9 @@ _CRASH_COLUMNS = (
 )
 
 
-def table(results: list[FlipFlopResult] | list[MassCrashResult],
+def table(results: Sequence[object],
           columns: tuple[tuple[str, str, str], ...] = _COLUMNS) -> str:
+    """`results` (attrs values) as a text table of `columns` (head, field, format)."""
     rows = [[fmt.format(getattr(r, field)) for _, field, fmt in columns] for r in results]
     heads = [head for head, _, _ in columns]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]

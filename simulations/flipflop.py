@@ -151,6 +151,18 @@ class CountingCollector(Collector):
         super().on_events(o, events, now)
 
 
+def counting_engine(config: Config, *, nodes: int, seed: int,
+                    network: NetworkModel | None = None) -> tuple[Engine, CountingCollector]:
+    """An engine of `nodes` members (none started; LAN unless `network`) whose
+    collector is a `CountingCollector`, and that collector."""
+    engine = Engine(nodes=nodes, config=config, network=network or NetworkModel.lan(),
+                    seed=seed)
+    coll = CountingCollector(engine.names, seed=seed,
+                             restart_grace_s=default_restart_grace_s(config, nodes))
+    engine.collector = coll
+    return engine, coll
+
+
 def view_of(engine: Engine, coll: Collector, o: int) -> tuple[Hashable, frozenset[int]] | None:
     """Member `o`'s view (see the module doc) as (a key equal for equal views, the
     member indices), or None if it has none (down, or joining in stable mode)."""
@@ -179,11 +191,7 @@ def run_flip_flop(
     `onset` (or through `fault`, whose members and start then replace `flappers` and
     `onset`); see the module doc for what is measured (`trace`: keep the samples)."""
     started = time.perf_counter()
-    engine = Engine(nodes=nodes, config=config, network=network or NetworkModel.lan(),
-                    seed=seed)
-    coll = CountingCollector(engine.names, seed=seed,
-                     restart_grace_s=default_restart_grace_s(config, nodes))
-    engine.collector = coll
+    engine, coll = counting_engine(config, nodes=nodes, seed=seed, network=network)
     engine.bootstrap(range(nodes))
     if fault is None:
         fault = FlipFlop(members=tuple(flappers), at=onset, down_s=down_s, up_s=up_s)

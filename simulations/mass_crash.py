@@ -1,4 +1,4 @@
-"""Simultaneous crashes: are they removed in one view change? (issue 11, item c)
+"""Simultaneous crashes and joins: one view change each? (issue 11, item c)
 
 `run_mass_crash` starts a converged cluster, crashes `crashes` members (spread over the
 indices, never member 0) at the same instant, and samples every live member's view
@@ -9,6 +9,10 @@ has none, its views change one `MemberFailed` at a time), the failure events, an
 whether any live member was ever missing from a live member's view. With
 ``trace=True`` it also keeps the live members' view sizes at every sample
 (`simulations.flipflop.size_counts`), from the crash on.
+
+`run_mass_join` is the other direction: `joiners` members start together in a
+converged cluster of `nodes`, each joining through member 0, and the same sampling
+measures how long until every member, old and new, holds the view of all of them.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from typing import Any
 
 import attrs
 
-from simulations.engine import Engine, default_restart_grace_s
+from simulations.engine import Engine
 from simulations.flipflop import (
     CountingCollector,
     SizeCount,
+    counting_engine,
     row_without_samples,
     size_counts,
     view_of,
@@ -66,11 +71,7 @@ def run_mass_crash(
     """Crash `crashes` members together at `at` and measure until all are removed
     everywhere (or `limit_s` after the crash; `trace`: keep the samples)."""
     started = time.perf_counter()
-    engine = Engine(nodes=nodes, config=config, network=network or NetworkModel.lan(),
-                    seed=seed)
-    coll = CountingCollector(engine.names, seed=seed,
-                             restart_grace_s=default_restart_grace_s(config, nodes))
-    engine.collector = coll
+    engine, coll = counting_engine(config, nodes=nodes, seed=seed, network=network)
     engine.bootstrap(range(nodes))
     gone = set(crashed_members(nodes, crashes))
     for i in sorted(gone):
@@ -78,22 +79,9 @@ def run_mass_crash(
     live = [i for i in range(nodes) if i not in gone]
     target = frozenset(live)
     engine.run_until(at)
-    removed: set[int] = set()
-    done: float | None = None
-    traced: list[SizeCount] = []
-    t = at
-    while t < at + limit_s:
-        t += sample_s
-        engine.run_until(t)
-        views = [view_of(engine, coll, o) for o in live]
-        if trace:
-            traced += size_counts(t, (len(v[1]) for v in views if v is not None))
-        for view in views:
-            if view is not None:
-                removed.update(target - view[1])
-        if all(view is not None and view[1] == target for view in views):
-            done = t - at
-            break
+    done, removed, traced = _until_views_are(engine, coll, live, target, at=at,
+                                             limit_s=limit_s, sample_s=sample_s,
+                                             trace=trace)
     changes = [coll.view_changes[o] for o in live]
     return MassCrashResult(
         mode=config.membership_mode, nodes=nodes, crashes=crashes, seed=seed,
@@ -101,4 +89,78 @@ def run_mass_crash(
         view_changes_max=max(changes),
         failure_events=coll.failed_events + coll.removed_events,
         wall_s=time.perf_counter() - started, samples=tuple(traced),
+    )
+
+
+def _until_views_are(
+    engine: Engine, coll: CountingCollector, observers: list[int], target: frozenset[int],
+    *, at: float, limit_s: float, sample_s: float, trace: bool,
+) -> tuple[float | None, set[int], list[SizeCount]]:
+    """Sample the `observers`' views every `sample_s` from `at` until all are exactly
+    `target`, or `limit_s` passed: (the time that took or None, the members of
+    `target` ever missing from a view held, the traced samples)."""
+    removed: set[int] = set()
+    traced: list[SizeCount] = []
+    t = at
+    while t < at + limit_s:
+        t += sample_s
+        engine.run_until(t)
+        views = [view_of(engine, coll, o) for o in observers]
+        if trace:
+            traced += size_counts(t, (len(v[1]) for v in views if v is not None))
+        for view in views:
+            if view is not None:
+                removed.update(target - view[1])
+        if all(view is not None and view[1] == target for view in views):
+            return t - at, removed, traced
+    return None, removed, traced
+
+
+@attrs.frozen(kw_only=True)
+class MassJoinResult:
+    """What one mass-join run measured (see the module doc)."""
+
+    mode: str
+    nodes: int
+    joiners: int
+    seed: int
+    #: From the joins to every member holding the view of all (None: never).
+    all_joined_s: float | None
+    #: View changes each member of the first cluster went through meanwhile.
+    view_changes_min: int
+    view_changes_max: int
+    datagrams_per_member_s: float
+    bytes_per_member_s: float
+    wall_s: float
+
+    def row(self) -> dict[str, Any]:
+        """The result as a plain dict."""
+        return attrs.asdict(self)
+
+
+def run_mass_join(
+    config: Config, *, nodes: int, joiners: int, seed: int, at: float = 10.0,
+    limit_s: float = 120.0, sample_s: float = 0.5, network: NetworkModel | None = None,
+) -> MassJoinResult:
+    """Start `joiners` members together at `at` in a converged cluster of `nodes`,
+    each joining through member 0, and measure until every member holds the view of
+    all ``nodes + joiners`` (or `limit_s` after the joins)."""
+    started = time.perf_counter()
+    total = nodes + joiners
+    engine, coll = counting_engine(config, nodes=total, seed=seed, network=network)
+    engine.bootstrap(range(nodes))
+    for i in range(nodes, total):
+        engine.at(at, engine.start, i)
+    engine.run_until(at)
+    everyone = list(range(total))
+    done, _, _ = _until_views_are(engine, coll, everyone, frozenset(everyone), at=at,
+                                  limit_s=limit_s, sample_s=sample_s, trace=False)
+    changes = [coll.view_changes[o] for o in range(nodes)]
+    per = 1.0 / (total * engine.now)
+    return MassJoinResult(
+        mode=config.membership_mode, nodes=nodes, joiners=joiners, seed=seed,
+        all_joined_s=done, view_changes_min=min(changes), view_changes_max=max(changes),
+        datagrams_per_member_s=sum(engine.dg_out) * per,
+        bytes_per_member_s=(sum(engine.bytes_out) + sum(engine.st_bytes_out)) * per,
+        wall_s=time.perf_counter() - started,
     )

@@ -161,7 +161,8 @@ class Core(ExchangeRules):
         self._gossip_ticker = config.gossip_ticker
         #: The stable-view mode (`Config.stable_views`), None in SWIM mode.
         self._stable = StableViews(
-            config, self._dis, self._membership, rng, name=name, now=now
+            config, self._dis, self._membership, rng, name=name, now=now,
+            next_seq=self._prober.next_seq,
         ) if config.membership_mode == "stable" else None
         self._carry_out(self._membership.announce())
 
@@ -687,6 +688,8 @@ class Core(ExchangeRules):
                             carry_out(membership.prober_seen(source, addr, now))
                     else:
                         self.stats.unexpected += 1
+                case Ack(seq) if self._stable is not None and self._stable.is_admission_ack(seq):
+                    self._events.extend(self._stable.admission_ack(seq, now))
                 case Ack(seq, coord):
                     acked = prober.on_ack(seq, now)
                     if acked is not None and coord is not None and self.config.coordinates:

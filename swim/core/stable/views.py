@@ -6,7 +6,13 @@ Theory of operation (Rapid, Suresh et al., ATC 2018, on SWIM's machinery):
    (`rings.Rings.subjects_of`) and the outsiders it is a temporary observer of
    (`rings.Rings.observers_of` an outsider), using the core's ordinary prober (ping,
    ping-req helpers, Lifeguard nacks). Failed probes no longer raise SWIM suspicions;
-   each outcome goes to `probe_result`.
+   each outcome goes to `probe_result`. A new joiner (an outsider never removed from a
+   view we held) is also sent one *admission ping* of its own as soon as we start
+   watching it, outside the rotation (at most `ADMISSION_PINGS` per protocol period):
+   its ack counts as an answered probe (`admission_ack`). Otherwise every observer
+   would reach its joiners one per protocol period, after its subjects, and a mass
+   join would take as many periods as an observer has joiners. Members removed before
+   get no such ping: their readmission clock runs on the rotation alone.
 2. Alerts. When an edge to a subject turns faulty (`admission.EdgeMonitor`), or an
    outsider has answered probes long enough (`admission.Admission`: ``join_after_s``
    for a new joiner, ``readmit_after_s`` for a member removed before), the member
@@ -59,7 +65,7 @@ from __future__ import annotations
 
 import collections
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 import attrs
@@ -81,6 +87,7 @@ from swim.core.messages import (
     MemberState,
     MemberStatus,
     Message,
+    Ping,
     StableAlert,
     StableVote,
     ViewDigest,
@@ -101,6 +108,10 @@ _SWIM_EVENTS: Final = (MemberJoined, MemberSuspected, MemberAlive, MemberFailed,
 _MAX_SETTLE: Final = 8
 #: Most peers remembered for the digest and sync rate limits.
 _RATE_MEMORY: Final = 4096
+#: Most admission pings sent per protocol period (the rest wait for the next period).
+ADMISSION_PINGS: Final = 16
+#: Most admission pings awaiting their ack (the oldest is forgotten first).
+_PINGS_MEMORY: Final = 1024
 
 
 @attrs.define(eq=False)
@@ -133,6 +144,9 @@ class StableCounters:
     forked: int = 0
     #: Outsiders we had declared dead after ``forget_after_s`` without an answer.
     forgotten: int = 0
+    #: Admission pings sent to new joiners, and the acks they brought.
+    admission_pings: int = 0
+    admission_acks: int = 0
 
 
 class StableViews:
@@ -141,7 +155,10 @@ class StableViews:
     def __init__(
         self, config: Config, dissemination: Dissemination, roster: Roster,
         rng: random.Random, *, name: str, now: float,
+        next_seq: Callable[[], int] | None = None,
     ) -> None:
+        """`next_seq` draws the prober's sequence numbers, for admission pings (None:
+        no admission pings, joiners wait for the rotation)."""
         params = config.stable
         self.params: Final = params
         self.name: Final = name
@@ -163,6 +180,11 @@ class StableViews:
         self._target_index = 0
         #: Outsiders we just started watching: probed before the rotation goes on.
         self._urgent: collections.deque[str] = collections.deque()
+        self._next_seq = next_seq
+        #: New joiners we started watching, owed an admission ping.
+        self._to_ping: collections.deque[str] = collections.deque()
+        #: Admission pings awaiting their ack: seq -> the joiner pinged.
+        self._pings: dict[int, str] = {}
         self._outsiders_key: tuple[int, int] = (-1, -1)
         self._watched: set[str] = set()
         #: The ids of the last few configurations we held (input for them is late).
@@ -248,8 +270,11 @@ class StableViews:
     # =============================================================== probing
 
     def next_probe_target(self) -> MemberState | None:
-        """The next subject or watched outsider to probe, in turn (None: nobody)."""
+        """The next subject or watched outsider to probe, in turn (None: nobody).
+        Called once per protocol period, it also sends that period's admission pings."""
         self._refresh_outsiders()
+        if self._to_ping:
+            self._send_admission_pings()
         while self._urgent:
             state = self._roster.get(self._urgent.popleft())
             if state is not None and state.status <= _SUSPECT and state.name in self._watched:
@@ -279,6 +304,18 @@ class StableViews:
             if ok and self._admission.ready(name, now) and name not in self._alerted:
                 self._alert(name, True, self._rings.rings_observed_by(self.name, name), now)
         return self._settle(now)
+
+    def is_admission_ack(self, seq: int) -> bool:
+        """True if an ack with `seq` answers one of our admission pings."""
+        return seq in self._pings
+
+    def admission_ack(self, seq: int, now: float) -> list[Event]:
+        """The ack of an admission ping: an answered probe of that joiner."""
+        name = self._pings.pop(seq, None)
+        if name is None or name not in self._watched:
+            return []
+        self.counters.admission_acks += 1
+        return self.probe_result(name, True, now)
 
     def forgotten(self, name: str, now: float) -> MemberState | None:
         """After a failed probe of `name`: its state if it is an outsider we watch that
@@ -407,11 +444,37 @@ class StableViews:
         )
         for name in self._watched.difference(watched):
             self._admission.forget(name)
-        # A joiner waits for its first probe from each temporary observer: probe new
-        # outsiders first rather than after a whole rotation.
-        self._urgent.extend(name for name in watched if name not in self._watched)
+        # A joiner waits for its first probe from each temporary observer: new joiners
+        # get an admission ping, and a member removed before (it gets none) is probed
+        # first rather than after a whole rotation.
+        for name in watched:
+            if name in self._watched:
+                continue
+            if self._next_seq is not None and not self._admission.was_removed(name):
+                self._to_ping.append(name)
+            else:
+                self._urgent.append(name)
         self._watched = set(watched)
         self._targets = list(dict.fromkeys(rings.subjects_of(me))) + watched
+
+    def _send_admission_pings(self) -> None:
+        """Ping up to `ADMISSION_PINGS` of the joiners owed one (still watched, live)."""
+        next_seq = self._next_seq
+        assert next_seq is not None
+        pings = self._pings
+        sent = 0
+        while self._to_ping and sent < ADMISSION_PINGS:
+            name = self._to_ping.popleft()
+            state = self._roster.get(name)
+            if state is None or state.status > _SUSPECT or name not in self._watched:
+                continue
+            seq = next_seq()
+            pings[seq] = name
+            if len(pings) > _PINGS_MEMORY:
+                del pings[next(iter(pings))]
+            self._dis.send_one(state.addr, Ping(seq, name, self.name))
+            sent += 1
+        self.counters.admission_pings += sent
 
     def _alert_edge(self, name: str, now: float) -> None:
         if name not in self._alerted:
