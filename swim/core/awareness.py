@@ -8,12 +8,12 @@ less often and so accuses others less often.
 
 from __future__ import annotations
 
-import attrs
+import attr
 
 from swim.core.timing import awareness_scaled_s
 
 
-@attrs.define(eq=False)
+@attr.s(auto_attribs=True, eq=False)
 class Awareness:
     """The local health score, clamped to ``[0, max_multiplier - 1]``."""
 

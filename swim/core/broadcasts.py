@@ -16,7 +16,7 @@ from collections.abc import Hashable, Mapping
 from itertools import compress
 from typing import Final
 
-import attrs
+import attr
 
 from swim.core.messages import Message
 
@@ -26,7 +26,7 @@ MAX_SCAN: Final = 256
 MIN_ITEM_BYTES: Final = 4
 
 
-@attrs.define(eq=False, slots=True)
+@attr.s(auto_attribs=True, eq=False)
 class Broadcast:
     """One queued item: the message, its encoding, and how often it was sent."""
 
@@ -36,14 +36,14 @@ class Broadcast:
     transmits: int = 0
 
 
-@attrs.define(eq=False)
+@attr.s(auto_attribs=True, eq=False)
 class BroadcastQueue:
     """Queued news, taken into packets fewest-transmits first."""
 
-    _tiers: list[dict[Hashable, Broadcast]] = attrs.field(factory=lambda: [{}])
+    _tiers: list[dict[Hashable, Broadcast]] = attr.ib(factory=lambda: [{}])
     #: Items deleted from each tier since it was last rebuilt (see `_deleted`).
-    _dead: list[int] = attrs.field(factory=lambda: [0])
-    _by_key: dict[Hashable, Broadcast] = attrs.field(factory=dict)
+    _dead: list[int] = attr.ib(factory=lambda: [0])
+    _by_key: dict[Hashable, Broadcast] = attr.ib(factory=dict)
     #: Total encoded size of everything queued.
     pending_bytes: int = 0
     #: No queued item is smaller than this (a lower bound: the smallest size queued
@@ -179,12 +179,12 @@ class BroadcastQueue:
                 self.pending_bytes -= len(self._by_key.pop(key).encoded)
 
 
-@attrs.define(eq=False)
+@attr.s(auto_attribs=True, eq=False)
 class SeenIds:
     """Bounded memory of delivered user-broadcast ids, oldest forgotten first."""
 
     capacity: int
-    _seen: dict[tuple[str, int], None] = attrs.field(factory=dict)
+    _seen: dict[tuple[str, int], None] = attr.ib(factory=dict)
 
     def add(self, key: tuple[str, int]) -> bool:
         """Remember `key`; False if it was already remembered."""

@@ -118,12 +118,12 @@ class Core(ExchangeRules):
             raise ProtocolError(f"name must be 1..{NAME_MAX_BYTES} bytes of UTF-8")
         _check_meta(meta)
         encode_message(Alive(MemberState(name, addr, incarnation)))  # validates addr
-        self.config: Final = config
+        self.config = config
         self.policy: Final = policy if policy is not None else DriverPolicy()
-        self.name: Final = name
+        self.name = name
         self.addr: Final = addr
         self._rng = rng
-        self.stats: Final = Stats()
+        self.stats = Stats()
         self._events: list[Event] = []
         self._membership = Membership.create(
             config, MemberState(name, addr, incarnation, _ALIVE, meta), rng=rng

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-import attrs
+import attr
 
 from swim.core.events import Event
 from swim.core.messages import Address, Alive, Dead, Suspect
@@ -20,22 +20,22 @@ from swim.core.messages import Address, Alive, Dead, Suspect
 News = Alive | Suspect | Dead
 
 
-@attrs.define(kw_only=True, slots=True)
+@attr.s(auto_attribs=True, kw_only=True)
 class Effects:
     """The consequences of one membership input, in the order they arose."""
 
     #: News to queue for dissemination, as ``(news, unless_queued)``: news about a
     #: member replaces queued news about it; with ``unless_queued`` it is queued only
     #: if nothing about that member is queued already (a re-gossip of old news).
-    gossip: list[tuple[News, bool]] = attrs.field(factory=list)
+    gossip: list[tuple[News, bool]] = attr.ib(factory=list)
     #: Members reaped from the table: forget queued news about them.
-    forget: list[str] = attrs.field(factory=list)
+    forget: list[str] = attr.ib(factory=list)
     #: Application events.
-    events: list[Event] = attrs.field(factory=list)
+    events: list[Event] = attr.ib(factory=list)
     #: Datagrams to send directly: rumour notices (``Dead`` about the addressee), and
     #: verifications (our older ``Alive`` of the addressee, which it answers with its
     #: current one, in its own word).
-    notices: list[tuple[Address, Dead | Alive]] = attrs.field(factory=list)
+    notices: list[tuple[Address, Dead | Alive]] = attr.ib(factory=list)
     #: The input showed its sender an outdated view of us (it made us refute, or it
     #: accused an incarnation we already left behind): answer it with our Alive.
     owe_alive: bool = False

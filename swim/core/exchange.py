@@ -20,7 +20,7 @@ import random
 from collections.abc import Sequence
 from typing import Final
 
-import attrs
+import attr
 
 from swim.core.codec import encode, message_kind
 from swim.core.config import Config
@@ -34,7 +34,7 @@ from swim.core.stats import Stats
 _INF: Final = float("inf")
 
 
-@attrs.define(eq=False, slots=True)
+@attr.s(auto_attribs=True, eq=False)
 class PendingStream:
     """A stream we opened and await the outcome of."""
 

@@ -73,6 +73,7 @@ import random
 from collections.abc import Iterable
 from typing import Final
 
+import attr
 import attrs
 
 from swim.core.config import Config
@@ -111,7 +112,7 @@ MAX_TOMBSTONES: Final = 4096
 MAX_CONFLICTS: Final = 64
 
 
-@attrs.define(eq=False)
+@attr.s(auto_attribs=True, eq=False)
 class Membership(Roster):
     """One member's view of the cluster and the rules that change it."""
 
@@ -122,20 +123,20 @@ class Membership(Roster):
     _local_name: str
     #: Every other member's name in probe order. Joiners are inserted at a random
     #: position; reaped names are removed.
-    _probe_order: list[str] = attrs.field(factory=list)
+    _probe_order: list[str] = attr.ib(factory=list)
     _probe_index: int = 0
-    _suspicions: dict[str, Suspicion] = attrs.field(factory=dict)
-    _deadlines: DeadlineHeap[str] = attrs.field(factory=DeadlineHeap)
+    _suspicions: dict[str, Suspicion] = attr.ib(factory=dict)
+    _deadlines: DeadlineHeap[str] = attr.ib(factory=DeadlineHeap)
     #: Dead or left members and when they became so, oldest first.
-    _gone_since: dict[str, float] = attrs.field(factory=dict)
+    _gone_since: dict[str, float] = attr.ib(factory=dict)
     #: True once we announced our departure (a plain attribute: the core reads it after
     #: every input).
-    leaving: bool = attrs.field(default=False, init=False)
+    leaving: bool = attr.ib(default=False, init=False)
     #: Failed members reaped from the table, for reconnection: name -> (state, reaped at).
-    _tombstones: dict[str, tuple[MemberState, float]] = attrs.field(factory=dict)
-    _noticed_at: dict[str, float] = attrs.field(factory=dict)
+    _tombstones: dict[str, tuple[MemberState, float]] = attr.ib(factory=dict)
+    _noticed_at: dict[str, float] = attr.ib(factory=dict)
     #: Addresses that claimed our name, and when we last refuted them.
-    _conflicts: dict[Address, float] = attrs.field(factory=dict)
+    _conflicts: dict[Address, float] = attr.ib(factory=dict)
     #: Unknown members the push-pull being merged may still add (None: no cap).
     _new_budget: int | None = None
     #: The effects of the public call in progress (None until something happens).

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Final
 
-import attrs
+import attr
 
 from swim.core.awareness import Awareness
 from swim.core.codec import MAX_SEQ, encode_message
@@ -33,7 +33,7 @@ _INF: Final = float("inf")
 _SUSPECT: Final = MemberStatus.SUSPECT
 
 
-@attrs.define(eq=False, slots=True)
+@attr.s(auto_attribs=True, eq=False)
 class Probe:
     """The probe of the current protocol period."""
 
@@ -48,7 +48,7 @@ class Probe:
     nacks: int = 0
 
 
-@attrs.define(eq=False, slots=True)
+@attr.s(auto_attribs=True, eq=False)
 class Relay:
     """A ping we send as a ping-req helper, on behalf of `requester`."""
 

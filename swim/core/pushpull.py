@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from swim.core.codec import message_kind
 from swim.core.config import Config
@@ -46,15 +45,11 @@ from swim.core.stats import Stats
 class ExchangeRules:
     """Stream handling for `Core` (see the module docstring)."""
 
-    # The façade's parts, set by `Core.__init__`.
-    if TYPE_CHECKING:
-        @property
-        def config(self) -> Config: ...
-        @property
-        def name(self) -> str: ...
-        @property
-        def stats(self) -> Stats: ...
-
+    # The façade's parts, set by `Core.__init__` (plain attributes: a class compiled by
+    # mypyc may declare only attributes and methods).
+    config: Config
+    name: str
+    stats: Stats
     _rng: random.Random
     _events: list[Event]
     _membership: Membership

@@ -33,6 +33,7 @@ import math
 from collections.abc import Sequence
 from typing import Final
 
+import attr
 import attrs
 
 from swim.core.broadcasts import SeenIds
@@ -56,7 +57,7 @@ REASK_ROUNDS: Final = 8
 MAX_RESENDS: Final = 2 * REASK_ROUNDS
 
 
-@attrs.define(eq=False, slots=True)
+@attr.s(auto_attribs=True, eq=False)
 class _Asked:
     """One of our queries, open until `deadline`."""
 
@@ -64,11 +65,11 @@ class _Asked:
     #: The query itself, kept to re-send it (None: no re-asking).
     reask: Query | None = None
     reask_at: float = 0.0
-    acks: set[str] = attrs.field(factory=set)
-    responses: set[str] = attrs.field(factory=set)
+    acks: set[str] = attr.ib(factory=set)
+    responses: set[str] = attr.ib(factory=set)
 
 
-@attrs.define(eq=False, slots=True)
+@attr.s(auto_attribs=True, eq=False)
 class _Answerable:
     """Another member's query we matched, answerable once until `deadline`."""
 
@@ -77,7 +78,7 @@ class _Answerable:
     deadline: float
     responded: bool = False
     #: What we sent the asker (ack, answer), sent again when it re-asks.
-    sent: list[QueryResponse] = attrs.field(factory=list)
+    sent: list[QueryResponse] = attr.ib(factory=list)
     resends: int = 0
 
 

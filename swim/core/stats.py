@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import collections
 
-import attrs
+import attr
 
 
-@attrs.define(eq=False)
+@attr.s(auto_attribs=True, eq=False)
 class Stats:
     """Running totals since the member started. Read them; do not modify them."""
 
@@ -17,11 +17,11 @@ class Stats:
     bytes_out: int = 0
     bytes_in: int = 0
     #: Messages sent/received by kind name ("ping", "alive", ...), piggybacked ones too.
-    messages_out: collections.Counter[str] = attrs.field(factory=collections.Counter)
-    messages_in: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    messages_out: collections.Counter[str] = attr.ib(factory=collections.Counter)
+    messages_in: collections.Counter[str] = attr.ib(factory=collections.Counter)
     #: Bytes sent/received by the kind of the datagram's first message.
-    bytes_out_by_kind: collections.Counter[str] = attrs.field(factory=collections.Counter)
-    bytes_in_by_kind: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    bytes_out_by_kind: collections.Counter[str] = attr.ib(factory=collections.Counter)
+    bytes_in_by_kind: collections.Counter[str] = attr.ib(factory=collections.Counter)
     #: Input that failed to decode and was dropped.
     malformed: int = 0
     #: Well-formed input that made no sense here (unknown seq, wrong target...).

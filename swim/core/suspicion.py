@@ -8,12 +8,12 @@ every new confirmation and may fall in the past, in which case it fires at once.
 
 from __future__ import annotations
 
-import attrs
+import attr
 
 from swim.core.timing import remaining_suspicion_time_s
 
 
-@attrs.define(eq=False, slots=True)
+@attr.s(auto_attribs=True, eq=False)
 class Suspicion:
     """Timer state for one suspected member at one incarnation."""
 
