@@ -16,7 +16,7 @@ from swim import __version__
 #: The module that implements each subcommand; its ``register(subparsers)`` adds the
 #: parsers of all the commands it implements.
 COMMANDS: Mapping[str, str] = {
-    "agent": "swim.agent.cli",
+    "agent": "swim.agent.agent_cli",
     "members": "swim.agent.cli",
     "monitor": "swim.agent.cli",
     "event": "swim.agent.cli",
