@@ -49,7 +49,7 @@ from swim.runtime import EventOverflow
 from swim.runtime.health import HealthStatus
 
 if TYPE_CHECKING:
-    from swim.agent.handlers import HandlerRunner
+    from swim.agent.handler_runner import HandlerRunner
     from swim.runtime import KeyReport, QueryStream
     from swim.runtime.checks import Check, HealthCheck
     from swim.runtime.health import HealthChanged
@@ -226,7 +226,7 @@ class Agent:
         #: The running health checks, by name (filled in by `_run_checks`).
         self._checks: dict[str, HealthCheck] = {}
         if options.event_handlers:
-            from swim.agent.handlers import HandlerRunner
+            from swim.agent.handler_runner import HandlerRunner
 
             self._handlers = HandlerRunner(
                 options.event_handlers,

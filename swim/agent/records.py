@@ -17,7 +17,7 @@ from swim.agent.output import Record
 
 if TYPE_CHECKING:
     from swim.agent.agent import AgentOptions
-    from swim.agent.handlers import HandlerRunner
+    from swim.agent.handler_runner import HandlerRunner
     from swim.runtime import KeyReport, QueryStream
 
 
