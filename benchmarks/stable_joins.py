@@ -9,7 +9,7 @@ started at the same instant (t = 10 s), each joining through member 0
 (`simulations.mass_crash.run_mass_join`). Printed per size and seed: the time from the
 joins until every member, old and new, holds the view of all N + J; the view changes
 each old member went through (1: every joiner admitted in one change); datagrams and
-bytes sent per member per second up to that moment.
+bytes sent per member per second over the 30 s from the joins.
 
 Each joiner needs H of its K temporary observers to vouch for it; an observer in a
 small cluster observes most of the joiners, so without admission pings (see

@@ -12,7 +12,9 @@ whether any live member was ever missing from a live member's view. With
 
 `run_mass_join` is the other direction: `joiners` members start together in a
 converged cluster of `nodes`, each joining through member 0, and the same sampling
-measures how long until every member, old and new, holds the view of all of them.
+measures how long until every member, old and new, holds the view of all of them,
+and the traffic over a fixed window from the joins (``window_s``, or until the views
+settled if that is later), so runs that settle at different times compare.
 """
 
 from __future__ import annotations
@@ -129,6 +131,8 @@ class MassJoinResult:
     #: View changes each member of the first cluster went through meanwhile.
     view_changes_min: int
     view_changes_max: int
+    #: Traffic sent per member (of all) per second, over the window from the joins.
+    window_s: float
     datagrams_per_member_s: float
     bytes_per_member_s: float
     wall_s: float
@@ -141,10 +145,12 @@ class MassJoinResult:
 def run_mass_join(
     config: Config, *, nodes: int, joiners: int, seed: int, at: float = 10.0,
     limit_s: float = 120.0, sample_s: float = 0.5, network: NetworkModel | None = None,
+    window_s: float = 30.0,
 ) -> MassJoinResult:
     """Start `joiners` members together at `at` in a converged cluster of `nodes`,
     each joining through member 0, and measure until every member holds the view of
-    all ``nodes + joiners`` (or `limit_s` after the joins)."""
+    all ``nodes + joiners`` (or `limit_s` after the joins); traffic over `window_s`
+    from the joins (longer if the views settle later)."""
     started = time.perf_counter()
     total = nodes + joiners
     engine, coll = counting_engine(config, nodes=total, seed=seed, network=network)
@@ -152,15 +158,23 @@ def run_mass_join(
     for i in range(nodes, total):
         engine.at(at, engine.start, i)
     engine.run_until(at)
+    datagrams, sent = sum(engine.dg_out), _bytes_sent(engine)
     everyone = list(range(total))
     done, _, _ = _until_views_are(engine, coll, everyone, frozenset(everyone), at=at,
                                   limit_s=limit_s, sample_s=sample_s, trace=False)
+    engine.run_until(max(engine.now, at + window_s))
     changes = [coll.view_changes[o] for o in range(nodes)]
-    per = 1.0 / (total * engine.now)
+    window = engine.now - at
+    per = 1.0 / (total * window)
     return MassJoinResult(
         mode=config.membership_mode, nodes=nodes, joiners=joiners, seed=seed,
         all_joined_s=done, view_changes_min=min(changes), view_changes_max=max(changes),
-        datagrams_per_member_s=sum(engine.dg_out) * per,
-        bytes_per_member_s=(sum(engine.bytes_out) + sum(engine.st_bytes_out)) * per,
+        window_s=window, datagrams_per_member_s=(sum(engine.dg_out) - datagrams) * per,
+        bytes_per_member_s=(_bytes_sent(engine) - sent) * per,
         wall_s=time.perf_counter() - started,
     )
+
+
+def _bytes_sent(engine: Engine) -> int:
+    """Bytes sent so far by every member, datagrams and streams."""
+    return sum(engine.bytes_out) + sum(engine.st_bytes_out)

@@ -16,7 +16,14 @@ from swim.core.codec import (
     encode,
     message_kind,
 )
-from swim.core.messages import Message, StableAlert, StableVote, ViewDigest, ViewSync
+from swim.core.messages import (
+    Message,
+    StableAlert,
+    StableAlerts,
+    StableVote,
+    ViewDigest,
+    ViewSync,
+)
 
 names = st.text(min_size=1, max_size=20)
 ids = st.integers(0, MAX_INCARNATION)
@@ -35,6 +42,7 @@ def syncs(draw: st.DrawFn) -> ViewSync:
 stable_messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(StableAlert, ids, names, names, st.booleans(),
               st.lists(st.integers(0, 63), max_size=10).map(tuple)),
+    st.builds(StableAlerts, ids, names, st.booleans(), st.integers(1, (1 << 64) - 1)),
     st.builds(StableVote, ids, cuts, st.binary(max_size=40), st.integers(1, MAX_INCARNATION)),
     st.builds(ViewDigest, ids, ids, ids),
     syncs(),
@@ -50,6 +58,7 @@ def test_round_trip(messages: list[Message]) -> None:
 def test_kind_names() -> None:
     assert message_kind(ViewDigest(1, 1)) == "view_digest"
     assert message_kind(StableVote(1, (), b"")) == "stable_vote"
+    assert message_kind(StableAlerts(1, "a", False, 1)) == "stable_alerts"
 
 
 def frame(*items: object) -> bytes:
@@ -62,6 +71,14 @@ def frame(*items: object) -> bytes:
     frame(14, 1, "a", "b", 0, [0]),                  # up must be a boolean
     frame(14, -1, "a", "b", False, [0]),             # negative configuration id
     frame(14, 1, "", "b", False, [0]),               # empty observer
+    frame(18, 1, "b", False, 0),                      # a bundle of no ring
+    frame(18, 1, "b", False, 1 << 64),                # ring 64 of at most 64
+    frame(18, 1, "b", False, -1),                     # a negative bitmap
+    frame(18, 1, "b", False, [0, 3]),                 # a bitmap, not a list
+    frame(18, 1, "b", 1, 9),                          # up must be a boolean
+    frame(18, 1, "", False, 9),                       # empty subject
+    frame(18, 1, "b", False),                         # wrong arity
+    frame(18, 1, "b", False, 9, 1),                   # wrong arity
     frame(15, 1, [["c", True], ["b", False]], b""),   # cut not sorted
     frame(15, 1, [["b", True], ["b", False]], b""),   # a member twice
     frame(15, 1, [["b"]], b""),                       # not a pair

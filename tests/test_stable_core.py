@@ -260,3 +260,34 @@ def test_a_vote_for_a_later_round_moves_a_member_there() -> None:
     agreement = core.stable.agreement
     assert agreement is not None and agreement.round == 3
     assert agreement.vote_of(name_of(1)) == cut
+
+
+def test_the_deciding_vote_bundle_goes_straight_to_our_subjects() -> None:
+    import random
+
+    from swim.core.codec import encode
+    from swim.core.messages import StableVote
+
+    cores = [Core(CONFIG, name=name_of(i), addr=addr_of(i), rng=random.Random(i), now=0.0)
+             for i in range(8)]
+    a = cores[0]
+    a.bootstrap([c.membership.local for c in cores], now=0.0)
+    assert a.stable is not None and a.stable.configuration is not None
+    conf_id = a.stable.configuration.id
+    detector = a.stable.detector
+    assert detector is not None
+    subjects = set(detector.rings.subjects_of(a.name))
+    addr = {name_of(i): addr_of(i) for i in range(8)}
+    cut = ((name_of(7), False),)
+    a.poll()
+    # Six voters of eight (the fast quorum) in one bundle, none of them us.
+    a.receive_datagram(encode([StableVote(conf_id, cut, bytes([0b01111110]))]), addr_of(1),
+                       now=1.0)
+    out = a.poll()
+    assert [e.removed for e in out.events if isinstance(e, ViewChanged)] == [(name_of(7),)]
+    sent_to = {d.addr for d in out.datagrams
+               if any(isinstance(m, StableVote) and m.config_id == conf_id
+                      and m.voters == bytes([0b01111110]) for m in d.messages)}
+    # Every subject of ours in the old view but the removed one, and no one else.
+    assert subjects - {name_of(7)}
+    assert sent_to == {addr[s] for s in subjects - {name_of(7)}}

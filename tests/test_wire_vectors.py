@@ -30,6 +30,7 @@ from swim.core.messages import (
     PushPull,
     Refusal,
     StableAlert,
+    StableAlerts,
     StableVote,
     Suspect,
     UserBroadcast,
@@ -96,6 +97,15 @@ MESSAGES: list[tuple[str, Message, str]] = [
     # 0e kind alert | 05 config id | 6161 "a" | 6162 "b" | f4 down | 82 00 03 rings 0, 3
     ("stable-alert", StableAlert(config_id=5, observer="a", subject="b", up=False,
                                  rings=(0, 3)), "86 0e 05 6161 6162 f4 82 00 03"),
+    # [18, config id, subject, up, rings bitmap]: 85 array(5) | 12 kind alert bundle |
+    # 05 config id | 6162 "b" | f4 down | 09 rings 0 and 3 (0b1001): the subject's
+    # observers on those rings (in configuration 5) reported it
+    ("stable-alerts", StableAlerts(config_id=5, subject="b", up=False, rings=0b1001),
+     "85 12 05 6162 f4 09"),
+    # Ring 63 of 64 as well: 1b 8000000000000009, a 64-bit bitmap
+    ("stable-alerts-ring-63", StableAlerts(config_id=5, subject="b", up=True,
+                                           rings=(1 << 63) | 0b1001),
+     "85 12 05 6162 f5 1b 8000000000000009"),
     # [15, config id, [[name, up], ...], voters]: 84 | 0f kind vote | 05 |
     # 82 two entries: 82 6162 f4 ("b" leaves), 82 6163 f5 ("c" joins) |
     # 41 05 bitmap(1): members 0 and 2 of the configuration voted for it

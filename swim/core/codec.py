@@ -41,6 +41,7 @@ from swim.core.messages import (
     Refusal,
     Relay,
     StableAlert,
+    StableAlerts,
     StableVote,
     Suspect,
     UserBroadcast,
@@ -102,6 +103,7 @@ KIND_STABLE_ALERT: Final = 14
 KIND_STABLE_VOTE: Final = 15
 KIND_VIEW_DIGEST: Final = 16
 KIND_VIEW_SYNC: Final = 17
+KIND_STABLE_ALERTS: Final = 18
 #: Stable views: most ring numbers in one alert, (name, up) entries in one vote's cut,
 #: names in one view-sync part, and parts of one configuration.
 MAX_ALERT_RINGS: Final = 64
@@ -135,6 +137,7 @@ KIND_NAMES: Final = {
     QueryResponse: "query_response",
     Relay: "relay",
     StableAlert: "stable_alert",
+    StableAlerts: "stable_alerts",
     StableVote: "stable_vote",
     ViewDigest: "view_digest",
     ViewSync: "view_sync",
@@ -205,6 +208,8 @@ def _message_items(msg: Message) -> list[Any]:
             return [KIND_RELAY, _pack_host(host), port, _message_items(response)]
         case StableAlert(config_id, observer, subject, up, rings):
             return [KIND_STABLE_ALERT, config_id, observer, subject, up, list(rings)]
+        case StableAlerts(config_id, subject, up, rings):
+            return [KIND_STABLE_ALERTS, config_id, subject, up, rings]
         case StableVote(config_id, cut, voters, round_):
             items = [KIND_STABLE_VOTE, config_id, [[name, up] for name, up in cut], voters]
             if round_ != 1:  # the first round's votes leave it out
@@ -412,7 +417,7 @@ def _message(items: Any, stream: bool) -> Message:
         response = _message(inner, stream=False)
         assert isinstance(response, QueryResponse)
         return Relay(_addr(items[1], items[2]), response)
-    if KIND_STABLE_ALERT <= kind <= KIND_VIEW_SYNC:
+    if KIND_STABLE_ALERT <= kind <= KIND_STABLE_ALERTS:
         return _stable(kind, items)
     if kind == KIND_NACK and n == 2:
         return Nack(_int(items[1], MAX_SEQ, "seq"))
@@ -490,8 +495,19 @@ def _bounded_list(value: Any, limit: int, what: str) -> list[Any]:
 
 
 def _stable(kind: int, items: list[Any]) -> Message:
-    """The stable-view messages (`StableAlert`, `StableVote`, `ViewDigest`, `ViewSync`)."""
+    """The stable-view messages (`StableAlert`, `StableAlerts`, `StableVote`,
+    `ViewDigest`, `ViewSync`)."""
     n = len(items)
+    if kind == KIND_STABLE_ALERTS and n == 5:
+        ring_bits = _int(items[4], (1 << MAX_ALERT_RINGS) - 1, "alert rings bitmap")
+        if not ring_bits:
+            _bad("an alert bundle names at least one ring")
+        return StableAlerts(
+            _int(items[1], MAX_INCARNATION, "configuration id"),
+            _name(items[2], "subject"),
+            _bool(items[3], "up"),
+            ring_bits,
+        )
     if kind == KIND_STABLE_ALERT and n == 6:
         rings = _bounded_list(items[5], MAX_ALERT_RINGS, "alert rings")
         return StableAlert(

@@ -64,6 +64,7 @@ from swim.core.messages import (
     QueryResponse,
     Relay,
     StableAlert,
+    StableAlerts,
     StableVote,
     Suspect,
     UserBroadcast,
@@ -722,7 +723,8 @@ class Core(ExchangeRules):
                     self._events.extend(self._queries.on_response(msg, addr, now, membership))
                 case Relay():
                     self._queries.on_relay(msg, addr, membership)
-                case StableAlert() | StableVote() | ViewDigest() | ViewSync() if self._stable:
+                case (StableAlert() | StableAlerts() | StableVote() | ViewDigest()
+                      | ViewSync()) if self._stable:
                     self._events.extend(self._stable.receive(msg, addr, now))
                 case _:
                     self.stats.unexpected += 1

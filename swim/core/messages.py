@@ -216,6 +216,22 @@ class StableAlert:
 
 
 @attrs.frozen(slots=True)
+class StableAlerts:
+    """Stable views: every alert about `subject` in `config_id` that the sender has
+    counted, as one message. Bit ``i`` of `rings` (least significant first) is the
+    report of the subject's observer on ring ``i`` of that configuration: its edge to
+    the subject broken (``up=False``, the subject is a member) or, as a temporary
+    observer of an outsider, healthy (``up=True``: a join). The observers are the
+    configuration's, so they need not be named; a graceful leave (the subject's own
+    alert) travels as a `StableAlert`."""
+
+    config_id: int
+    subject: str
+    up: bool
+    rings: int
+
+
+@attrs.frozen(slots=True)
 class StableVote:
     """Stable views: votes in `config_id` for `cut` (``(name, up)`` pairs sorted by
     name: True joins, False leaves). `voters` is a bitmap over the configuration's
@@ -258,5 +274,5 @@ class ViewSync:
 Message = (
     Ping | PingReq | Ack | Nack | Alive | Suspect | Dead | UserBroadcast | UserMessage
     | PushPull | Refusal | Query | QueryResponse | Relay
-    | StableAlert | StableVote | ViewDigest | ViewSync
+    | StableAlert | StableAlerts | StableVote | ViewDigest | ViewSync
 )

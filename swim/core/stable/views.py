@@ -16,9 +16,13 @@ Theory of operation (Rapid, Suresh et al., ATC 2018, on SWIM's machinery):
 2. Alerts. When an edge to a subject turns faulty (`admission.EdgeMonitor`), or an
    outsider has answered probes long enough (`admission.Admission`: ``join_after_s``
    for a new joiner, ``readmit_after_s`` for a member removed before), the member
-   gossips one `StableAlert` for the rings it observes that member on. Alerts are
-   irrevocable for the configuration. Every member relays alerts it hears for the
-   first time, with the membership news (piggybacked and batched, transmit-limited).
+   alerts for the rings it observes that member on. Alerts are irrevocable for the
+   configuration, and gossiped in bundles the way votes are: a `StableAlerts` carries
+   one subject and a bitmap of the rings whose observers' alerts the sender has
+   counted (the observers are the configuration's, so they need no names), and a
+   member that learns new rings for a subject queues its own bundle for it again
+   (replacing the queued one), with the membership news (piggybacked and batched,
+   transmit-limited). A graceful leave, the subject's own alert, is a `StableAlert`.
 3. Cut detection and votes. Every alert goes to the member's `cut.CutDetector`; when
    it proposes a cut, the member votes for it once. Votes are counted by
    `agreement.Agreement` and gossiped in bundles: a `StableVote` carries a cut and a
@@ -89,6 +93,7 @@ from swim.core.messages import (
     Message,
     Ping,
     StableAlert,
+    StableAlerts,
     StableVote,
     ViewDigest,
     ViewSync,
@@ -140,6 +145,8 @@ class StableCounters:
     late_syncs: int = 0
     #: Vote bundles whose bitmap does not fit the configuration.
     bad_votes: int = 0
+    #: Alerts whose rings or kind (join, removal) do not fit the configuration.
+    bad_alerts: int = 0
     #: Digests of the same epoch with another id (should not happen).
     forked: int = 0
     #: Outsiders we had declared dead after ``forget_after_s`` without an answer.
@@ -337,6 +344,8 @@ class StableViews:
     def receive(self, msg: Message, addr: Address, now: float) -> list[Event]:
         """A stable-view message from `addr`."""
         match msg:
+            case StableAlerts():
+                return self._on_alerts(msg, addr, now)
             case StableAlert():
                 return self._on_alert(msg, addr, now)
             case StableVote():
@@ -373,11 +382,23 @@ class StableViews:
             self._previous_ids.append(old.id)
         joined = tuple(m for m in conf.members if m not in before)
         removed = tuple(sorted(before.difference(conf.members)))
+        decisive: StableVote | None = None
         if decided:
             # Everyone who decides stops spreading the old configuration's alerts and
-            # votes: the rest of the way, members that are behind catch up by digest.
+            # votes, but for the vote bundle that decided: it holds a quorum, so a
+            # member still short of one decides as soon as it hears it. The rest of
+            # the way, members that are behind catch up by digest.
             for key in self._queued:
                 self._dis.forget(key)
+            cut = self._agreement.decided
+            if cut is not None and cut in self._bitmaps:
+                decisive = self._vote_bundle(cut)
+                # And our subjects there, straight away: most gossip may go to members
+                # outside that view (joiners), which cannot count it.
+                for name in dict.fromkeys(self._rings.subjects_of(self.name)):
+                    state = self._roster.get(name)
+                    if state is not None and name not in removed:
+                        self._dis.send_one(state.addr, decisive)
         self._queued: list[tuple[object, ...]] = []
         self._conf = conf
         self._index: dict[str, int] = {m: i for i, m in enumerate(conf.members)}
@@ -392,8 +413,10 @@ class StableViews:
             conf, fallback_after_s=self.params.vote_fallback_s
         )
         self._alerted: set[str] = set()
-        #: The alerts counted in this configuration, by (observer, subject).
-        self._alert_log: dict[tuple[str, str], StableAlert] = {}
+        #: Per subject, the bitmap of rings whose observers' alerts we counted (see
+        #: `StableAlerts`); and the graceful leaves (a member's alert about itself).
+        self._alert_rings: dict[str, int] = {}
+        self._leaves: dict[str, StableAlert] = {}
         self._voted = False
         subjects = self._rings.subjects_of(self.name)
         self._subjects: set[str] = set(subjects)
@@ -410,12 +433,14 @@ class StableViews:
                 config_id=conf.id, epoch=conf.epoch, members=conf.members, joined=joined,
                 removed=removed, at=now,
             ))
+        if decisive is not None:
+            self._gossip(("decided", decisive.config_id), decisive)
         if decided:
             # Tell the joiners we observe their new view straight away.
             for name in joined:
                 state = self._roster.get(name)
                 if name in self._subjects and state is not None:
-                    self._send_sync(state.addr, now)
+                    self._send_sync(state.addr, now, force=True)
         # Alerts do not carry over: say again what is still wrong.
         for name in dict.fromkeys(subjects):
             if self._edges.faulty(name):
@@ -487,38 +512,94 @@ class StableViews:
         if subject != self.name and not rings:
             return
         self._alerted.add(subject)
-        msg = StableAlert(conf.id, self.name, subject, up, tuple(rings))
-        self._log_alert(msg)
         self.counters.alerts_sent += 1
-        self._gossip(("alert", self.name, subject), msg)
-        self._detector.add(observer=self.name, subject=subject, up=up, rings=msg.rings,
-                           config_id=conf.id, now=now)
+        if subject == self.name:
+            self._on_leave(StableAlert(conf.id, self.name, subject, up, ()), now)
+        else:
+            self._count_alerts(subject, up, _ring_bits(rings), now)
 
-    def _on_alert(self, msg: StableAlert, addr: Address, now: float) -> list[Event]:
+    def _on_alerts(self, msg: StableAlerts, addr: Address, now: float) -> list[Event]:
+        """A bundle of alerts about one subject."""
         conf = self._conf
         if conf is None or msg.config_id != conf.id:
             self._stale(msg.config_id, addr, now)
             return []
-        added = self._detector.add(
-            observer=msg.observer, subject=msg.subject, up=msg.up, rings=msg.rings,
-            config_id=msg.config_id, now=now,
-        )
-        if not added:
+        if msg.rings >> self.params.k:
+            self.counters.bad_alerts += 1  # a ring we do not have
             return []
-        self._log_alert(msg)
-        self._gossip(("alert", msg.observer, msg.subject), msg)
+        if not self._count_alerts(msg.subject, msg.up, msg.rings, now):
+            return []
         return self._settle(now)
 
-    def _log_alert(self, msg: StableAlert) -> None:
-        key = (msg.observer, msg.subject)
-        old = self._alert_log.get(key)
-        if old is not None:
-            msg = attrs.evolve(msg, rings=tuple(sorted(set(old.rings) | set(msg.rings))))
-        self._alert_log[key] = msg
+    def _on_alert(self, msg: StableAlert, addr: Address, now: float) -> list[Event]:
+        """A single alert: a graceful leave, or one observer's alert on its rings."""
+        conf = self._conf
+        if conf is None or msg.config_id != conf.id:
+            self._stale(msg.config_id, addr, now)
+            return []
+        if msg.observer == msg.subject:
+            new = self._on_leave(msg, now)
+        else:
+            # Only the rings the sender observes the subject on count (else a member
+            # could speak for other observers).
+            observers = self._rings.observers_of(msg.subject)
+            bits = _ring_bits(r for r in msg.rings
+                              if 0 <= r < len(observers) and observers[r] == msg.observer)
+            if bits != _ring_bits(msg.rings):
+                self.counters.bad_alerts += 1
+            new = self._count_alerts(msg.subject, msg.up, bits, now)
+        return self._settle(now) if new else []
+
+    def _on_leave(self, msg: StableAlert, now: float) -> bool:
+        """A member's graceful leave (its own alert, for every ring); True if new."""
+        if not self._detector.add(observer=msg.observer, subject=msg.subject, up=msg.up,
+                                  rings=(), config_id=msg.config_id, now=now):
+            return False
+        self._leaves[msg.subject] = msg
+        self._gossip(("leave", msg.subject), msg)
+        return True
+
+    def _count_alerts(self, subject: str, up: bool, rings: int, now: float) -> bool:
+        """Count the alerts about `subject` of the observers on the rings set in
+        `rings`; if any is new, queue our bundle for the subject again. True if new."""
+        conf = self._conf
+        assert conf is not None
+        if up == (subject in conf) or not rings:
+            # A join alert about a member or a removal alert about an outsider.
+            self.counters.bad_alerts += up == (subject in conf)
+            return False
+        held = self._alert_rings.get(subject, 0)
+        new = rings & ~held
+        if not new:
+            return False
+        held |= new
+        self._alert_rings[subject] = held
+        observers = self._rings.observers_of(subject)
+        by_observer: dict[str, list[int]] = {}
+        for ring in range(new.bit_length()):
+            if new >> ring & 1:
+                by_observer.setdefault(observers[ring], []).append(ring)
+        for observer, observed in by_observer.items():
+            self._detector.add(observer=observer, subject=subject, up=up, rings=observed,
+                               config_id=conf.id, now=now)
+        self._gossip(("alerts", subject), StableAlerts(conf.id, subject, up, held))
+        return True
+
+    def _alert_bundles(self) -> list[Message]:
+        """Every alert held for the current configuration: leaves, then bundles."""
+        conf = self._conf
+        assert conf is not None
+        bundles = [StableAlerts(conf.id, subject, subject not in conf, rings)
+                   for subject, rings in sorted(self._alert_rings.items())]
+        return [*self._leaves.values(), *bundles]
 
     def _evidence(self) -> int:
-        """Alerts and votes held for the current configuration."""
-        return len(self._alert_log) + len(self._agreement.votes()) if self._conf else 0
+        """Alerts (one per subject and ring, leaves as one) and votes held for the
+        current configuration."""
+        if self._conf is None:
+            return 0
+        alerts = sum(rings.bit_count() for rings in self._alert_rings.values())
+        return alerts + len(self._leaves) + len(self._agreement.votes())
 
     def _on_vote(self, msg: StableVote, addr: Address, now: float) -> list[Event]:
         conf = self._conf
@@ -705,14 +786,16 @@ class StableViews:
             if msg.evidence < evidence and self._rate_ok(self._last_sync, addr, now):
                 votes = [self._vote_bundle(cut) for cut in self._agreement.cuts()]
                 self.counters.evidence_sent += 1
-                self._send_batched(addr, [*self._alert_log.values(), *votes])
+                self._send_batched(addr, [*self._alert_bundles(), *votes])
             elif msg.evidence > evidence:
                 self._send_digest(addr, now)
 
-    def _send_sync(self, addr: Address, now: float) -> None:
-        """Send our configuration to `addr`, in parts, a few per datagram."""
+    def _send_sync(self, addr: Address, now: float, *, force: bool = False) -> None:
+        """Send our configuration to `addr`, in parts, a few per datagram, at most once
+        per half digest interval unless `force` (a view just decided: the joiner may
+        have been sent the one before it a moment ago)."""
         conf = self._conf
-        if conf is None or not self._rate_ok(self._last_sync, addr, now):
+        if conf is None or (not self._rate_ok(self._last_sync, addr, now) and not force):
             return
         self._send_batched(addr, sync_parts(conf))
         self.counters.syncs_sent += 1
@@ -744,3 +827,11 @@ class StableViews:
             return []
         self.counters.views_adopted += 1
         return self._install(conf, now, announce=True)
+
+
+def _ring_bits(rings: Iterable[int]) -> int:
+    """Ring numbers as a bitmap (bit ``i`` for ring ``i``)."""
+    bits = 0
+    for ring in rings:
+        bits |= 1 << ring
+    return bits
