@@ -43,11 +43,10 @@ from typing import Any, Literal, TypeVar
 import attrs
 
 from simulations.faults import Crash, Fault, Partition, Stall, StallMode
-from simulations.flipflop import FlipFlop
+from simulations.flipflop import FlipFlop, view_of
 from simulations.scenario import Scenario, Simulation, run
 from simulations.sweep import InlineExecutor, grid, sweep
 from swim.core import Config
-from swim.core.messages import MemberStatus
 
 Row = dict[str, Any]
 Scale = Literal["ci", "full"]
@@ -585,9 +584,6 @@ def flip_flop_faults(nodes: int, flappers: Sequence[int], *, start_s: float, on_
     )
 
 
-_UP_STATUSES = (MemberStatus.ALIVE, MemberStatus.SUSPECT)
-
-
 def _flip_rows(job: _FlipJob) -> list[Row]:
     faults = flip_flop_faults(job.nodes, job.flappers, start_s=job.start_s, on_s=job.on_s,
                               off_s=job.off_s, until_s=job.duration_s)
@@ -601,12 +597,12 @@ def _flip_rows(job: _FlipJob) -> list[Row]:
         t = k * job.sample_s
         sim.run_until(t)
         for i in range(job.nodes):
-            core = engine.core(i)
-            if core is None:
-                continue
-            # A member is in a view while alive or suspect (as memberlist's Members()).
-            size = sum(1 for m in core.members() if m.status in _UP_STATUSES)
-            rows.append({"t": t, "observer": i, "flapper": i in flapping, "view_size": size})
+            # The view `simulations.flipflop` measures: the members alive or suspect
+            # (as memberlist's Members()), or in the stable-view mode the configuration.
+            view = view_of(engine, engine.collector, i)
+            if view is not None:
+                rows.append({"t": t, "observer": i, "flapper": i in flapping,
+                             "view_size": len(view[1])})
     return rows
 
 
