@@ -22,8 +22,9 @@ Lifeguard (Dadgar, Phillips, Currey, 2017)
     alpha/beta trade-off between false positives and latency).
 
 Flip-flop faults (Rapid, USENIX ATC 2018)
-    `flip_flop`: members whose outgoing datagrams are cut and restored over and over,
-    and every observer's view size sampled over time.
+    `flip_flop`: members that lose all ingress and get it back, over and over
+    (`flip_flop_faults`), and every observer's view size (`simulations.flipflop.view_of`)
+    sampled over time.
 
 The notebooks pick their sizes with `sizes_for`, from ``SWIM_NOTEBOOK_SCALE``
 (``ci``, the default: seconds per notebook; ``full``: what ``make notebooks`` runs).
