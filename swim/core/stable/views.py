@@ -399,7 +399,9 @@ class StableViews:
                     state = self._roster.get(name)
                     if state is not None and name not in removed:
                         self._dis.send_one(state.addr, decisive)
-        self._queued: list[tuple[object, ...]] = []
+        #: The keys we queued gossip under in this configuration (an ordered set: a
+        #: bundle is queued again under its key each time it grows).
+        self._queued: dict[tuple[object, ...], None] = {}
         self._conf = conf
         self._index: dict[str, int] = {m: i for i, m in enumerate(conf.members)}
         #: Per cut voted for: the bitmap of the voters counted (see `StableVote`).
@@ -722,7 +724,7 @@ class StableViews:
 
     def _gossip(self, key: tuple[object, ...], msg: Message) -> None:
         """Queue `msg` with the membership news (keys are tuples: never a name)."""
-        self._queued.append(key)
+        self._queued[key] = None
         self._dis.queue_keyed(key, msg)
 
     # ------------------------------------------------------------- catching up
