@@ -96,6 +96,9 @@ def test_silent_outsiders_are_reaped_and_returning_ones_readmitted(seed: int) ->
     # Each silent member was declared dead by some of its temporary observers (the
     # long flapper too, while it was away), not by everyone.
     assert 3 <= forgotten <= 3 * CONFIG.stable.k, (seed, forgotten)
+    # And no member raised a SWIM per-member event about it (joined, failed, alive...):
+    # the application saw view changes only (the collector counts them as "other").
+    assert set(engine.collector.event_counts) == {"other"}, engine.collector.event_counts
 
 
 def test_the_unreachability_clock() -> None:
