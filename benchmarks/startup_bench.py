@@ -15,7 +15,9 @@ Figures, each the median of a few repetitions:
   every one but the first joining the first, none waited for; the time from the first
   spawn until every agent's ``members`` lists all of them alive (polled, each agent until
   it does). Also from the agents' own event records (``--log-json``, no polling error):
-  when the last of them first saw every member alive.
+  when the last of them first saw every member alive, and how long that was after the
+  last of them was running (its "running" log record): the part of the join that is the
+  protocol's (join exchanges, their retries, gossip) rather than the start-ups'.
 
 The agents run as ``python -m swim.cli`` from the current directory, so run this from the
 root of the tree to measure (``python -m benchmarks.startup_bench``; for another checkout,
@@ -174,12 +176,19 @@ async def cluster_join(workdir: pathlib.Path, rep: int, count: int, profile: str
         _check_running(agents)
         cpu = [cpu_seconds(a.pid) for a in agents if a.pid is not None]
         names = {a.name for a in agents}
-        seen_all = [all_alive_at(a.log_path.read_text(errors="replace"), a.name, names)
-                    for a in agents]
+        logs = [a.log_path.read_text(errors="replace") for a in agents]
+        seen_all = [all_alive_at(log, a.name, names) for log, a in zip(logs, agents, strict=True)]
         complete = [t for t in seen_all if t is not None]
+        running = [t for t in map(running_at, logs) if t is not None]
+        last_running = max(running) if len(running) == count else None
         return {
             "join_s": converged - began,
             "join_events_s": max(complete) - began if len(complete) == count else None,
+            "last_running_s": None if last_running is None else last_running - began,
+            "after_last_running_s": (
+                max(complete) - last_running
+                if last_running is not None and len(complete) == count else None
+            ),
             "spawn_s": spawned - began,
             "cpu_s_per_agent": statistics.median(cpu),
         }
@@ -191,10 +200,9 @@ _STATUS_AFTER = {
 }
 
 
-def all_alive_at(log: str, name: str, members: set[str]) -> float | None:
-    """When the agent `name` first saw every one of `members` alive, from the event
-    records in its log (``--log-json``); None if it never did."""
-    status = {name: "alive"}
+def _records(log: str) -> list[Record]:
+    """The JSON records in an agent's log (``--log-json``), in order."""
+    records = []
     for line in log.splitlines():
         if not line.startswith("{"):
             continue
@@ -202,7 +210,25 @@ def all_alive_at(log: str, name: str, members: set[str]) -> float | None:
             record = json.loads(line)
         except ValueError:
             continue
-        after = _STATUS_AFTER.get(record.get("event"))
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def running_at(log: str) -> float | None:
+    """When the agent logged that it was running (serving RPC), from its log."""
+    for record in _records(log):
+        if str(record.get("log", "")).startswith("running:"):
+            return float(record["ts"])
+    return None
+
+
+def all_alive_at(log: str, name: str, members: set[str]) -> float | None:
+    """When the agent `name` first saw every one of `members` alive, from the event
+    records in its log (``--log-json``); None if it never did."""
+    status = {name: "alive"}
+    for record in _records(log):
+        after = _STATUS_AFTER.get(str(record.get("event")))
         if after is None or record.get("member") not in members:
             continue
         status[record["member"]] = after
@@ -295,6 +321,8 @@ def table(results: Record) -> str:
             rows.append(("", verdict(join_s, GOAL_JOIN_S, join_floor_s(results), "s")))
         rows += [
             ("  from the agents' event records", _median_text(join, "join_events_s")),
+            ("  the last agent running at", _median_text(join, "last_running_s")),
+            ("  all see all alive after that", _median_text(join, "after_last_running_s")),
             ("  of which spawning them", f"{_median(join, 'spawn_s'):.2f} s"),
             ("  CPU per agent by then", f"{_median(join, 'cpu_s_per_agent'):.3f} s"),
         ]

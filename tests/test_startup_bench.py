@@ -10,7 +10,7 @@ import sys
 import pytest
 import trio
 
-from benchmarks.startup_bench import all_alive_at, join_floor_s, verdict
+from benchmarks.startup_bench import all_alive_at, join_floor_s, running_at, verdict
 
 REPO = pathlib.Path(__file__).parent.parent
 
@@ -33,6 +33,16 @@ def test_all_alive_is_the_first_moment_every_member_is_alive() -> None:
     assert all_alive_at(log, "a", {"a", "b", "c"}) == 4.0
     assert all_alive_at(log, "a", {"a", "b", "c", "d"}) is None
     assert all_alive_at("", "a", {"a"}) is None  # no record ever says so
+
+
+def test_running_is_the_time_of_the_agents_running_record() -> None:
+    log = "\n".join([
+        "not json", json.dumps({"ts": 1.0, "log": "started"}), _record(2.0, "alive", "a"),
+        json.dumps({"ts": 3.0, "log": "running: gossip on 127.0.0.1:1"}),
+        json.dumps({"ts": 4.0, "log": "running: again"}),
+    ])
+    assert running_at(log) == 3.0
+    assert running_at(_record(2.0, "alive", "a")) is None
 
 
 def test_a_goal_is_met_at_or_under_it_and_printed_beside_its_floor() -> None:
@@ -63,6 +73,10 @@ async def test_a_tiny_startup_benchmark_reports_every_figure() -> None:
     assert single["cpu_s"] > 0 and single["rss_mib"] > 0
     (join,) = figures["join"]
     assert join["join_s"] > 0 and join["join_events_s"] > 0
+    assert 0 < join["last_running_s"] <= join["join_events_s"]
+    assert join["after_last_running_s"] == pytest.approx(
+        join["join_events_s"] - join["last_running_s"]
+    )
     for reference in ("reference", "reference_core"):
         assert figures[reference]["rss_mib"] > 0 and figures[reference]["cpu_s"] > 0
     # The core is imported on top of trio, so it can only add to the floor.
