@@ -62,3 +62,29 @@ def _counters(engine: Engine, i: int) -> StableCounters:
     core = engine.core(i)
     assert core is not None and core.stable is not None
     return core.stable.counters
+
+
+def test_a_member_outside_its_view_compares_views_every_second() -> None:
+    import random
+
+    from swim.core import Core
+    from swim.core.codec import encode
+    from swim.core.messages import Alive, MemberState, ViewDigest
+    from tests.router import addr_of, name_of
+
+    config = Config.stable_views()
+    core = Core(config, name=name_of(0), addr=addr_of(0), rng=random.Random(4), now=0.0)
+    core.join([addr_of(1)], now=0.0)  # joining: no view until a ViewSync arrives
+    core.receive_datagram(encode([Alive(MemberState(name_of(1), addr_of(1), 0))]),
+                          addr_of(1), now=0.0)
+    digests = []
+    now = 0.0
+    while now < 10.0:
+        now = round(now + 0.05, 2)
+        core.handle_timer(now=now)
+        digests += [now for d in core.poll().datagrams
+                    if any(isinstance(m, ViewDigest) for m in d.messages)]
+    # Every outsider_digest_interval_s (1 s), not every digest_interval_s (5 s).
+    assert config.stable.outsider_digest_interval_s == 1.0
+    assert 9 <= len(digests) <= 11, digests
+    assert digests[0] <= 1.05

@@ -50,6 +50,9 @@ class StableParams:
     forget_after_s: float = attrs.field(default=180.0, validator=_POSITIVE)
     #: Every this often a member compares configurations with one random member.
     digest_interval_s: float = attrs.field(default=5.0, validator=_POSITIVE)
+    #: ... and this often while it is outside its own view (joining, or removed), so a
+    #: joiner that was sent the view before its admission soon asks again.
+    outsider_digest_interval_s: float = attrs.field(default=1.0, validator=_POSITIVE)
     #: Most members one view change adds or removes.
     max_cut: int = attrs.field(
         default=64, validator=[attrs.validators.ge(1), attrs.validators.le(MAX_CUT_ENTRIES)]

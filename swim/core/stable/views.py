@@ -180,6 +180,7 @@ class StableViews:
             forget_after_s=params.forget_after_s,
         )
         self._digest_at = now + rng.uniform(0.0, params.digest_interval_s)
+        self._started_at = now
         self._last_digest: dict[Address, float] = {}
         self._last_sync: dict[Address, float] = {}
         self._assembly = SyncAssembly()
@@ -266,6 +267,9 @@ class StableViews:
         if conf is not None and conf.members == (self.name,) and conf.epoch == 1:
             self._conf = None
             self._targets = []
+            # Outside the view now: compare views at the outsiders' pace from the start.
+            self._digest_at = min(self._digest_at, self._started_at + self._rng.uniform(
+                0.0, self.params.outsider_digest_interval_s))
 
     def leave(self, now: float) -> list[Event]:
         """Leave gracefully: alert about ourselves (it counts for all K rings)."""
@@ -365,7 +369,8 @@ class StableViews:
                 self._alert(subject, up, rings, now)
         events = self._settle(now)
         if now >= self._digest_at:
-            self._digest_at = now + self.params.digest_interval_s
+            self._digest_at = now + (self.params.digest_interval_s if self.is_member
+                                     else self.params.outsider_digest_interval_s)
             peer = self._digest_peer()
             if peer is not None:
                 self._send_digest(peer.addr, now, force=True)
