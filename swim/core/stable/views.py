@@ -35,9 +35,10 @@ Theory of operation (Rapid, Suresh et al., ATC 2018, on SWIM's machinery):
    about subjects whose edges are still faulty (alerts do not carry over), and stops
    spreading the old configuration's alerts and votes. When the votes heard prove the
    round split (no cut can reach a majority), it votes again in the next round.
-4. Catching up. Every ``digest_interval_s`` the member sends a `ViewDigest` (epoch, id,
-   and how many alerts and votes it holds) to one random member; so does a member
-   that hears an alert or vote for another configuration, to its sender. The end that
+4. Catching up. Every ``digest_interval_s`` (``outsider_digest_interval_s`` while it
+   is outside its own view) the member sends a `ViewDigest` (epoch, id, and how many
+   alerts and votes it holds) to one random member; so does a member that hears an
+   alert or vote for another configuration, to its sender. The end that
    holds the older epoch is sent the newer configuration as `ViewSync` parts, which
    it checks against the id before adopting it: this is how members that missed
    votes, joiners, members removed from the view and the minority side of a healed
