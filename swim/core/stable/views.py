@@ -33,7 +33,10 @@ Theory of operation (Rapid, Suresh et al., ATC 2018, on SWIM's machinery):
    the next configuration (same member set, epoch and id everywhere) and ONE
    `ViewChanged` event carrying the whole cut. After a change the member alerts again
    about subjects whose edges are still faulty (alerts do not carry over), and stops
-   spreading the old configuration's alerts and votes. When the votes heard prove the
+   spreading the old configuration's alerts and votes but for the vote bundle that
+   decided (it holds a quorum), which it also sends straight to its subjects in the
+   old configuration, so members still short of the quorum decide without waiting for
+   a digest. When the votes heard prove the
    round split (no cut can reach a majority), it votes again in the next round.
 4. Catching up. Every ``digest_interval_s`` (``outsider_digest_interval_s`` while it
    is outside its own view) the member sends a `ViewDigest` (epoch, id, and how many
