@@ -118,3 +118,31 @@ def test_the_unreachability_clock() -> None:
     assert adm.gone("x", 230.0, 1)
     with pytest.raises(ValueError, match="forget_after_s"):
         Admission(join_after_s=0.0, readmit_after_s=1.0, forget_after_s=0.0)
+
+
+def test_a_minority_forgotten_during_a_long_partition_rejoins_after_the_heal() -> None:
+    from swim.core.events import ViewChanged
+    from tests.router import Router
+    from tests.test_stable_core import converged_cluster, views
+
+    config = Config.stable_views(Config.local(), readmit_after_s=10.0, forget_after_s=20.0)
+    router = Router(seed=2)
+    cores = converged_cluster(router, 10, config)
+    router.run_until(2.0)
+    big, small = cores[:7], cores[7:]
+    everyone = tuple(sorted(c.name for c in cores))
+    majority = tuple(sorted(c.name for c in big))
+    router.partition(big, small)
+    router.run_until_true(lambda: views(big) == {majority}, limit_s=60)
+    # Past the horizon and gossip to the dead (15 s): the majority forgot the minority.
+    router.run_until(router.now + 20.0 + 15.0 + 10.0)
+    for c in big:
+        assert all(c.membership.get(s.name) is None for s in small), c.name
+    router.heal()
+    # The minority learns the view it was removed from, gets back into the tables
+    # (its push-pull, or the majority's reconnect to its tombstone) and is readmitted.
+    router.run_until_true(lambda: views(cores) == {everyone}, limit_s=120)
+    for c in big:
+        changes = [(ch.removed, ch.joined) for ch in router.events_of(c.name, ViewChanged)]
+        assert changes == [(tuple(x.name for x in small), ()),
+                           ((), tuple(x.name for x in small))], (c.name, changes)
