@@ -43,13 +43,10 @@ from typing import Final
 
 import attrs
 
-from swim.runtime.queries import QueryResultKind, QueryStream
+from swim.runtime.queries import INTERNAL_PREFIX, QueryResultKind, QueryStream, is_internal
 from swim.security.keyfile import KeyfileError, save_keyring
 from swim.security.keyring import KeyringError, check_key, decode_key, encode_key
 from swim.security.seal import Sealer
-
-#: Query names starting with this are handled by the runtime, never the application.
-INTERNAL_PREFIX: Final = "_swim_"
 
 
 class KeyCommand(enum.Enum):
@@ -316,11 +313,6 @@ def answer_key_query(
         except KeyfileError as exc:
             return MemberAnswer(ok=False, error=f"changed in memory only: {exc}")
     return MemberAnswer(ok=True)
-
-
-def is_internal(query_name: str) -> bool:
-    """Whether a query of this name is the runtime's own."""
-    return query_name.startswith(INTERNAL_PREFIX)
 
 
 __all__ = [

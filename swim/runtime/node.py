@@ -80,7 +80,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import trio
@@ -105,7 +105,6 @@ from swim.core.outputs import StreamKind, StreamRequest
 from swim.core.queries import default_timeout_s
 from swim.core.tags import TagError, encode_tags, tags_of
 from swim.core.vivaldi import Coordinate, estimate_rtt_s
-from swim.runtime import keyops
 from swim.runtime.checks import Check, HealthCheck, run_check_loop
 from swim.runtime.events import MemberEvent, Stamped, is_membership_event, stamp
 from swim.runtime.health import (
@@ -120,12 +119,13 @@ from swim.runtime.health import (
     with_health,
     worst,
 )
-from swim.runtime.keyops import KeyCommand, KeyReport
 from swim.runtime.queries import (
     DEFAULT_QUERY_BUFFER,
+    INTERNAL_PREFIX,
     QueryResult,
     QueryResultKind,
     QueryStream,
+    is_internal,
 )
 from swim.runtime.subscriptions import (
     Converter,
@@ -138,6 +138,10 @@ from swim.runtime.views import MemberView, StatusFilter, as_statuses, filter_mem
 from swim.security.config import SecurityConfig, sealer_overhead
 from swim.security.seal import Rejected, Sealer, SealStats
 from transport.base import Address, StreamHandler, Transport, TransportError, TransportStats
+
+if TYPE_CHECKING:
+    from swim.runtime import keyops
+    from swim.runtime.keyops import KeyCommand, KeyReport
 
 T = TypeVar("T")
 _S = TypeVar("_S", bound=Subscription[Any])
@@ -869,9 +873,9 @@ class Node:
         `ProtocolError` for a bad query (too large, a name starting with ``_swim_``,
         which the runtime reserves, too many open).
         """
-        if keyops.is_internal(name):
+        if is_internal(name):
             raise ProtocolError(
-                f"query names starting with {keyops.INTERNAL_PREFIX!r} are reserved for the "
+                f"query names starting with {INTERNAL_PREFIX!r} are reserved for the "
                 "runtime's own queries"
             )
         return self._open_query(
@@ -895,26 +899,38 @@ class Node:
         plaintext (the key travels in the cluster's gossip), or for a bad key;
         `ProtocolError` if too many queries are open.
         """
+        from swim.runtime.keyops import KeyCommand
+
         return await self._key_command(KeyCommand.INSTALL, key, timeout_s)
 
     async def use_key(self, key: bytes | str, *, timeout_s: float | None = None) -> KeyReport:
         """Make the installed `key` every member's primary (the key that seals). A
         member that does not hold it refuses. Raises as `install_key`."""
+        from swim.runtime.keyops import KeyCommand
+
         return await self._key_command(KeyCommand.USE, key, timeout_s)
 
     async def remove_key(self, key: bytes | str, *, timeout_s: float | None = None) -> KeyReport:
         """Remove `key` from every member's keyring; a member whose primary it is
         refuses. Raises as `install_key`."""
+        from swim.runtime.keyops import KeyCommand
+
         return await self._key_command(KeyCommand.REMOVE, key, timeout_s)
 
     async def list_keys(self, *, timeout_s: float | None = None) -> KeyReport:
         """Every member's keys (`KeyReport.member_keys`, `keys`, `primary_keys`).
         Raises `swim.security.KeyringError` if this node has no keys or sends plaintext."""
+        from swim.runtime.keyops import KeyCommand
+
         return await self._key_command(KeyCommand.LIST, None, timeout_s)
 
     async def _key_command(
         self, command: KeyCommand, key: bytes | str | None, timeout_s: float | None
     ) -> KeyReport:
+        # keyops (and with it the keyring file code) is imported by the first key
+        # command or internal query, not by every node.
+        from swim.runtime import keyops
+
         core = self._require_running()
         payload = keyops.request_payload(command, key, self._sealer)
         # Serf's count: the members not known to be dead or gone when we ask.
@@ -1113,7 +1129,7 @@ class Node:
         """Hand one core event on: query results to their stream, internal queries to
         the runtime's own handler, everything else (and user queries' events too) to
         the subscribers."""
-        if isinstance(event, QueryReceived) and keyops.is_internal(event.name):
+        if isinstance(event, QueryReceived) and is_internal(event.name):
             self._answer_internal(core, sealer, event)
             return
         if isinstance(event, QueryAcked | QueryResponded | QueryFinished):
@@ -1141,6 +1157,8 @@ class Node:
         """Apply an internal query (a key command) here and answer it. The keyring file
         is written synchronously: a few milliseconds, once per command, and it keeps
         commands applied and saved in the order they came."""
+        from swim.runtime import keyops
+
         if event.origin == self.name and keyops.deferred_on_asker(event.name):
             return  # applied by _key_command once the others have answered
         answer = self._apply_internal(event.name, event.payload)
@@ -1151,6 +1169,8 @@ class Node:
         self._poke()
 
     def _apply_internal(self, query_name: str, payload: bytes) -> keyops.MemberAnswer:
+        from swim.runtime import keyops
+
         return keyops.answer_key_query(
             query_name, payload, self._sealer, keyring_file=self._keyring_file,
             size_limit=self._require_core().config.query_response_size_limit,
