@@ -3,11 +3,12 @@
 `Core.poll` hands out everything at once; a test often wants only the datagrams now and
 the events later. These helpers poll the core into a per-core stash and take the kind
 asked for, so nothing polled is lost between calls.
+
+A stash is kept only while it holds something (a compiled `Core` cannot be weakly
+referenced, so the stash holds the core itself, keyed by id, and lets go once empty).
 """
 
 from __future__ import annotations
-
-import weakref
 
 from swim.core import Core, Event, Output
 from swim.core.outputs import Datagram, StreamRequest
@@ -27,14 +28,23 @@ class _Stash:
         return out
 
 
-_STASHES: weakref.WeakKeyDictionary[Core, _Stash] = weakref.WeakKeyDictionary()
+    def empty(self) -> bool:
+        return not (self.datagrams or self.streams or self.events)
+
+
+_STASHES: dict[int, tuple[Core, _Stash]] = {}
 
 
 def _stash(core: Core) -> _Stash:
-    stash = _STASHES.get(core)
-    if stash is None:
-        stash = _STASHES[core] = _Stash()
-    return stash
+    held = _STASHES.get(id(core))
+    if held is None:
+        held = _STASHES[id(core)] = (core, _Stash())
+    return held[1]
+
+
+def _release(core: Core, stash: _Stash) -> None:
+    if stash.empty():
+        _STASHES.pop(id(core), None)
 
 
 def out_datagrams(core: Core) -> list[Datagram]:
@@ -42,6 +52,7 @@ def out_datagrams(core: Core) -> list[Datagram]:
     stash = _stash(core)
     stash.pull(core)
     taken, stash.datagrams = stash.datagrams, []
+    _release(core, stash)
     return taken
 
 
@@ -50,6 +61,7 @@ def out_streams(core: Core) -> list[StreamRequest]:
     stash = _stash(core)
     stash.pull(core)
     taken, stash.streams = stash.streams, []
+    _release(core, stash)
     return taken
 
 
@@ -58,9 +70,13 @@ def out_events(core: Core) -> list[Event]:
     stash = _stash(core)
     stash.pull(core)
     taken, stash.events = stash.events, []
+    _release(core, stash)
     return taken
 
 
 def next_deadline(core: Core) -> float:
     """When the core's timer is next due (outputs are kept for the other helpers)."""
-    return _stash(core).pull(core).deadline
+    stash = _stash(core)
+    deadline = stash.pull(core).deadline
+    _release(core, stash)
+    return deadline

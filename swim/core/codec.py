@@ -437,10 +437,12 @@ def _message(items: Any, stream: bool) -> Message:
             _bad("push-pull members must be an array of bounded length")
         broadcasts: tuple[UserBroadcast, ...] = ()
         if n == 4:
-            raw = items[3]
-            if type(raw) is not list or len(raw) > MAX_PUSH_PULL_BROADCASTS:
+            # (Not `raw`: a compiled function gives a name one type, and `raw` is the
+            # coordinate's bytes above.)
+            replayed = items[3]
+            if type(replayed) is not list or len(replayed) > MAX_PUSH_PULL_BROADCASTS:
                 _bad("push-pull broadcasts must be an array of bounded length")
-            broadcasts = tuple(_replayed_broadcast(b) for b in raw)
+            broadcasts = tuple(_replayed_broadcast(b) for b in replayed)
         return PushPull(
             _bool(items[1], "join"), tuple(_state(m) for m in members), broadcasts
         )
@@ -618,11 +620,13 @@ def _scan_untrusted(data: bytes | bytearray | memoryview, max_arrays: int) -> No
         _bad("trailing bytes after the frame")
 
 
-def decode_untrusted(data: bytes, *, stream: bool = False) -> tuple[Message, ...]:
+def decode_untrusted(data: object, *, stream: bool = False) -> tuple[Message, ...]:
     """The messages in a datagram (or, with ``stream=True``, a stream frame).
 
     Raises `MalformedMessage` for anything that is not a well-formed, in-range frame of
-    this format version, and never raises anything else.
+    this format version, and never raises anything else. `data` is any object, as at
+    any boundary of untrusted input: what is not bytes-like is malformed too (a type
+    declared narrower would make the compiled core raise `TypeError` for it instead).
     """
     limit = MAX_STREAM_BYTES if stream else MAX_DATAGRAM_BYTES
     if not isinstance(data, bytes | bytearray | memoryview):
