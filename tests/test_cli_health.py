@@ -24,17 +24,14 @@ import trio
 
 from swim import cli
 from swim.agent import output
+from swim.agent.check_runs import http_get, make_check, run_script, tcp_connect
 from swim.agent.cluster import AgentProcess, LocalCluster, Observers
 from swim.agent.health_checks import (
     CheckSpec,
     CheckSpecError,
     check_from_table,
-    http_get,
-    make_check,
     name_checks,
     parse_check,
-    run_script,
-    tcp_connect,
 )
 from swim.agent.output import format_addr
 from swim.agent.ringview import moves_text, owned_counts, ring_of

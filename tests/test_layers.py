@@ -443,6 +443,8 @@ async def test_a_running_agent_and_a_json_client_load_only_what_they_use(
     # Without --event-handler, the handler runner is not imported; without a key
     # command, neither are the runtime's key operations.
     assert _loaded(agent_modules, ["swim.agent.handler_runner", "swim.runtime.keyops"]) == []
+    # Without --check, neither are the check runners and the process helpers they share.
+    assert _loaded(agent_modules, ["swim.agent.check_runs", "swim.agent.processes"]) == []
     assert _loaded(clients["--json"], NEVER_AT_START) == []
     # The table needs rich, which shows the import log is read right.
     assert "rich" in clients[None]

@@ -372,7 +372,7 @@ class Agent:
     ) -> None:
         """Start the health checks on the node, then log each change of this member's
         health (subscribed first, so the first result is logged too)."""
-        from swim.agent.health_checks import make_check
+        from swim.agent.check_runs import make_check
 
         node = self._node
         changes = node.health_events()

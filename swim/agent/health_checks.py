@@ -21,7 +21,9 @@ run past its timeout is critical (``check timed out after 2 s``). The member's h
 the worst of its checks, published cluster-wide in its metadata (`swim.runtime.health`):
 a critical member leaves placement rings but stays alive; checks never make it failed.
 Nothing here blocks the agent's trio loop: scripts are trio processes, TCP connects are
-trio sockets, and an HTTP GET runs in a worker thread (at most one per check).
+trio sockets, and an HTTP GET runs in a worker thread (at most one per check). This
+module parses checks; `swim.agent.check_runs` runs them, and is imported only by an
+agent that has checks.
 
 Flag syntax (options first, the kind last; the kind's text runs to the end, so a
 script may contain commas)::
@@ -48,21 +50,18 @@ Defaults: interval 10 s, timeout 10 s (Consul's), name the kind (``http``, then
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-import trio
 
 from swim.agent import addresses
 from swim.agent.hints import did_you_mean
-from swim.agent.processes import Collector, communicate, exit_text, reap, tail
-from swim.runtime.checks import Check, HealthCheck
-from swim.runtime.health import HealthResult, HealthStatus
+
+if TYPE_CHECKING:
+    from swim.runtime.checks import HealthCheck
 
 #: The kinds of check, by the key that names the target.
 KINDS: Final = ("script", "http", "tcp")
@@ -286,114 +285,6 @@ def name_checks(specs: Iterable[CheckSpec]) -> tuple[CheckSpec, ...]:
         taken.add(name)
         named.append(attrs.evolve(spec, name=name))
     return tuple(named)
-
-
-# ============================================================================ running
-
-
-async def run_script(argv: list[str], env: Mapping[str, str]) -> HealthResult:
-    """Run a script check once: exit 0 passing, 1 warning, else critical. Cancelling it
-    (the check's timeout) kills its process group."""
-    try:
-        process = await trio.lowlevel.open_process(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=dict(env), start_new_session=True,
-        )
-    except OSError as exc:
-        return HealthResult(HealthStatus.CRITICAL,
-                            f"cannot start: {(exc.strerror or str(exc)).lower()}")
-    out = Collector(MAX_OUTPUT_BYTES)
-    try:
-        await communicate(process, b"", out)
-    finally:
-        await reap(process)
-    code = process.returncode
-    if code == 0:
-        # No note while passing: output that changes each run would be gossiped each run.
-        return HealthResult(HealthStatus.PASSING)
-    status = HealthStatus.WARNING if code == 1 else HealthStatus.CRITICAL
-    last = tail(out.data)
-    return HealthResult(status, exit_text(code) + (f": {last}" if last else ""))
-
-
-def http_status(code: int) -> HealthStatus:
-    """Consul's rule: 2xx passing, 429 warning, anything else critical."""
-    if 200 <= code < 300:
-        return HealthStatus.PASSING
-    if code == 429:
-        return HealthStatus.WARNING
-    return HealthStatus.CRITICAL
-
-
-def http_get(url: str, timeout_s: float) -> HealthResult:
-    """One GET of an HTTP check (blocking: run in a worker thread).
-
-    urllib.request (and with it http.client and email, 1.3 MiB and 20 ms of start-up)
-    is imported here, by the first HTTP check, not by every agent."""
-    import urllib.error
-    import urllib.request
-    from http.client import HTTPException
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    try:
-        with opener.open(request, timeout=timeout_s) as response:
-            code, reason = int(response.status), str(response.reason)
-            response.read(MAX_BODY_BYTES)
-    except urllib.error.HTTPError as exc:
-        code, reason = exc.code, str(exc.reason)
-        exc.close()
-    except urllib.error.URLError as exc:
-        why = exc.reason
-        text = (why.strerror or str(why)) if isinstance(why, OSError) else str(why)
-        return HealthResult(HealthStatus.CRITICAL, f"GET failed: {text.lower()}")
-    except (OSError, HTTPException, ValueError) as exc:
-        return HealthResult(HealthStatus.CRITICAL, f"GET failed: {type(exc).__name__}: {exc}")
-    status = http_status(code)
-    return HealthResult(status, "" if status is HealthStatus.PASSING else f"HTTP {code} {reason}")
-
-
-async def tcp_connect(host: str, port: int) -> HealthResult:
-    """One TCP check: passing if a connection to ``host:port`` opens."""
-    try:
-        stream = await trio.open_tcp_stream(host, port)
-    except OSError as exc:
-        # trio tries every address and groups the errors; the first one says why.
-        inner = exc.__cause__
-        first = inner.exceptions[0] if isinstance(inner, BaseExceptionGroup) else exc
-        # (trio's strerror repeats the address; the errno's text is enough. A failed
-        # name lookup has a negative errno and its own strerror.)
-        errno = first.errno if isinstance(first, OSError) else None
-        if errno and errno > 0:
-            why = os.strerror(errno)
-        else:
-            why = (first.strerror if isinstance(first, OSError) else None) or str(first)
-        return HealthResult(HealthStatus.CRITICAL, f"connect failed: {why.lower()}")
-    await stream.aclose()
-    return HealthResult(HealthStatus.PASSING)
-
-
-def make_check(spec: CheckSpec, env: Callable[[], Mapping[str, str]]) -> Check:
-    """The callable `swim.runtime.checks` polls for `spec`: a coroutine function for a
-    script or TCP check (run in the loop, cancelled at the timeout), a plain function
-    for an HTTP check (run in a worker thread). `env` gives a script's environment
-    variables beyond the agent's own, read at each run."""
-    if spec.kind == "script":
-        argv = spec.argv()
-
-        async def script() -> HealthResult:
-            return await run_script(argv, {**os.environ, **env()})
-
-        return script
-    if spec.kind == "http":
-        url, timeout_s = spec.target, spec.timeout_s
-        return lambda: http_get(url, timeout_s)
-    host, port = addresses.parse_host_port(spec.target)
-
-    async def tcp() -> HealthResult:
-        return await tcp_connect(host, port)
-
-    return tcp
 
 
 def check_record(spec: CheckSpec, handle: HealthCheck | None) -> dict[str, Any]:
