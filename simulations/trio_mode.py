@@ -37,6 +37,13 @@ engine does), `Slow` (the member's transport hands it every datagram and incomin
   be a different fault (the "paused" node would go on probing and suspecting the
   others). `simulations.real_stall` stalls real agent processes instead.
 
+The stable-view mode (``config=Config.stable_views()``) runs unchanged: its alerts,
+votes, digests and view syncs are ordinary datagrams and streams of the runtime. Its
+members publish one `ViewChanged` per view change and no per-member events, so the
+collector's detections and convergence say nothing about it; `TrioResult.view_changes`
+keeps every `ViewChanged` a running member published, with the member and the time, and
+`TrioResult.final_views` the view each running member held at the end.
+
 Sealed clusters: ``run_trio(scenario, security=SecurityConfig(keyring=...))`` (or
 `run_nodes`) gives every node that `swim.security.SecurityConfig`, so each datagram and
 stream frame is sealed and opened by the production `Sealer` (AES-256-GCM, the label,
@@ -99,6 +106,8 @@ from simulations.metrics import (
 from simulations.network import NetworkModel
 from simulations.scenario import Scenario
 from swim.core import Config
+from swim.core.events import ViewChanged
+from swim.core.stable.rings import Configuration
 from swim.core.timing import retransmit_limit, suspicion_timeout_min_s
 from swim.runtime.node import Node
 from swim.security.config import SecurityConfig
@@ -159,6 +168,12 @@ class TrioResult:
     #: The sealers' counters summed over every node's lives (`SealStats` field names):
     #: packets sealed and opened, and those rejected, by reason.
     sealing: dict[str, int] = attrs.field(factory=dict)
+    #: Stable-view mode: every `ViewChanged` a running member published, as (member
+    #: index, seconds since the start when it was read, the event), in reading order.
+    view_changes: tuple[tuple[int, float, ViewChanged], ...] = ()
+    #: Stable-view mode: each member running at the end (by index) and the view it then
+    #: held (None: still joining).
+    final_views: dict[int, Configuration | None] = attrs.field(factory=dict)
 
     def summary_row(self) -> dict[str, Any]:
         """One flat dict of the headline numbers, as `RunResult.summary_row` names them."""
@@ -370,6 +385,7 @@ async def run_nodes(scenario: Scenario, *, security: SecurityConfig | None = Non
     slow = [0.0] * sc.nodes
     current: dict[int, _Member] = {}
     lives: list[_Member] = []
+    view_changes: list[tuple[int, float, ViewChanged]] = []
     generation = [0] * sc.nodes
     t0 = trio.current_time()
     wall_clock = _ticking_clock()
@@ -422,6 +438,8 @@ async def run_nodes(scenario: Scenario, *, security: SecurityConfig | None = Non
         async for event in subscription:
             if member.running:
                 collector.on_events(member.index, [event], now())
+                if isinstance(event, ViewChanged):
+                    view_changes.append((member.index, now(), event))
 
     def stop(i: int, kind: str) -> None:
         member = current.get(i)
@@ -522,6 +540,8 @@ async def run_nodes(scenario: Scenario, *, security: SecurityConfig | None = Non
         end = now()
         result = _result(sc, collector, lives, network, end=end,
                          wall_s=time.perf_counter() - wall_started)
+        result = attrs.evolve(result, view_changes=tuple(view_changes),
+                              final_views=_final_views(current))
         nursery.cancel_scope.cancel()
     return result
 
@@ -565,6 +585,16 @@ def _result(sc: Scenario, collector: Collector, lives: list[_Member], network: M
         wall_s=wall_s,
         sealing=sealing,
     )
+
+
+def _final_views(current: dict[int, _Member]) -> dict[int, Configuration | None]:
+    """The view each running member holds in the stable-view mode (none in SWIM mode)."""
+    views: dict[int, Configuration | None] = {}
+    for i, member in sorted(current.items()):
+        stable = member.node.core.stable if member.running else None
+        if stable is not None:
+            views[i] = stable.configuration
+    return views
 
 
 def run_trio(scenario: Scenario, *, security: SecurityConfig | None = None) -> TrioResult:
