@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from simulations import Crash, Partition, Scenario
+from simulations import Crash, Leave, Partition, Scenario
 from simulations.experiments import flip_flop_faults
 from simulations.trio_mode import TrioResult, run_nodes
 from swim.core import Config
@@ -64,6 +64,30 @@ def assert_only_view_events(result: TrioResult, where: str) -> None:
     assert counts["other"] == len(result.view_changes), f"{where}: {counts}"
 
 
+def assert_one_removal(result: TrioResult, gone: int, at: float, where: str) -> float:
+    """The cluster held one view of all twelve at `at`; after it, every other member
+    made exactly one change, removing `gone` alone, to the same next configuration, and
+    holds it at the end. Returns when the last member made the change."""
+    before = {view_at(result, i, at) for i in range(NODES)}
+    assert len(before) == 1, f"{where}: {before}"
+    (view,) = before
+    assert view is not None and view[2] == tuple(sorted(NAMES)), where
+    rest = [i for i in range(NODES) if i != gone]
+    after = changes_after(result, at)
+    ids = set()
+    for i in rest:
+        (change,) = after[i]
+        assert change.removed == (NAMES[gone],), f"{where}, member {i}"
+        assert change.joined == (), f"{where}, member {i}"
+        assert change.epoch == view[1] + 1, f"{where}, member {i}"
+        ids.add(change.config_id)
+    assert len(ids) == 1, f"{where}: configuration ids {ids}"
+    conf = assert_one_view(result.final_views, rest, where)
+    assert {conf.id} == ids, where
+    assert_only_view_events(result, where)
+    return max(t for _, t, _ in result.view_changes if t > at)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_a_crash_is_one_view_change_everywhere_with_the_same_id(
     seed: int, autojump_clock: trio.testing.MockClock
@@ -72,23 +96,9 @@ async def test_a_crash_is_one_view_change_everywhere_with_the_same_id(
     sc = Scenario(nodes=NODES, duration_s=60.0, seed=seed, config=CONFIG,
                   faults=(Crash(member=crashed, at=crash_at),))
     result = await run_nodes(sc)
-    where = f"seed {seed}"
-    healthy = [i for i in range(NODES) if i != crashed]
-    # The join storm settled into one view of all twelve before the crash.
-    before = {view_at(result, i, crash_at) for i in range(NODES)}
-    assert len(before) == 1, f"{where}: {before}"
-    (view,) = before
-    assert view is not None and view[2] == tuple(sorted(NAMES)), where
-    # Then exactly one change at every survivor: the crashed member's removal, whole.
-    after = changes_after(result, crash_at)
-    ids = set()
-    for i in healthy:
-        (change,) = after[i]
-        assert change.removed == (NAMES[crashed],), f"{where}, member {i}"
-        assert change.joined == (), f"{where}, member {i}"
-        assert change.epoch == view[1] + 1, f"{where}, member {i}"
-        ids.add(change.config_id)
-    assert len(ids) == 1, f"{where}: configuration ids {ids}"
+    # The join storm settled into one view of all twelve before the crash; then exactly
+    # one change at every survivor: the crashed member's removal, whole.
+    last_at = assert_one_removal(result, crashed, crash_at, f"seed {seed}")
     # A loose budget for the removal, from the mode's own timing: each observer probes
     # its (at most K) subjects in turn, one per period T, and needs `edge_failures`
     # failed probes; a slow observer is covered by reinforcement, a split vote by the
@@ -96,11 +106,22 @@ async def test_a_crash_is_one_view_change_everywhere_with_the_same_id(
     params = CONFIG.stable
     budget_s = (params.edge_failures * params.k * CONFIG.probe_interval_s
                 + params.reinforce_after_s + params.vote_fallback_s)
-    removed_at = [at for _, at, _ in result.view_changes if at > crash_at]
-    assert max(removed_at) - crash_at <= budget_s, where
-    conf = assert_one_view(result.final_views, healthy, where)
-    assert conf.id in ids
-    assert_only_view_events(result, where)
+    assert last_at - crash_at <= budget_s, f"seed {seed}"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_a_graceful_leave_is_one_view_change_everywhere(
+    seed: int, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The leaver's own alert removes it: no observer has to notice it gone, so every
+    # member changes its view within one protocol period, sooner than any observer could
+    # alert (that takes `edge_failures` = 2 failed probes, a period apart at least).
+    leaver, leave_at = 5, 25.0
+    sc = Scenario(nodes=NODES, duration_s=40.0, seed=seed, config=CONFIG,
+                  faults=(Leave(member=leaver, at=leave_at),))
+    result = await run_nodes(sc)
+    last_at = assert_one_removal(result, leaver, leave_at, f"seed {seed}")
+    assert last_at - leave_at < CONFIG.probe_interval_s, f"seed {seed}"
 
 
 @pytest.mark.parametrize("seed", [1, 2])
