@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := swim transport simulations
 
-.PHONY: test lint typecheck pytest demo bench notebooks clean venv
+.PHONY: test lint typecheck pytest demo bench compiled notebooks clean venv
 
 venv: $(STAMP)
 
@@ -32,7 +32,16 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(BIN)/swim demo
 
-bench: $(STAMP)
+# The core compiled with mypyc (setup.py's SWIM_COMPILE=1 build), installed into a folder
+# of its own for the benchmarks to put first on PYTHONPATH; rebuilt when a source changes.
+COMPILED_SITE := build/compiled-site
+COMPILED_STAMP := $(COMPILED_SITE)/.built
+$(COMPILED_STAMP): $(STAMP) setup.py $(shell find $(PACKAGES) -name '*.py')
+	$(BIN)/python -m benchmarks._builds
+
+compiled: $(COMPILED_STAMP)
+
+bench: $(STAMP) $(COMPILED_STAMP)
 	$(BIN)/python -m benchmarks
 
 # The research notebooks at full size (SWIM_NOTEBOOK_SCALE=full), outputs written in place.
@@ -40,4 +49,4 @@ notebooks: $(STAMP)
 	$(BIN)/python -m tests.notebook_runner --scale full
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

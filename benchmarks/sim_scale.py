@@ -10,6 +10,10 @@ object mode, a converged start, one crash at 30 s, 100 simulated seconds. With
 without Serf's network coordinates, as the simulator was before they came), to show
 what they cost. Targets (issue 10): 1,000 members x 100 s starting by joining
 (``--start join``) in <= 15 s wall; 10,000 x 100 s converged in <= 60 s and <= 12 GiB.
+
+``--build pure|compiled|both`` runs the pure-Python core, the core compiled with mypyc
+(``make compiled``; `make bench` builds it first), or each size with both, one after the
+other; the default is both when a current compiled build exists, else pure.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import subprocess
 import sys
 import time
 from typing import Any
+
+from benchmarks._builds import BUILDS, child_env, compiled_is_current, running_build
 
 #: Wall-clock targets by (members, start).
 TARGET_WALL_S = {(1_000, "join"): 15.0, (10_000, "converged"): 60.0}
@@ -58,6 +64,7 @@ def measure(
         "mode": mode,
         "start": start,
         "coordinates": coordinates,
+        "build": running_build(),
         "setup_s": round(setup_s, 3),
         "run_s": round(result.wall_s, 3),
         "wall_s": round(total_s, 3),
@@ -90,6 +97,11 @@ def main() -> int:
         "--coordinates", choices=("on", "off", "both"), default="on",
         help="Vivaldi coordinates on (the default profile), off, or each size both ways",
     )
+    parser.add_argument(
+        "--build", choices=(*BUILDS, "both"), default=None,
+        help="the pure-Python core, the compiled one (make compiled), or both "
+        "(default: both if a current compiled build exists, else pure)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -100,23 +112,29 @@ def main() -> int:
         return 0
     sizes = args.nodes or ([100, 1_000, 10_000] if args.big else [100, 1_000])
     ways = ("on", "off") if args.coordinates == "both" else (args.coordinates,)
+    build = args.build or ("both" if compiled_is_current() else "pure")
+    builds = [b for b in BUILDS if build in (b, "both")]
     rows = []
     for n in sizes:
         for way in ways:
-            proc = subprocess.run(
-                [sys.executable, __file__, "--child", "--nodes", str(n), "--duration",
-                 str(args.duration), "--seed", str(args.seed), "--mode", args.mode,
-                 "--start", args.start, "--coordinates", way],
-                capture_output=True, text=True, check=True,
-            )
-            rows.append(json.loads(proc.stdout))
-            if not args.json:
-                print(f"N={n} (coordinates {way}) done in {rows[-1]['wall_s']} s",
-                      file=sys.stderr)
+            for each in builds:
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", "--nodes", str(n), "--duration",
+                     str(args.duration), "--seed", str(args.seed), "--mode", args.mode,
+                     "--start", args.start, "--coordinates", way],
+                    capture_output=True, text=True, check=True, env=child_env(each),
+                )
+                rows.append(json.loads(proc.stdout))
+                if rows[-1]["build"] != each:
+                    raise SystemExit(f"asked for the {each} build, ran {rows[-1]['build']}")
+                if not args.json:
+                    print(f"N={n} (coordinates {way}, {each}) done in {rows[-1]['wall_s']} s",
+                          file=sys.stderr)
     if args.json:
         print(json.dumps({"benchmark": "sim_scale", "results": rows}, indent=2))
         return 0
-    header = (f"{'N':>7} {'coords':>6} {'setup s':>8} {'run s':>8} {'wall s':>8} {'cpu s':>8} "
+    header = (f"{'N':>7} {'coords':>6} {'build':>8} {'setup s':>8} {'run s':>8} {'wall s':>8} "
+              f"{'cpu s':>8} "
               f"{'member-s/s':>11} "
               f"{'events/s':>9} {'RSS MiB':>8} {'suspect s':>9} {'all know s':>10} target")
     print(header)
@@ -127,7 +145,8 @@ def main() -> int:
         all_know = "-" if r["all_know_s"] is None else f"{r['all_know_s']:.1f}"
         suspect = "-" if r["first_suspected_s"] is None else f"{r['first_suspected_s']:.1f}"
         coords = "on" if r["coordinates"] else "off"
-        print(f"{r['nodes']:>7} {coords:>6} {r['setup_s']:>8.1f} {r['run_s']:>8.1f} "
+        print(f"{r['nodes']:>7} {coords:>6} {r['build']:>8} {r['setup_s']:>8.1f} "
+              f"{r['run_s']:>8.1f} "
               f"{r['wall_s']:>8.1f} "
               f"{r['cpu_s']:>8.1f} "
               f"{r['member_s_per_wall_s']:>11,.0f} {r['sim_events_per_s']:>9,.0f} "

@@ -1,6 +1,8 @@
 """Shared test settings: a bounded hypothesis profile (no deadlines, modest example counts).
 
-Set HYPOTHESIS_PROFILE=thorough for a longer fuzzing run.
+Set HYPOTHESIS_PROFILE=thorough for a longer fuzzing run. With SWIM_REQUIRE_COMPILED=1
+(tests/test_compiled.py re-running tests against the mypyc build) the session refuses to
+start unless the core it imported is the compiled one.
 """
 
 from __future__ import annotations
@@ -21,3 +23,9 @@ settings.register_profile(
     "thorough", deadline=None, max_examples=5000, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+if os.environ.get("SWIM_REQUIRE_COMPILED") == "1":
+    from swim.core import core as _core
+
+    if (_core.__file__ or "").endswith(".py"):
+        raise RuntimeError(f"SWIM_REQUIRE_COMPILED=1, but the core is {_core.__file__}")
