@@ -57,7 +57,8 @@ from swim.runtime.events import MemberEvent, Stamped
 from swim.runtime.keyops import KeyReport
 from swim.runtime.node import Node as TrioNode
 from swim.runtime.node import NodeStats, TransportFactory
-from swim.runtime.queries import DEFAULT_QUERY_BUFFER, QueryResult, QueryStream, QuerySummary
+from swim.runtime.queries import QueryResult, QueryStream, QuerySummary
+from swim.runtime.query_rules import DEFAULT_QUERY_BUFFER
 from swim.runtime.subscriptions import EventOverflow, every_event_stamped, member_events_only
 from swim.runtime.threaded import ThreadedNode
 from swim.runtime.views import MemberView, StatusFilter

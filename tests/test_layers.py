@@ -440,9 +440,11 @@ async def test_a_running_agent_and_a_json_client_load_only_what_they_use(
     assert _loaded(agent_modules, ["swim.agent.demo", "swim.agent.cluster"]) == []
     # `swim agent` builds only its own parser: the client commands are not imported.
     assert _loaded(agent_modules, ["swim.agent.cli", "swim.agent.client"]) == []
-    # Without --event-handler, the handler runner is not imported; without a key
-    # command, neither are the runtime's key operations.
-    assert _loaded(agent_modules, ["swim.agent.handler_runner", "swim.runtime.keyops"]) == []
+    # Without --event-handler, the handler runner is not imported; without a query or a
+    # key command, neither are the query streams and the runtime's key operations.
+    assert _loaded(
+        agent_modules, ["swim.agent.handler_runner", "swim.runtime.keyops", "swim.runtime.queries"]
+    ) == []
     # Without --check, neither are the check runners and the process helpers they share.
     assert _loaded(agent_modules, ["swim.agent.check_runs", "swim.agent.processes"]) == []
     assert _loaded(clients["--json"], NEVER_AT_START) == []

@@ -43,7 +43,8 @@ from typing import Final
 
 import attrs
 
-from swim.runtime.queries import INTERNAL_PREFIX, QueryResultKind, QueryStream, is_internal
+from swim.runtime.queries import QueryResultKind, QueryStream
+from swim.runtime.query_rules import INTERNAL_PREFIX, is_internal
 from swim.security.keyfile import KeyfileError, save_keyring
 from swim.security.keyring import KeyringError, check_key, decode_key, encode_key
 from swim.security.seal import Sealer

@@ -119,14 +119,7 @@ from swim.runtime.health import (
     with_health,
     worst,
 )
-from swim.runtime.queries import (
-    DEFAULT_QUERY_BUFFER,
-    INTERNAL_PREFIX,
-    QueryResult,
-    QueryResultKind,
-    QueryStream,
-    is_internal,
-)
+from swim.runtime.query_rules import DEFAULT_QUERY_BUFFER, INTERNAL_PREFIX, is_internal
 from swim.runtime.subscriptions import (
     Converter,
     EventSubscription,
@@ -142,6 +135,7 @@ from transport.base import Address, StreamHandler, Transport, TransportError, Tr
 if TYPE_CHECKING:
     from swim.runtime import keyops
     from swim.runtime.keyops import KeyCommand, KeyReport
+    from swim.runtime.queries import QueryStream
 
 T = TypeVar("T")
 _S = TypeVar("_S", bound=Subscription[Any])
@@ -975,6 +969,9 @@ class Node:
             name, payload, now=now, filter_names=filter_nodes, filter_tags=filter_tags,
             timeout_s=timeout_s, want_ack=want_ack, relay_factor=relay_factor, reask=reask,
         )
+        # The streams load with the first query (not at every node's start).
+        from swim.runtime.queries import QueryStream
+
         # Registered before the pump runs again, so no result of ours can be missed.
         stream = QueryStream(
             query_id=query_id, name=name, deadline=now + max(1, round(timeout_s * 1000)) / 1000,
@@ -1135,6 +1132,8 @@ class Node:
         if isinstance(event, QueryAcked | QueryResponded | QueryFinished):
             stream = self._queries.get(event.id)
             if stream is not None:
+                from swim.runtime.queries import QueryResult, QueryResultKind
+
                 if isinstance(event, QueryFinished):
                     del self._queries[event.id]
                     stream._finish(at=event.at, complete=True)

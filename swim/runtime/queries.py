@@ -24,16 +24,7 @@ from typing import Final
 import attrs
 import trio
 
-#: Default number of results a `QueryStream` buffers for its consumer.
-DEFAULT_QUERY_BUFFER: Final = 1024
-#: Queries whose names start with this are the runtime's own (the key commands of
-#: `swim.runtime.keyops`): answered by the node itself, never by an application.
-INTERNAL_PREFIX: Final = "_swim_"
-
-
-def is_internal(query_name: str) -> bool:
-    """Whether a query of this name is the runtime's own."""
-    return query_name.startswith(INTERNAL_PREFIX)
+from swim.runtime.query_rules import DEFAULT_QUERY_BUFFER
 
 
 class QueryResultKind(enum.Enum):

@@ -44,7 +44,8 @@ from swim.runtime.events import MemberEvent, Stamped
 from swim.runtime.health import HealthStatus
 from swim.runtime.keyops import KeyReport
 from swim.runtime.node import Node, NodeStats, TransportFactory
-from swim.runtime.queries import DEFAULT_QUERY_BUFFER, QueryResult, QueryStream, QuerySummary
+from swim.runtime.queries import QueryResult, QueryStream, QuerySummary
+from swim.runtime.query_rules import DEFAULT_QUERY_BUFFER
 from swim.runtime.subscriptions import EventOverflow, Subscription
 from swim.runtime.views import MemberView, StatusFilter
 from swim.security.config import SecurityConfig
