@@ -189,7 +189,9 @@ def test_the_loop_stays_responsive_while_calls_are_in_flight() -> None:
 
         beat = asyncio.create_task(heartbeat())
         async with cluster(2) as (a, b):
+            # Both: b sends to a0 below, and a can see b alive before b has a0's state.
             await a.wait_for_alive(2, timeout_s=BOUND_S)
+            await b.wait_for_alive(2, timeout_s=BOUND_S)
             started = time.monotonic()
             # A wait that can only end once a third member joins, 2 s from now: were it
             # to block the loop, the heartbeat would stop for that long.
