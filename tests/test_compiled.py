@@ -87,8 +87,8 @@ def env_for(site: pathlib.Path | None) -> dict[str, str]:
 def run_python(code: str, site: pathlib.Path | None) -> str:
     proc = subprocess.run(
         # -P: the working directory (this tree's source) is not put first on sys.path.
-        [sys.executable, "-P", "-c", code], check=False, capture_output=True, text=True, timeout=600,
-        cwd=ROOT, env=env_for(site),
+        [sys.executable, "-P", "-c", code], check=False, capture_output=True, text=True,
+        timeout=600, cwd=ROOT, env=env_for(site),
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout

@@ -15,6 +15,8 @@ The work is split by job, each part in its own module:
   `Effects`, which this façade carries out;
 * `Prober` (probing.py): the probe cycle, the ping-req helper side, local health;
 * `Dissemination` (dissemination.py): news queues, piggybacking, the datagram outbox;
+* `DatagramRules` (receiving.py): what the façade does with each message of a
+  datagram, and carrying out `Effects`;
 * `Exchange` (exchange.py): streams, their timeouts and the join rounds, and
   `ExchangeRules` (pushpull.py): what the façade does with streams and full states;
 * `DriverPolicy` (policy.py): the join, leave and timer rules every driver shares.
@@ -37,40 +39,27 @@ from swim.core.codec import (
     KIND_NAMES,
     MAX_SEQ,
     MAX_USER_PAYLOAD_BYTES,
-    MalformedMessage,
-    decode_untrusted,
     encode,
     encode_message,
 )
 from swim.core.config import META_MAX_BYTES, NAME_MAX_BYTES, Config
 from swim.core.dissemination import Dissemination
-from swim.core.effects import NOTHING, Effects
+from swim.core.effects import NOTHING
 from swim.core.errors import ProtocolError
-from swim.core.events import Event, UserMessageReceived
+from swim.core.events import Event
 from swim.core.exchange import Exchange
 from swim.core.membership import Membership
 from swim.core.messages import (
-    Ack,
     Address,
     Alive,
     Dead,
     MemberState,
     MemberStatus,
     Message,
-    Nack,
     Ping,
-    PingReq,
     Query,
-    QueryResponse,
-    Relay,
-    StableAlert,
-    StableAlerts,
-    StableVote,
-    Suspect,
     UserBroadcast,
     UserMessage,
-    ViewDigest,
-    ViewSync,
 )
 from swim.core.outputs import Output, StreamKind, StreamReply
 from swim.core.policy import DriverPolicy
@@ -80,7 +69,7 @@ from swim.core.queries import Queries, default_timeout_s
 from swim.core.stable.views import StableViews
 from swim.core.stats import Stats
 from swim.core.timing import push_pull_scale
-from swim.core.vivaldi import MAX_TRACKED, Coordinate, VivaldiClient
+from swim.core.vivaldi import Coordinate, VivaldiClient
 
 __all__ = ["Core", "ProtocolError"]
 
@@ -150,9 +139,8 @@ class Core(ExchangeRules):
         self._exchange = Exchange(config, self.policy, self.stats, rng)
         self._queries = Queries(config, self.stats, self._dis, name)
         self._vivaldi = VivaldiClient(rng)
-        #: The latest coordinate each member sent us on an ack.
-        self._coords: dict[str, Coordinate] = {}
-        self._notices: list[tuple[Address, Dead | Alive]] = []
+        self._coords = {}
+        self._notices = []
         self._owe_alive = False
         self._leave_deadline = _INF
         self._leave_expired = False
@@ -554,22 +542,6 @@ class Core(ExchangeRules):
 
     # ================================================================== internals
 
-    def _take_in(
-        self, data: bytes, messages: Sequence[Message] | None, *, stream: bool
-    ) -> Sequence[Message] | None:
-        """Count an incoming datagram or frame and decode it (unless the caller passed
-        its messages); None if it is malformed (counted)."""
-        stats = self.stats
-        stats.datagrams_in += 1
-        stats.bytes_in += len(data)
-        if messages is not None:
-            return messages
-        try:
-            return decode_untrusted(data, stream=stream)
-        except MalformedMessage:
-            stats.malformed += 1
-            return None
-
     def _deadline(self, leaving: bool) -> float:
         # Every driver asks after every input, so this is kept lean: config switches
         # are read once at construction (`_push_pull_on`, `_gossip_on`...), and each
@@ -597,159 +569,10 @@ class Core(ExchangeRules):
         at = self._exchange.deadline()
         return at if at < when else when
 
-    def _observe_rtt(self, name: str, coord: Coordinate, rtt_s: float) -> None:
-        coords = self._coords
-        coords.pop(name, None)
-        coords[name] = coord
-        if len(coords) > MAX_TRACKED:
-            del coords[next(iter(coords))]
-        self._vivaldi.update(name, coord, rtt_s)
-
     def _next_user_id(self) -> int:
         """A fresh id for a user broadcast or query (unique per origin)."""
         self._user_broadcast_id = (self._user_broadcast_id + 1) & ((1 << 63) - 1)
         return self._user_broadcast_id
-
-    def _carry_out(self, fx: Effects) -> None:
-        """Do what the membership table said its input did."""
-        if fx is NOTHING:
-            return
-        dis = self._dis
-        for news, unless_queued in fx.gossip:
-            dis.queue(news, unless_queued=unless_queued)
-        for name in fx.forget:
-            dis.forget(name)
-        if fx.events:
-            stable = self._stable
-            self._events.extend(
-                fx.events if stable is None else filter(stable.keep_event, fx.events)
-            )
-        if fx.notices:
-            self._notices.extend(fx.notices)
-        if fx.owe_alive:
-            self._owe_alive = True
-        stats = self.stats
-        stats.suspicions += fx.suspicions
-        stats.failures_declared += fx.failures_declared
-        stats.implausible_incarnation += fx.implausible_incarnation
-        stats.name_conflicts += fx.name_conflicts
-        stats.table_full += fx.table_full
-        stats.push_pull_new_capped += fx.push_pull_new_capped
-        if fx.refutes:
-            stats.refutes += fx.refutes
-            for _ in range(fx.refutes):
-                self._prober.refuted()
-        dis.cluster_size = self._membership.count()
-
-    def _flush_notices(self) -> None:
-        """Send the rumour notices the membership table asked for."""
-        if self._notices:
-            notices, self._notices = self._notices, []
-            for addr, msg in notices:
-                self._dis.send_one(addr, msg)
-
-    def _answer_outdated(self, addr: Address, mark: int) -> None:
-        """If input from `addr` showed it an outdated view of us, send it our Alive.
-
-        That is: it made us refute (refuting to the accuser's face), or it accused an
-        incarnation we had already refuted. Gossip alone may miss the very member that
-        holds the rumour (with a small retransmit budget it often does), leaving us dead
-        in its view until the next push-pull. Skipped when a datagram to `addr` since
-        `mark` (an ack, say) already carried our current Alive.
-        """
-        if not self._owe_alive:
-            return
-        self._owe_alive = False
-        alive = Alive(self._membership.local)
-        if not self._dis.sent_since(mark, addr, alive):
-            self._dis.send_one(addr, alive)
-
-    def _handle_messages(self, messages: Sequence[Message], addr: Address, now: float) -> None:
-        membership = self._membership
-        prober = self._prober
-        counter = self.stats.messages_in
-        kind_names = KIND_NAMES
-        table = membership.table
-        carry_out = self._carry_out
-        self._owe_alive = False
-        mark = len(self._dis.outbox)  # Dissemination.mark, without the call
-        for msg in messages:
-            counter[kind_names[type(msg)]] += 1
-            match msg:
-                case Alive(member):
-                    # The very state we hold is news to nobody (a state is a shared
-                    # value, and most gossip in a simulator's object mode repeats it).
-                    if table.get(member.name) is not member:
-                        carry_out(membership.apply_alive(member, now, addr))
-                case Ping(seq, target, source):
-                    if target == self.name:
-                        coord = self._vivaldi.coordinate if self.config.coordinates else None
-                        self._dis.send_one(addr, Ack(seq, coord))
-                        if source:
-                            carry_out(membership.prober_seen(source, addr, now))
-                    else:
-                        self.stats.unexpected += 1
-                case Ack(seq) if self._stable is not None and self._stable.is_admission_ack(seq):
-                    self._events.extend(self._stable.admission_ack(seq, now))
-                case Ack(seq, coord):
-                    acked = prober.on_ack(seq, now)
-                    if acked is not None and coord is not None and self.config.coordinates:
-                        self._observe_rtt(acked[0], coord, acked[1])
-                    if acked is not None and self._stable is not None:
-                        self._events.extend(self._stable.probe_result(acked[0], True, now))
-                case Suspect():
-                    carry_out(membership.apply_suspect(msg, now))
-                case Dead():
-                    carry_out(membership.apply_dead(msg, now))
-                case PingReq():
-                    if self._may_serve(msg, addr):
-                        prober.on_ping_req(msg, addr, now)
-                    else:
-                        self.stats.ping_reqs_refused += 1
-                case Nack(seq):
-                    prober.on_nack(seq)
-                case UserBroadcast(origin):
-                    if origin != self.name:
-                        self._accept_user_broadcast(msg, now)
-                case UserMessage(source, payload):
-                    self._events.append(
-                        UserMessageReceived(source=source, addr=addr, payload=payload, at=now)
-                    )
-                case Query():
-                    self._events.extend(self._queries.on_query(
-                        msg, now, membership.local, addr=addr, roster=membership
-                    ))
-                case QueryResponse():
-                    self._events.extend(self._queries.on_response(msg, addr, now, membership))
-                case Relay():
-                    self._queries.on_relay(msg, addr, membership)
-                case (StableAlert() | StableAlerts() | StableVote() | ViewDigest()
-                      | ViewSync()) if self._stable:
-                    self._events.extend(self._stable.receive(msg, addr, now))
-                case _:
-                    self.stats.unexpected += 1
-        # Both are rare after a datagram; the tests spare a call each when idle.
-        if self._notices:
-            self._flush_notices()
-        if self._owe_alive:
-            self._answer_outdated(addr, mark)
-
-    def _may_serve(self, req: PingReq, addr: Address) -> bool:
-        """A ping-req is served only for a member we know at the address it came from,
-        about a target we know at the address it names (no reflection for strangers)."""
-        membership = self._membership
-        requester = membership.get(req.source) if req.source else None
-        if requester is None or requester.addr != addr or requester.status > _SUSPECT:
-            return False
-        target = membership.get(req.target)
-        return target is not None and target.addr == req.target_addr
-
-    def _accept_user_broadcast(
-        self, msg: UserBroadcast, now: float, *, deliver: bool = True
-    ) -> None:
-        event = self._dis.accept_user_broadcast(msg, now, deliver=deliver)
-        if event is not None:
-            self._events.append(event)
 
     def _gossip(self, now: float) -> None:
         """The gossip timer: send queued news to a few random members.

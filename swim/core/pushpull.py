@@ -21,12 +21,8 @@ import random
 from collections.abc import Sequence
 
 from swim.core.codec import message_kind
-from swim.core.config import Config
-from swim.core.dissemination import Dissemination
-from swim.core.effects import Effects
-from swim.core.events import Event, JoinCompleted, UserMessageReceived
+from swim.core.events import JoinCompleted, UserMessageReceived
 from swim.core.exchange import Exchange, PendingStream
-from swim.core.membership import Membership
 from swim.core.messages import (
     Ack,
     Address,
@@ -34,43 +30,19 @@ from swim.core.messages import (
     Ping,
     PushPull,
     Refusal,
-    UserBroadcast,
     UserMessage,
 )
 from swim.core.outputs import StreamKind
-from swim.core.probing import Prober
-from swim.core.stats import Stats
+from swim.core.receiving import DatagramRules
 
 
-class ExchangeRules:
-    """Stream handling for `Core` (see the module docstring)."""
+class ExchangeRules(DatagramRules):
+    """Stream handling for `Core` (see the module docstring); datagram input and carrying
+    out effects come from `DatagramRules`."""
 
-    # The façade's parts, set by `Core.__init__` (plain attributes: a class compiled by
-    # mypyc may declare only attributes and methods).
-    config: Config
-    name: str
-    stats: Stats
+    # More of the façade's parts, set by `Core.__init__`.
     _rng: random.Random
-    _events: list[Event]
-    _membership: Membership
-    _dis: Dissemination
-    _prober: Prober
     _exchange: Exchange
-    _owe_alive: bool
-
-    def _carry_out(self, fx: Effects) -> None:
-        raise NotImplementedError  # the façade's
-
-    def _flush_notices(self) -> None:
-        raise NotImplementedError  # the façade's
-
-    def _answer_outdated(self, addr: Address, mark: int) -> None:
-        raise NotImplementedError  # the façade's
-
-    def _accept_user_broadcast(
-        self, msg: UserBroadcast, now: float, *, deliver: bool = True
-    ) -> None:
-        raise NotImplementedError  # the façade's
 
     def _answer_stream(
         self, messages: Sequence[Message], addr: Address, now: float
