@@ -447,6 +447,10 @@ async def test_a_running_agent_and_a_json_client_load_only_what_they_use(
     ) == []
     # Without --check, neither are the check runners and the process helpers they share.
     assert _loaded(agent_modules, ["swim.agent.check_runs", "swim.agent.processes"]) == []
+    # A SWIM-mode agent loads of the stable-view mode only its parameters (in Config).
+    assert _loaded(agent_modules, ["swim.core.stable"]) == [
+        "swim.core.stable", "swim.core.stable.params"
+    ]
     assert _loaded(clients["--json"], NEVER_AT_START) == []
     # The table needs rich, which shows the import log is read right.
     assert "rich" in clients[None]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from swim.core.codec import (
     DATAGRAM_OVERHEAD,
@@ -66,10 +66,12 @@ from swim.core.policy import DriverPolicy
 from swim.core.probing import Prober, advance
 from swim.core.pushpull import ExchangeRules
 from swim.core.queries import Queries, default_timeout_s
-from swim.core.stable.views import StableViews
 from swim.core.stats import Stats
 from swim.core.timing import push_pull_scale
 from swim.core.vivaldi import Coordinate, VivaldiClient
+
+if TYPE_CHECKING:
+    from swim.core.stable.views import StableViews
 
 __all__ = ["Core", "ProtocolError"]
 
@@ -149,10 +151,15 @@ class Core(ExchangeRules):
         self._gossip_on = config.gossip_timer and config.gossip_nodes > 0
         self._gossip_ticker = config.gossip_ticker
         #: The stable-view mode (`Config.stable_views`), None in SWIM mode.
-        self._stable = StableViews(
-            config, self._dis, self._membership, rng, name=name, now=now,
-            next_seq=self._prober.next_seq,
-        ) if config.membership_mode == "stable" else None
+        self._stable = None
+        if config.membership_mode == "stable":
+            # The opt-in mode, imported when used (a SWIM-mode member never loads it).
+            from swim.core.stable.views import StableViews
+
+            self._stable = StableViews(
+                config, self._dis, self._membership, rng, name=name, now=now,
+                next_seq=self._prober.next_seq,
+            )
         self._carry_out(self._membership.announce())
 
     # ============================================================== application inputs

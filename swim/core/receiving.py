@@ -15,7 +15,7 @@ one: single inheritance, so the compiled core (mypyc) keeps them native classes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from swim.core.codec import KIND_NAMES, MalformedMessage, decode_untrusted
 from swim.core.config import Config
@@ -47,9 +47,11 @@ from swim.core.messages import (
 )
 from swim.core.probing import Prober
 from swim.core.queries import Queries
-from swim.core.stable.views import StableViews
 from swim.core.stats import Stats
 from swim.core.vivaldi import MAX_TRACKED, Coordinate, VivaldiClient
+
+if TYPE_CHECKING:
+    from swim.core.stable.views import StableViews
 
 _SUSPECT: Final = MemberStatus.SUSPECT
 

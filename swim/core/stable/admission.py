@@ -27,24 +27,10 @@ from __future__ import annotations
 import collections
 from typing import Final
 
-import attrs
+from swim.core.stable.params import EdgeParams
 
 #: Most removed members remembered for the readmission hysteresis.
 REMOVED_MEMORY: Final = 4096
-
-
-@attrs.frozen(kw_only=True)
-class EdgeParams:
-    """An edge is faulty when `failures` of the last `window` probes failed."""
-
-    window: int = 5
-    failures: int = 2
-
-    def __attrs_post_init__(self) -> None:
-        if not 1 <= self.failures <= self.window:
-            raise ValueError(
-                f"edge failures must be in [1, window={self.window}], got {self.failures}"
-            )
 
 
 class EdgeMonitor:

@@ -35,29 +35,13 @@ from typing import Final
 
 import attrs
 
+from swim.core.stable.params import CutParams
 from swim.core.stable.rings import Rings
 
 #: A cut: ``(name, True)`` joins, ``(name, False)`` leaves, sorted by name.
 Cut = tuple[tuple[str, bool], ...]
 
 _INF: Final = float("inf")
-
-
-@attrs.frozen(kw_only=True)
-class CutParams:
-    """K rings, the H (stable) and L (unstable) report thresholds (Rapid's 10, 9, 3)."""
-
-    k: int = 10
-    h: int = 9
-    l: int = 3  # noqa: E741 (the paper's name)
-
-    def __attrs_post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"K (rings) must be >= 1, got {self.k}")
-        if not 1 <= self.h <= self.k:
-            raise ValueError(f"H must be in [1, K={self.k}], got H={self.h}")
-        if not 1 <= self.l <= self.h:
-            raise ValueError(f"L must be in [1, H={self.h}], got L={self.l}")
 
 
 @attrs.define(eq=False)

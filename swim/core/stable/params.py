@@ -1,4 +1,9 @@
-"""The stable-view mode's settings, one value inside `swim.core.config.Config`."""
+"""The stable-view mode's settings, one value inside `swim.core.config.Config`, and the
+parts of them the cut detector (`CutParams`) and the edge detector (`EdgeParams`) take.
+
+Plain values with no dependency on the rest of the mode, so a configuration can be built
+(and every `Config` is) without importing the mode itself.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,42 @@ from typing import Final
 
 import attrs
 
-from swim.core.stable.admission import EdgeParams
-from swim.core.stable.cut import CutParams
-
 #: Most (name, up) entries one cut may hold (the codec refuses larger votes).
 MAX_CUT_ENTRIES: Final = 256
 
 _POSITIVE = attrs.validators.gt(0.0)
 _NON_NEGATIVE = attrs.validators.ge(0.0)
+
+
+@attrs.frozen(kw_only=True)
+class EdgeParams:
+    """An edge is faulty when `failures` of the last `window` probes failed."""
+
+    window: int = 5
+    failures: int = 2
+
+    def __attrs_post_init__(self) -> None:
+        if not 1 <= self.failures <= self.window:
+            raise ValueError(
+                f"edge failures must be in [1, window={self.window}], got {self.failures}"
+            )
+
+
+@attrs.frozen(kw_only=True)
+class CutParams:
+    """K rings, the H (stable) and L (unstable) report thresholds (Rapid's 10, 9, 3)."""
+
+    k: int = 10
+    h: int = 9
+    l: int = 3  # noqa: E741 (the paper's name)
+
+    def __attrs_post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"K (rings) must be >= 1, got {self.k}")
+        if not 1 <= self.h <= self.k:
+            raise ValueError(f"H must be in [1, K={self.k}], got H={self.h}")
+        if not 1 <= self.l <= self.h:
+            raise ValueError(f"L must be in [1, H={self.h}], got L={self.l}")
 
 
 @attrs.frozen(kw_only=True)
