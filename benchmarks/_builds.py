@@ -47,10 +47,16 @@ def compiled_is_current() -> bool:
 
 
 def child_env(build: Build) -> dict[str, str]:
-    """The environment of a child process that should run `build`."""
+    """The environment of a child process that should run `build`.
+
+    Start the child with ``python -P`` (no working directory put first on sys.path):
+    its path is then the compiled build (if asked for) and this tree, in that order, so
+    `swim` comes from the build asked for and `benchmarks` from this tree.
+    """
     env = dict(os.environ)
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    paths = [p for p in paths if pathlib.Path(p).resolve() != COMPILED_SITE]
+    paths = [p for p in paths if pathlib.Path(p).resolve() not in (COMPILED_SITE, ROOT)]
+    paths.insert(0, str(ROOT))
     if build == "compiled":
         if not compiled_is_current():
             raise NoCompiledBuild(

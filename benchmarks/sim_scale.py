@@ -1,8 +1,8 @@
 """How fast the simulator runs large clusters: simulated member-seconds per wall second.
 
-    .venv/bin/python benchmarks/sim_scale.py            # N = 100 and 1,000
-    .venv/bin/python benchmarks/sim_scale.py --big      # and N = 10,000
-    .venv/bin/python benchmarks/sim_scale.py --json     # one JSON object
+    .venv/bin/python -m benchmarks.sim_scale            # N = 100 and 1,000
+    .venv/bin/python -m benchmarks.sim_scale --big      # and N = 10,000
+    .venv/bin/python -m benchmarks.sim_scale --json     # one JSON object
 
 Each size runs in a fresh child process (so its peak RSS is its own): LAN profile,
 object mode, a converged start, one crash at 30 s, 100 simulated seconds. With
@@ -119,7 +119,8 @@ def main() -> int:
         for way in ways:
             for each in builds:
                 proc = subprocess.run(
-                    [sys.executable, __file__, "--child", "--nodes", str(n), "--duration",
+                    [sys.executable, "-P", "-m", "benchmarks.sim_scale", "--child",
+                     "--nodes", str(n), "--duration",
                      str(args.duration), "--seed", str(args.seed), "--mode", args.mode,
                      "--start", args.start, "--coordinates", way],
                     capture_output=True, text=True, check=True, env=child_env(each),
