@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks._builds import COMPILED_SITE, ROOT, child_env
 
 
@@ -27,13 +29,11 @@ def test_a_tiny_run_reports_every_figure_for_the_pure_build() -> None:
     assert row["first_suspected_s"] is not None and 0.0 < row["first_suspected_s"] < 8.0
 
 
-def test_a_child_runs_the_build_asked_for_and_this_tree_otherwise() -> None:
-    env = child_env("pure")
-    paths = env["PYTHONPATH"].split(os.pathsep)
+def test_a_child_runs_the_build_asked_for_and_this_tree_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    paths = child_env("pure")["PYTHONPATH"].split(os.pathsep)
     assert paths[0] == str(ROOT) and str(COMPILED_SITE) not in paths
     # A compiled site inherited from the caller's environment is dropped for pure runs.
-    os.environ["PYTHONPATH"] = str(COMPILED_SITE)
-    try:
-        assert str(COMPILED_SITE) not in child_env("pure")["PYTHONPATH"].split(os.pathsep)
-    finally:
-        del os.environ["PYTHONPATH"]
+    monkeypatch.setenv("PYTHONPATH", str(COMPILED_SITE))
+    assert child_env("pure")["PYTHONPATH"].split(os.pathsep) == [str(ROOT)]
