@@ -168,12 +168,15 @@ class DatagramRules:
         mark = len(self._dis.outbox)  # Dissemination.mark, without the call
         for msg in messages:
             counter[kind_names[type(msg)]] += 1
+            if isinstance(msg, Alive):
+                # Most messages in a busy cluster (a join's gossip), so tested first,
+                # without the match below. The very state we hold is news to nobody (a
+                # state is a shared value, and most gossip in object mode repeats it).
+                member = msg.member
+                if table.get(member.name) is not member:
+                    carry_out(membership.apply_alive(member, now, addr))
+                continue
             match msg:
-                case Alive(member):
-                    # The very state we hold is news to nobody (a state is a shared
-                    # value, and most gossip in a simulator's object mode repeats it).
-                    if table.get(member.name) is not member:
-                        carry_out(membership.apply_alive(member, now, addr))
                 case Ping(seq, target, source):
                     if target == self.name:
                         coord = self._vivaldi.coordinate if self.config.coordinates else None
