@@ -32,16 +32,13 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(BIN)/swim demo
 
-# The core compiled with mypyc (setup.py's SWIM_COMPILE=1 build), installed into a folder
-# of its own for the benchmarks to put first on PYTHONPATH; rebuilt when a source changes.
-COMPILED_SITE := build/compiled-site
-COMPILED_STAMP := $(COMPILED_SITE)/.built
-$(COMPILED_STAMP): $(STAMP) setup.py $(shell find $(PACKAGES) -name '*.py')
+# The core compiled with mypyc (setup.py's SWIM_COMPILE=1 build), installed into
+# build/compiled-site for the benchmarks to put first on PYTHONPATH; benchmarks._builds
+# rebuilds it only when a source is newer than the build.
+compiled: $(STAMP)
 	$(BIN)/python -m benchmarks._builds
 
-compiled: $(COMPILED_STAMP)
-
-bench: $(STAMP) $(COMPILED_STAMP)
+bench: compiled
 	$(BIN)/python -m benchmarks
 
 # The research notebooks at full size (SWIM_NOTEBOOK_SCALE=full), outputs written in place.

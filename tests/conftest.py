@@ -25,7 +25,7 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 if os.environ.get("SWIM_REQUIRE_COMPILED") == "1":
-    from swim.core import core as _core
+    from benchmarks._builds import running_build
 
-    if (_core.__file__ or "").endswith(".py"):
-        raise RuntimeError(f"SWIM_REQUIRE_COMPILED=1, but the core is {_core.__file__}")
+    if running_build() != "compiled":
+        raise RuntimeError("SWIM_REQUIRE_COMPILED=1, but the core imported is pure Python")

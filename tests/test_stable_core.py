@@ -39,6 +39,22 @@ def converged_cluster(router: Router, n: int, config: Config = CONFIG) -> list[C
     return cores
 
 
+def partitioned_7_3(
+    router: Router, config: Config
+) -> tuple[list[Core], list[Core], list[Core]]:
+    """Ten converged members, partitioned 7 | 3 at 2 s: (all, the majority, the minority)."""
+    cores = converged_cluster(router, 10, config)
+    router.run_until(2.0)
+    big, small = cores[:7], cores[7:]
+    router.partition(big, small)
+    return cores, big, small
+
+
+def members_of(cores: list[Core]) -> tuple[str, ...]:
+    """The view holding exactly `cores`."""
+    return tuple(sorted(c.name for c in cores))
+
+
 def test_the_default_mode_is_swim() -> None:
     assert Config.lan().membership_mode == "swim"
     core = Core(Config.lan(), name="a", addr=addr_of(0), rng=__import__("random").Random(1),
@@ -171,12 +187,8 @@ def test_the_agent_prints_one_record_per_view_change() -> None:
 def test_a_partition_majority_removes_the_minority_which_rejoins_after_the_heal() -> None:
     config = Config.stable_views(Config.local(), readmit_after_s=10.0)
     router = Router(seed=1)
-    cores = converged_cluster(router, 10, config)
-    router.run_until(2.0)
-    big, small = cores[:7], cores[7:]
-    everyone = tuple(sorted(c.name for c in cores))
-    majority = tuple(sorted(c.name for c in big))
-    router.partition(big, small)
+    cores, big, small = partitioned_7_3(router, config)
+    everyone, majority = members_of(cores), members_of(big)
     # 7 of 10 is short of the fast quorum (8): the slow path decides, by majority.
     router.run_until_true(lambda: views(big) == {majority}, limit_s=60)
     for c in big:

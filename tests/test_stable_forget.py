@@ -11,7 +11,10 @@ import pytest
 from simulations.engine import Engine
 from simulations.network import NetworkModel
 from swim.core import Config
+from swim.core.events import ViewChanged
 from swim.core.stable import Admission
+from tests.router import Router
+from tests.test_stable_core import members_of, partitioned_7_3, views
 
 N = 20
 CRASHED = 5  # crashes at 10 s: removed from the view, then silent
@@ -121,18 +124,10 @@ def test_the_unreachability_clock() -> None:
 
 
 def test_a_minority_forgotten_during_a_long_partition_rejoins_after_the_heal() -> None:
-    from swim.core.events import ViewChanged
-    from tests.router import Router
-    from tests.test_stable_core import converged_cluster, views
-
     config = Config.stable_views(Config.local(), readmit_after_s=10.0, forget_after_s=20.0)
     router = Router(seed=2)
-    cores = converged_cluster(router, 10, config)
-    router.run_until(2.0)
-    big, small = cores[:7], cores[7:]
-    everyone = tuple(sorted(c.name for c in cores))
-    majority = tuple(sorted(c.name for c in big))
-    router.partition(big, small)
+    cores, big, small = partitioned_7_3(router, config)
+    everyone, majority = members_of(cores), members_of(big)
     router.run_until_true(lambda: views(big) == {majority}, limit_s=60)
     # Past the horizon and gossip to the dead (15 s): the majority forgot the minority.
     router.run_until(router.now + 20.0 + 15.0 + 10.0)
